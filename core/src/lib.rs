@@ -1,0 +1,1 @@
+//! Shared core (placeholder until written).

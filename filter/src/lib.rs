@@ -1,0 +1,1 @@
+//! proxy-wasm DoH filter (placeholder until written).

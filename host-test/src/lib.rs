@@ -1,0 +1,1 @@
+//! wasmtime proxy-wasm host (placeholder until written).

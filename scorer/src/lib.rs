@@ -1,0 +1,1 @@
+//! Scorer service (placeholder until written).

@@ -1,0 +1,1 @@
+//! End-to-end stack launcher (placeholder until written).
