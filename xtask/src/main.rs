@@ -1,5 +1,9 @@
-//! Developer tasks: `cargo xtask <task>`. Each task lives in its own module.
+//! Developer tasks: `cargo xtask <task>`. Each task lives in its own module with its own `Args`.
 
+mod bench;
+mod fuzz;
+mod scorer_bench;
+mod up;
 mod wasm;
 
 use clap::{Parser, Subcommand};
@@ -13,12 +17,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Build the proxy-wasm filter for wasm32-wasip1 with Debian's rustc-web + build-std.
+    /// Build the proxy-wasm filter for wasm32-wasip1 (Debian rustc-web + build-std).
     Wasm(wasm::Args),
+    /// Start the whole gateway locally (unbound, scorer, Elasticsearch-API store, Envoy + filter).
+    Up(up::Args),
+    /// Gateway benchmarks: Envoy+filter vs bare Envoy vs dnsdist (h2load); prints figures.
+    Bench(bench::Args),
+    /// Scorer benchmarks: HTTP vs raw ONNX Runtime ceiling, Flask baseline, sink; prints figures.
+    ScorerBench(scorer_bench::Args),
+    /// Short fuzz run of the DoH/DNS decode path (cargo-fuzz, nightly).
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Wasm(args) => wasm::run(args),
+        Task::Up(args) => up::run(args),
+        Task::Bench(args) => bench::run(args),
+        Task::ScorerBench(args) => scorer_bench::run(args),
+        Task::Fuzz(args) => fuzz::run(args),
     }
 }
