@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every test of the project, in the order a failure is cheapest to see. Assumes scripts/setup.sh ran
+# (./dohguard test does both). Each step names itself, so a CI log says which one broke.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source scripts/env.sh
+
+step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
+
+step "format (cargo fmt --check)"
+cargo fmt --all --check
+
+step "lint (cargo clippy -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "filter wasm build (cargo xtask wasm)"
+cargo xtask wasm
+
+step "Rust tests: core, filter, host-test (real .wasm), scorer, end-to-end (real Envoy, unbound, scorer, osmem)"
+cargo test --workspace --locked
+
+step "model pipeline tests (pytest)"
+"$DOHGUARD_PYTHON" -m pytest models/tests -q
+
+step "all tests passed"
