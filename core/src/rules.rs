@@ -1,0 +1,351 @@
+//! Allow and deny lists: pattern syntax, matching, and the allow-beats-deny policy.
+//!
+//! Three pattern forms, each normalised with [`crate::name::normalize`]:
+//! - `example.com`: exactly that name;
+//! - `*.example.com`: names strictly under it (not `example.com` itself);
+//! - `.example.com`: `example.com` and every name under it.
+//!
+//! A [`RuleSet`] is one hash map from a normalised name to the rule forms attached to it.
+//! Looking a name up walks its suffixes (`a.b.example.com`, `b.example.com`, `example.com`,
+//! `com`), one map probe per label, so the cost grows with the number of labels and not with
+//! the size of the list; building is one insert per entry.
+
+use std::collections::HashMap;
+
+use thiserror::Error;
+
+use crate::contract::{Reason, Verdict};
+use crate::name::{normalize, NameError};
+
+/// Which form of rule matched a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchKind {
+    /// `example.com` matched `example.com`.
+    Exact,
+    /// `*.example.com` matched a name strictly under `example.com`.
+    Subdomain,
+    /// `.example.com` matched `example.com` or a name under it.
+    DomainAndSubdomains,
+}
+
+/// A list entry that could not be parsed; `index` counts from 0 in the order given.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("rule #{index} {entry:?}: {source}")]
+pub struct RuleError {
+    pub index: usize,
+    pub entry: String,
+    #[source]
+    pub source: NameError,
+}
+
+/// Rule forms attached to one normalised name (several can coexist).
+#[derive(Debug, Clone, Copy, Default)]
+struct Rules {
+    exact: bool,
+    subdomains: bool,
+    domain_and_subdomains: bool,
+}
+
+/// A compiled allow or deny list.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    by_name: HashMap<Box<str>, Rules>,
+    patterns: usize,
+}
+
+impl RuleSet {
+    /// Compiles patterns; the first bad one is reported with its index. Duplicates are fine.
+    pub fn from_patterns<'a, I>(patterns: I) -> Result<RuleSet, RuleError>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let iter = patterns.into_iter();
+        let mut set = RuleSet {
+            by_name: HashMap::with_capacity(iter.size_hint().0),
+            patterns: 0,
+        };
+        for (index, entry) in iter.enumerate() {
+            set.insert(entry).map_err(|source| RuleError {
+                index,
+                entry: entry.to_owned(),
+                source,
+            })?;
+        }
+        Ok(set)
+    }
+
+    /// Compiles a list file: one pattern per line, blank lines and `#` comments skipped.
+    /// A bad line is reported with `index` = its line number counted from 0.
+    pub fn from_list_text(text: &str) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::default();
+        for (index, line) in text.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            set.insert(entry).map_err(|source| RuleError {
+                index,
+                entry: entry.to_owned(),
+                source,
+            })?;
+        }
+        Ok(set)
+    }
+
+    fn insert(&mut self, entry: &str) -> Result<(), NameError> {
+        let trimmed = entry.trim();
+        let (base, set_flag): (&str, fn(&mut Rules)) =
+            if let Some(rest) = trimmed.strip_prefix("*.") {
+                (rest, |r| r.subdomains = true)
+            } else if let Some(rest) = trimmed.strip_prefix('.') {
+                (rest, |r| r.domain_and_subdomains = true)
+            } else {
+                (trimmed, |r| r.exact = true)
+            };
+        let name = normalize(base)?;
+        set_flag(self.by_name.entry(name.into_boxed_str()).or_default());
+        self.patterns += 1;
+        Ok(())
+    }
+
+    /// Number of patterns compiled (duplicates counted).
+    pub fn len(&self) -> usize {
+        self.patterns
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns == 0
+    }
+
+    /// Matches a normalised name (see [`normalize`]); an exact rule wins over suffix rules,
+    /// and a rule on a longer suffix wins over one on a shorter suffix.
+    pub fn matches(&self, name: &str) -> Option<MatchKind> {
+        if let Some(rules) = self.by_name.get(name) {
+            if rules.exact {
+                return Some(MatchKind::Exact);
+            }
+            if rules.domain_and_subdomains {
+                return Some(MatchKind::DomainAndSubdomains);
+            }
+        }
+        let mut rest = name;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(rules) = self.by_name.get(parent) {
+                if rules.subdomains {
+                    return Some(MatchKind::Subdomain);
+                }
+                if rules.domain_and_subdomains {
+                    return Some(MatchKind::DomainAndSubdomains);
+                }
+            }
+            rest = parent;
+        }
+        None
+    }
+}
+
+/// The list verdict for a name: which list matched and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListDecision {
+    Allow(MatchKind),
+    Deny(MatchKind),
+}
+
+impl ListDecision {
+    pub fn verdict(self) -> Verdict {
+        match self {
+            ListDecision::Allow(_) => Verdict::Allow,
+            ListDecision::Deny(_) => Verdict::Block,
+        }
+    }
+
+    pub fn reason(self) -> Reason {
+        match self {
+            ListDecision::Allow(_) => Reason::AllowList,
+            ListDecision::Deny(_) => Reason::DenyList,
+        }
+    }
+}
+
+/// An allow list and a deny list; the allow list always wins.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub allow: RuleSet,
+    pub deny: RuleSet,
+}
+
+impl Policy {
+    /// Decides a normalised name from the lists alone; `None` means neither list matched.
+    pub fn decide(&self, name: &str) -> Option<ListDecision> {
+        if let Some(kind) = self.allow.matches(name) {
+            return Some(ListDecision::Allow(kind));
+        }
+        self.deny.matches(name).map(ListDecision::Deny)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Instant;
+
+    fn set(patterns: &[&str]) -> RuleSet {
+        RuleSet::from_patterns(patterns.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn exact_pattern_matches_only_that_name() {
+        let s = set(&["Example.COM."]);
+        assert_eq!(s.matches("example.com"), Some(MatchKind::Exact));
+        assert_eq!(s.matches("www.example.com"), None);
+        assert_eq!(s.matches("com"), None);
+        assert_eq!(s.matches("notexample.com"), None);
+    }
+
+    #[test]
+    fn wildcard_matches_strictly_under() {
+        let s = set(&["*.example.com"]);
+        assert_eq!(s.matches("example.com"), None);
+        assert_eq!(s.matches("a.example.com"), Some(MatchKind::Subdomain));
+        assert_eq!(s.matches("a.b.example.com"), Some(MatchKind::Subdomain));
+        assert_eq!(s.matches("badexample.com"), None);
+    }
+
+    #[test]
+    fn leading_dot_matches_domain_and_everything_under() {
+        let s = set(&[".example.com"]);
+        assert_eq!(
+            s.matches("example.com"),
+            Some(MatchKind::DomainAndSubdomains)
+        );
+        assert_eq!(
+            s.matches("x.y.example.com"),
+            Some(MatchKind::DomainAndSubdomains)
+        );
+        assert_eq!(s.matches("example.org"), None);
+    }
+
+    #[test]
+    fn forms_on_the_same_name_coexist() {
+        let s = set(&["example.com", "*.example.com"]);
+        assert_eq!(s.matches("example.com"), Some(MatchKind::Exact));
+        assert_eq!(s.matches("a.example.com"), Some(MatchKind::Subdomain));
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn bad_entry_is_named_with_its_index() {
+        let err = RuleSet::from_patterns(["ok.com", "*.fine.org", "bad..name"]).unwrap_err();
+        assert_eq!(err.index, 2);
+        assert_eq!(err.entry, "bad..name");
+        assert!(err.to_string().contains("rule #2 \"bad..name\""), "{err}");
+        for bad in ["", "*.", ".", "*.a b.com", "**.x.com"] {
+            assert!(RuleSet::from_patterns([bad]).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn list_text_skips_comments_and_blank_lines() {
+        let s =
+            RuleSet::from_list_text("# header\n\nexample.com  # trailing\n*.ads.net\n").unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.matches("x.ads.net"), Some(MatchKind::Subdomain));
+        let err = RuleSet::from_list_text("ok.com\n\nbad..com\n").unwrap_err();
+        assert_eq!(err.index, 2);
+    }
+
+    #[test]
+    fn allow_beats_deny() {
+        let policy = Policy {
+            allow: set(&["good.example.com"]),
+            deny: set(&[".example.com"]),
+        };
+        assert_eq!(
+            policy.decide("good.example.com"),
+            Some(ListDecision::Allow(MatchKind::Exact))
+        );
+        assert_eq!(
+            policy.decide("bad.example.com"),
+            Some(ListDecision::Deny(MatchKind::DomainAndSubdomains))
+        );
+        assert_eq!(policy.decide("other.org"), None);
+        let d = policy.decide("bad.example.com").unwrap();
+        assert_eq!(
+            (d.verdict(), d.reason()),
+            (Verdict::Block, Reason::DenyList)
+        );
+    }
+
+    /// Builds a 100k-entry list and prints how long it took (the speed goal lives in a
+    /// benchmark; this checks that every entry is really in the set).
+    #[test]
+    fn hundred_thousand_entries_build_and_match() {
+        let names: Vec<String> = (0..100_000)
+            .map(|i| match i % 3 {
+                0 => format!("host{i}.example{}.com", i % 977),
+                1 => format!("*.zone{i}.net"),
+                _ => format!(".tracker{i}.org"),
+            })
+            .collect();
+        let start = Instant::now();
+        let s = RuleSet::from_patterns(names.iter().map(String::as_str)).unwrap();
+        println!("built 100k-entry rule set in {:?}", start.elapsed());
+        assert_eq!(s.len(), 100_000);
+        assert_eq!(s.matches("host3.example3.com"), Some(MatchKind::Exact));
+        assert_eq!(s.matches("a.zone4.net"), Some(MatchKind::Subdomain));
+        assert_eq!(s.matches("zone4.net"), None);
+        assert_eq!(
+            s.matches("x.tracker5.org"),
+            Some(MatchKind::DomainAndSubdomains)
+        );
+        assert_eq!(s.matches("host4.example4.com"), None);
+    }
+
+    fn label() -> impl Strategy<Value = String> {
+        "[a-z0-9]{1,8}"
+    }
+
+    fn labels() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(label(), 1..5)
+    }
+
+    /// Reference semantics, written as directly as possible.
+    fn reference(patterns: &[String], name: &str) -> bool {
+        patterns.iter().any(|p| {
+            if let Some(base) = p.strip_prefix("*.") {
+                name.ends_with(&format!(".{base}"))
+            } else if let Some(base) = p.strip_prefix('.') {
+                name == base || name.ends_with(&format!(".{base}"))
+            } else {
+                name == p
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn matching_agrees_with_reference(
+            bases in prop::collection::vec((labels(), 0..3u8), 0..6),
+            name in labels(),
+            reuse in prop::option::of((0..6usize, labels())),
+        ) {
+            let patterns: Vec<String> = bases
+                .iter()
+                .map(|(ls, form)| {
+                    let base = ls.join(".");
+                    match form { 0 => base, 1 => format!("*.{base}"), _ => format!(".{base}") }
+                })
+                .collect();
+            // Often query a name under one of the patterns, so matches are exercised.
+            let name = match (reuse, bases.is_empty()) {
+                (Some((i, prefix)), false) => {
+                    format!("{}.{}", prefix.join("."), bases[i % bases.len()].0.join("."))
+                }
+                _ => name.join("."),
+            };
+            let s = RuleSet::from_patterns(patterns.iter().map(String::as_str)).unwrap();
+            prop_assert_eq!(s.matches(&name).is_some(), reference(&patterns, &name));
+        }
+    }
+}
