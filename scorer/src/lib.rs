@@ -1,1 +1,22 @@
-//! Scorer service (placeholder until written).
+//! The dohguard scoring service: the filter calls it on a verdict-cache miss.
+//!
+//! A request flows `http` (axum routes, problem+json errors) -> `scoring` (name
+//! normalisation, scorer-side allow/deny lists, the verdict cache, thresholds) -> `model`
+//! (model card, input encoding, ONNX Runtime session behind a micro-batching inference
+//! thread, hot reload) and every verdict is handed to `sink`, which ships it to
+//! Elasticsearch in bulk without ever making the request wait (spooling to disk when
+//! Elasticsearch is away). `config` is the one typed configuration; `metrics` the Prometheus
+//! registry shared by all of them; `app` wires the parts together for the binary and tests.
+
+pub mod app;
+pub mod config;
+pub mod metrics;
+pub mod model;
+pub mod scoring;
+pub mod sink;
+
+mod http;
+
+pub use app::{App, AppError};
+pub use config::{Config, ConfigError};
+pub use http::router;

@@ -1,0 +1,113 @@
+//! Start-up wiring: configuration -> metrics -> model (loaded, verified, warmed up) -> sink
+//! (template installed or spooling) -> scorer, plus the model file watcher. The binary and
+//! the tests both start the service through [`App::start`].
+
+use std::{sync::Arc, time::Duration};
+
+use thiserror::Error;
+
+use crate::{
+    config::Config,
+    metrics::Metrics,
+    model::{BatcherConfig, Model, ModelError},
+    scoring::{compile_rules, RulesError, Scorer},
+    sink::{Sink, SinkError, SinkTasks},
+};
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AppError {
+    #[error("model: {0}")]
+    Model(#[from] ModelError),
+    #[error("rules: {0}")]
+    Rules(#[from] RulesError),
+    #[error("sink: {0}")]
+    Sink(#[from] SinkError),
+}
+
+/// The running service's shared state.
+#[derive(Debug)]
+pub struct App {
+    pub config: Config,
+    pub metrics: Metrics,
+    pub scorer: Scorer,
+}
+
+/// Background work owned by the service; see [`AppTasks::shutdown`].
+#[derive(Debug)]
+pub struct AppTasks {
+    sink: SinkTasks,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    pub async fn start(config: Config) -> Result<(Arc<App>, AppTasks), AppError> {
+        let metrics = Metrics::new();
+        let (policy, ruled_domains) = compile_rules(&config.rules)?;
+        let inference = config.inference.clone();
+        let card = config.model.card.clone();
+        let model_metrics = metrics.clone();
+        let model = tokio::task::spawn_blocking(move || {
+            Model::start(
+                &card,
+                inference.device,
+                inference.intra_threads,
+                inference.warmup_batches,
+                BatcherConfig {
+                    max_batch: inference.max_batch,
+                    max_wait: Duration::from_micros(inference.max_wait_us),
+                    queue_capacity: inference.queue_capacity,
+                },
+                model_metrics,
+            )
+        })
+        .await
+        .map_err(|_| ModelError::Stopped)??;
+        let (sink, sink_tasks) =
+            Sink::start(&config.elasticsearch, &config.spool, metrics.clone()).await?;
+        let watcher = config.model.watch.then(|| {
+            tokio::spawn(crate::model::watch::watch(
+                model.clone(),
+                Duration::from_millis(config.model.watch_interval_ms),
+            ))
+        });
+        let scorer = Scorer::new(
+            model,
+            policy,
+            ruled_domains,
+            config.verdicts.clone(),
+            sink,
+            metrics.clone(),
+        );
+        Ok((
+            Arc::new(App {
+                config,
+                metrics,
+                scorer,
+            }),
+            AppTasks {
+                sink: sink_tasks,
+                watcher,
+            },
+        ))
+    }
+
+    pub fn sink(&self) -> &Sink {
+        self.scorer.sink()
+    }
+
+    pub fn model(&self) -> &Model {
+        self.scorer.model()
+    }
+}
+
+impl AppTasks {
+    /// Stops the watcher and flushes the sink. Drop every `Arc<App>` first, or the sink's
+    /// queue never closes.
+    pub async fn shutdown(self) {
+        if let Some(w) = self.watcher {
+            w.abort();
+        }
+        self.sink.shutdown().await;
+    }
+}

@@ -1,0 +1,199 @@
+//! The HTTP API (see `scorer/openapi.yaml`): routes, request parsing and limits, and the
+//! per-request metrics middleware. Handlers only translate between HTTP and [`Scorer`].
+//!
+//! [`Scorer`]: crate::scoring::Scorer
+
+mod problem;
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{MatchedPath, Request, State},
+    http::{header, HeaderMap, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use dohguard_core::contract::{BatchReply, BatchRequest, ScoreRequest};
+use serde_json::json;
+
+pub use problem::Problem;
+
+use crate::{
+    app::App,
+    metrics::{RouteLabel, RouteLabels},
+};
+
+/// The service as a router value (tests drive it with `oneshot`).
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/score", post(score))
+        .route("/v1/model", get(model_card))
+        .route("/admin/reload", post(reload))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), record_metrics))
+        .with_state(app)
+}
+
+async fn record_metrics(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    app.metrics
+        .http_latency
+        .get_or_create(&RouteLabel {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    app.metrics
+        .http_requests
+        .get_or_create(&RouteLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "no such endpoint",
+    )
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// One request shape or the other, told apart by the `names` key.
+enum Parsed {
+    One(ScoreRequest),
+    Batch(Vec<ScoreRequest>),
+}
+
+fn parse(body: &[u8]) -> Result<Parsed, Problem> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::malformed(format!("body is not JSON: {e}")))?;
+    if value.get("names").is_some() {
+        let batch: BatchRequest = serde_json::from_value(value)
+            .map_err(|e| Problem::malformed(format!("batch request: {e}")))?;
+        Ok(Parsed::Batch(batch.names))
+    } else {
+        let one: ScoreRequest = serde_json::from_value(value)
+            .map_err(|e| Problem::malformed(format!("score request: {e}")))?;
+        Ok(Parsed::One(one))
+    }
+}
+
+async fn score(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    match score_inner(&app, &headers, body).await {
+        Ok(r) => r,
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn score_inner(app: &App, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
+    if !is_json(headers) {
+        return Err(Problem::unsupported_type(
+            "content-type must be application/json",
+        ));
+    }
+    let limit = app.config.http.max_body_bytes;
+    let bytes: Bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| Problem::too_large(format!("the body exceeds {limit} bytes")))?;
+    let parsed = parse(&bytes)?;
+    let max_names = app.config.http.max_batch_names;
+    let (requests, batch) = match parsed {
+        Parsed::One(r) => (vec![r], false),
+        Parsed::Batch(names) if names.len() > max_names => {
+            return Err(Problem::too_large(format!(
+                "{} names in one batch; the limit is {max_names}",
+                names.len()
+            )))
+        }
+        Parsed::Batch(names) => (names, true),
+    };
+    let replies = tokio::time::timeout(app.config.request_timeout(), app.scorer.score(requests))
+        .await
+        .map_err(|_| Problem::unavailable("scoring timed out"))??;
+    Ok(if batch {
+        Json(BatchReply { results: replies }).into_response()
+    } else {
+        let one = replies.into_iter().next().expect("one request, one reply");
+        Json(one).into_response()
+    })
+}
+
+async fn model_card(State(app): State<Arc<App>>) -> Response {
+    let info = app.model().info();
+    let thresholds = app.scorer.thresholds();
+    let loaded_at = time::OffsetDateTime::from(info.loaded_at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Json(json!({
+        "model_version": info.model_version,
+        "device": info.device.as_str(),
+        "loaded_at": loaded_at,
+        "card_path": info.card_path.display().to_string(),
+        "thresholds_in_force": {"block": thresholds.block, "monitor": thresholds.monitor},
+        "card": info.card,
+    }))
+    .into_response()
+}
+
+async fn reload(State(app): State<Arc<App>>) -> Response {
+    match app.model().reload(None).await {
+        Ok(info) => {
+            Json(json!({"status": "reloaded", "model_version": info.model_version})).into_response()
+        }
+        Err(e) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reload-failed",
+            "Model reload failed; the previous model keeps serving",
+            e.to_string(),
+        )
+        .into_response(),
+    }
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    // Ready = model loaded (it is, or start-up would have failed) and verdicts have
+    // somewhere to go: Elasticsearch, or the spool while it is away.
+    Json(json!({
+        "status": "ready",
+        "model_version": app.model().info().model_version,
+        "sink": app.sink().state().as_str(),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}

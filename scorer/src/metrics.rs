@@ -1,0 +1,239 @@
+//! Prometheus metrics of the whole service, in one registry served at `GET /metrics`.
+//!
+//! [`Metrics`] is cheap to clone (every metric is an `Arc` inside) and is handed to each part
+//! at start; the sink counters are also read back by tests and benchmarks.
+
+use std::sync::Arc;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::Registry,
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub verdict: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+impl OutcomeLabel {
+    pub fn ok() -> Self {
+        Self { outcome: "ok" }
+    }
+    pub fn failed() -> Self {
+        Self { outcome: "failed" }
+    }
+}
+
+/// Counters of the Elasticsearch sink (documents, not requests, unless named so).
+#[derive(Debug, Clone, Default)]
+pub struct SinkCounters {
+    /// Accepted into the in-memory queue.
+    pub queued: Counter,
+    /// Confirmed stored by Elasticsearch (201), live path.
+    pub sent: Counter,
+    /// Bulk requests (or item subsets) sent again after a 429/5xx/connection error.
+    pub retried: Counter,
+    /// Written to the on-disk spool.
+    pub spooled: Counter,
+    /// Confirmed stored from the spool.
+    pub replayed: Counter,
+    /// Answered 409 on `create`: the document was already stored (a replay after an ambiguous failure).
+    pub duplicates: Counter,
+    /// Refused by Elasticsearch as invalid (4xx other than 409/429); kept in the spool's dead-letter file.
+    pub rejected: Counter,
+    /// Lost: could not be queued, stored or spooled. Must stay 0.
+    pub dropped: Counter,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub http_requests: Family<RouteLabels, Counter>,
+    pub http_latency: Family<RouteLabel, Histogram>,
+    pub batch_size: Histogram,
+    pub inference_seconds: Histogram,
+    pub queue_depth: Gauge,
+    pub verdicts: Family<VerdictLabels, Counter>,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    /// 1 while the session runs on CPU although CUDA was configured or detected.
+    pub cpu_fallback: Gauge,
+    pub model_reloads: Family<OutcomeLabel, Counter>,
+    pub sink: SinkCounters,
+    /// Documents waiting in the sink's memory queue.
+    pub sink_queue_depth: Gauge,
+    /// Bytes in the on-disk spool not yet replayed.
+    pub spool_bytes: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let http_requests = Family::<RouteLabels, Counter>::default();
+        let http_latency = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+        });
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let inference_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
+        let m = Self {
+            registry: Arc::new(Registry::default()),
+            http_requests,
+            http_latency,
+            batch_size,
+            inference_seconds,
+            queue_depth: Gauge::default(),
+            verdicts: Family::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cpu_fallback: Gauge::default(),
+            model_reloads: Family::default(),
+            sink: SinkCounters::default(),
+            sink_queue_depth: Gauge::default(),
+            spool_bytes: Gauge::default(),
+        };
+        let mut r = Registry::with_prefix("dohguard_scorer");
+        r.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            m.http_latency.clone(),
+        );
+        r.register(
+            "inference_batch_size",
+            "Names per model call",
+            m.batch_size.clone(),
+        );
+        r.register(
+            "inference_duration_seconds",
+            "Time per coalesced model call",
+            m.inference_seconds.clone(),
+        );
+        r.register(
+            "inference_queue_depth",
+            "Names waiting for the inference thread",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "verdicts",
+            "Verdicts by verdict and reason",
+            m.verdicts.clone(),
+        );
+        r.register(
+            "verdict_cache_hits",
+            "Verdict cache hits",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "verdict_cache_misses",
+            "Verdict cache misses",
+            m.cache_misses.clone(),
+        );
+        r.register(
+            "inference_cpu_fallback",
+            "1 when CUDA was wanted but inference runs on CPU",
+            m.cpu_fallback.clone(),
+        );
+        r.register(
+            "model_reloads",
+            "Model reload attempts by outcome",
+            m.model_reloads.clone(),
+        );
+        let s = &m.sink;
+        r.register(
+            "sink_queued",
+            "Verdict documents queued for Elasticsearch",
+            s.queued.clone(),
+        );
+        r.register(
+            "sink_sent",
+            "Documents stored by Elasticsearch",
+            s.sent.clone(),
+        );
+        r.register("sink_retried", "Bulk requests retried", s.retried.clone());
+        r.register(
+            "sink_spooled",
+            "Documents written to the disk spool",
+            s.spooled.clone(),
+        );
+        r.register(
+            "sink_replayed",
+            "Documents replayed from the spool and stored",
+            s.replayed.clone(),
+        );
+        r.register(
+            "sink_duplicates",
+            "Documents Elasticsearch already had (409 on create)",
+            s.duplicates.clone(),
+        );
+        r.register(
+            "sink_rejected",
+            "Documents refused by Elasticsearch (dead-lettered)",
+            s.rejected.clone(),
+        );
+        r.register(
+            "sink_dropped",
+            "Documents lost (must stay 0)",
+            s.dropped.clone(),
+        );
+        r.register(
+            "sink_queue_depth",
+            "Documents in the sink memory queue",
+            m.sink_queue_depth.clone(),
+        );
+        r.register(
+            "sink_spool_bytes",
+            "Bytes in the spool awaiting replay",
+            m.spool_bytes.clone(),
+        );
+        Self {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,219 @@
+//! One verdict -> one Elasticsearch document, in Elastic Common Schema field names
+//! (`dohguard.*` for what ECS has no field for), with its `_id` fixed when the verdict is made.
+//!
+//! The `_id` is a UUIDv7 (time-ordered, so ids of one period sort together) generated once per
+//! verdict and stored with the document in the spool. Every retry and every replay sends the
+//! same `_id` with the bulk `create` action, so Elasticsearch stores a verdict at most once:
+//! a 409 on replay means "already there".
+
+use std::{net::IpAddr, time::SystemTime};
+
+use dohguard_core::contract::{Reason, Scope, Verdict};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Everything the sink needs to know about one verdict.
+#[derive(Debug, Clone)]
+pub struct VerdictEvent {
+    pub timestamp: SystemTime,
+    pub name: String,
+    pub qtype: String,
+    pub client: Option<IpAddr>,
+    pub registered_domain: Option<String>,
+    pub subdomain: Option<String>,
+    pub top_level_domain: Option<String>,
+    pub score: f32,
+    pub verdict: Verdict,
+    pub reason: Reason,
+    pub scope: Scope,
+    pub model_version: String,
+    /// Time spent scoring the request this verdict belongs to, microseconds.
+    pub latency_us: u64,
+}
+
+/// A document ready for the bulk API: its index, id and serialised body.
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+pub struct Doc {
+    #[serde(rename = "_index")]
+    pub index: String,
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// The `_source`, already serialised.
+    pub source: Box<RawValue>,
+}
+
+impl Doc {
+    /// Serialised size counted against `bulk_max_bytes`.
+    pub fn approx_bytes(&self) -> usize {
+        self.source.get().len() + self.index.len() + self.id.len() + 40
+    }
+
+    /// Appends the two bulk lines (`create` action, then the document) to `out`.
+    pub fn write_bulk_lines(&self, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct Create<'a> {
+            create: Meta<'a>,
+        }
+        #[derive(Serialize)]
+        struct Meta<'a> {
+            #[serde(rename = "_index")]
+            index: &'a str,
+            #[serde(rename = "_id")]
+            id: &'a str,
+        }
+        serde_json::to_writer(
+            &mut *out,
+            &Create {
+                create: Meta {
+                    index: &self.index,
+                    id: &self.id,
+                },
+            },
+        )
+        .expect("serialising to a Vec cannot fail");
+        out.push(b'\n');
+        out.extend_from_slice(self.source.get().as_bytes());
+        out.push(b'\n');
+    }
+}
+
+#[derive(Serialize)]
+struct Ecs<'a> {
+    #[serde(rename = "@timestamp")]
+    timestamp: String,
+    ecs: EcsVersion,
+    event: Event,
+    dns: Dns<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Source>,
+    dohguard: Dohguard<'a>,
+}
+
+#[derive(Serialize)]
+struct EcsVersion {
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Event {
+    kind: &'static str,
+    category: [&'static str; 1],
+    #[serde(rename = "type")]
+    kind_type: [&'static str; 1],
+    action: &'static str,
+    outcome: &'static str,
+    dataset: &'static str,
+    duration: u64,
+}
+
+#[derive(Serialize)]
+struct Dns<'a> {
+    #[serde(rename = "type")]
+    message_type: &'static str,
+    question: Question<'a>,
+}
+
+#[derive(Serialize)]
+struct Question<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    qtype: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registered_domain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subdomain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_level_domain: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Source {
+    ip: IpAddr,
+}
+
+#[derive(Serialize)]
+struct Dohguard<'a> {
+    score: f32,
+    verdict: &'static str,
+    reason: &'static str,
+    scope: &'static str,
+    model_version: &'a str,
+    latency_us: u64,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a SystemTime always formats as RFC 3339")
+}
+
+impl VerdictEvent {
+    /// The ECS document for this verdict, with a fresh `_id`.
+    pub fn to_doc(&self, index: &str) -> Doc {
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            self.timestamp
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            self.timestamp
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0),
+        );
+        let (action, outcome) = match self.verdict {
+            Verdict::Block => ("dns-block", "success"),
+            Verdict::Monitor => ("dns-monitor", "success"),
+            Verdict::Allow => ("dns-allow", "success"),
+        };
+        let ecs = Ecs {
+            timestamp: rfc3339(self.timestamp),
+            ecs: EcsVersion { version: "8.11.0" },
+            event: Event {
+                kind: if self.verdict == Verdict::Allow {
+                    "event"
+                } else {
+                    "alert"
+                },
+                category: ["network"],
+                kind_type: [match self.verdict {
+                    Verdict::Block => "denied",
+                    Verdict::Monitor => "indicator",
+                    Verdict::Allow => "allowed",
+                }],
+                action,
+                outcome,
+                dataset: "dohguard.verdicts",
+                duration: self.latency_us * 1000,
+            },
+            dns: Dns {
+                message_type: "query",
+                question: Question {
+                    name: &self.name,
+                    qtype: &self.qtype,
+                    registered_domain: self.registered_domain.as_deref(),
+                    subdomain: self.subdomain.as_deref(),
+                    top_level_domain: self.top_level_domain.as_deref(),
+                },
+            },
+            source: self.client.map(|ip| Source { ip }),
+            dohguard: Dohguard {
+                score: self.score,
+                verdict: self.verdict.as_str(),
+                reason: self.reason.as_str(),
+                scope: match self.scope {
+                    Scope::Name => "name",
+                    Scope::RegisteredDomain => "registered_domain",
+                },
+                model_version: &self.model_version,
+                latency_us: self.latency_us,
+            },
+        };
+        let json = serde_json::to_string(&ecs).expect("the ECS document always serialises");
+        Doc {
+            index: index.to_owned(),
+            id: uuid::Uuid::new_v7(ts).to_string(),
+            source: RawValue::from_string(json).expect("serde_json output is valid JSON"),
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The Elasticsearch sink: every verdict becomes one ECS document, and nothing is lost.
+//!
+//! [`Sink::submit`] never waits: it puts the document on a bounded memory queue, or, when the
+//! queue is full, appends it to the on-disk [`spool`]. The *writer* task drains the queue
+//! into bulk requests (flushed by count, bytes or age), keeps up to `max_in_flight` of them
+//! running, and retries 429/5xx/connection failures with exponential backoff; what still
+//! fails is spooled and the sink switches to *spooling* mode, in which new batches go
+//! straight to the spool so the spool keeps arrival order. The *replayer* task probes
+//! Elasticsearch, re-installs the index template, replays sealed spool segments oldest
+//! first, deletes each once confirmed, and switches back to live mode when the spool is
+//! empty. Deterministic `_id`s plus the bulk `create` action make replays idempotent.
+
+pub mod bulk;
+pub mod document;
+pub mod spool;
+pub mod template;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use thiserror::Error;
+use tokio::{
+    sync::{mpsc, Notify, Semaphore},
+    task::JoinSet,
+};
+
+pub use bulk::EsClient;
+pub use document::{Doc, VerdictEvent};
+pub use spool::Spool;
+
+use crate::{
+    config::{ElasticsearchConfig, SpoolConfig},
+    metrics::Metrics,
+};
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    #[error("Elasticsearch client: {0}")]
+    Client(String),
+    #[error("Elasticsearch unavailable: {0}")]
+    Unavailable(String),
+    #[error("installing the index template: {0}")]
+    Template(String),
+    #[error("spool {path}: {source}")]
+    Spool {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// State shared by the handle, the writer and the replayer.
+struct Shared {
+    es: Option<EsClient>,
+    spool: Spool,
+    config: ElasticsearchConfig,
+    replay_interval: Duration,
+    metrics: Metrics,
+    /// Live mode: batches go to Elasticsearch. Off while it is down or the spool is draining.
+    live: AtomicBool,
+    /// Wakes the replayer early (a batch was just spooled).
+    wake: Notify,
+}
+
+/// How the sink is doing, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkState {
+    /// Elasticsearch takes documents.
+    Live,
+    /// Elasticsearch is away or the spool is being replayed: documents go to the spool.
+    Spooling,
+    /// No Elasticsearch configured: documents only go to the spool.
+    SpoolOnly,
+}
+
+impl SinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Spooling => "spooling",
+            Self::SpoolOnly => "spool_only",
+        }
+    }
+}
+
+/// Handle for submitting verdicts; cheap to clone.
+#[derive(Clone)]
+pub struct Sink {
+    tx: mpsc::Sender<Doc>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sink's background tasks; [`SinkTasks::shutdown`] flushes what is queued.
+pub struct SinkTasks {
+    writer: tokio::task::JoinHandle<()>,
+    replayer: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SinkTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkTasks").finish_non_exhaustive()
+    }
+}
+
+impl Sink {
+    /// Opens the spool, installs the template (when Elasticsearch answers), and starts the
+    /// writer and replayer tasks. Elasticsearch being down is not an error: the sink starts
+    /// in spooling mode.
+    pub async fn start(
+        es: &ElasticsearchConfig,
+        spool: &SpoolConfig,
+        metrics: Metrics,
+    ) -> Result<(Sink, SinkTasks), SinkError> {
+        let spool_store = Spool::open(
+            &spool.dir,
+            spool.fsync,
+            Duration::from_millis(spool.fsync_interval_ms),
+            spool.segment_bytes,
+        )
+        .map_err(|source| SinkError::Spool {
+            path: spool.dir.display().to_string(),
+            source,
+        })?;
+        let client = es
+            .url
+            .as_deref()
+            .map(|u| EsClient::new(u, es))
+            .transpose()?;
+        let mut live = false;
+        if let Some(c) = &client {
+            match c.install_template().await {
+                Ok(()) => live = spool_store.is_empty(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Elasticsearch not ready at start; spooling until it is")
+                }
+            }
+        } else {
+            tracing::warn!(dir = %spool.dir.display(), "no Elasticsearch configured: verdicts go to the spool only");
+        }
+        let shared = Arc::new(Shared {
+            es: client,
+            spool: spool_store,
+            config: es.clone(),
+            replay_interval: Duration::from_millis(spool.replay_interval_ms),
+            metrics,
+            live: AtomicBool::new(live),
+            wake: Notify::new(),
+        });
+        let (tx, rx) = mpsc::channel(es.queue_capacity);
+        let writer = tokio::spawn(writer_loop(shared.clone(), rx));
+        let replayer = tokio::spawn(replay_loop(shared.clone()));
+        Ok((
+            Sink {
+                tx,
+                shared: shared.clone(),
+            },
+            SinkTasks {
+                writer,
+                replayer,
+                shared,
+            },
+        ))
+    }
+
+    /// Hands a verdict to the sink without waiting: queue, else spool, else counted as dropped.
+    pub fn submit(&self, event: VerdictEvent) {
+        let doc = event.to_doc(&self.shared.config.index);
+        let m = &self.shared.metrics;
+        match self.tx.try_send(doc) {
+            Ok(()) => {
+                m.sink.queued.inc();
+                m.sink_queue_depth.inc();
+            }
+            Err(mpsc::error::TrySendError::Full(doc))
+            | Err(mpsc::error::TrySendError::Closed(doc)) => {
+                spool_docs(&self.shared, std::slice::from_ref(&doc));
+                self.shared.live.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+
+    pub fn state(&self) -> SinkState {
+        if self.shared.es.is_none() {
+            SinkState::SpoolOnly
+        } else if self.shared.live.load(Ordering::SeqCst) {
+            SinkState::Live
+        } else {
+            SinkState::Spooling
+        }
+    }
+
+    /// The Elasticsearch client (for tests and tools), when one is configured.
+    pub fn es(&self) -> Option<&EsClient> {
+        self.shared.es.as_ref()
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.shared.spool
+    }
+}
+
+impl SinkTasks {
+    /// Waits for the writer to drain the queue (every [`Sink`] handle must be dropped first),
+    /// stops the replayer, and fsyncs the spool.
+    pub async fn shutdown(self) {
+        let _ = self.writer.await;
+        self.replayer.abort();
+        let _ = self.replayer.await;
+        if let Err(e) = self.shared.spool.sync_now() {
+            tracing::error!(error = %e, "final spool fsync failed");
+        }
+    }
+}
+
+fn spool_docs(shared: &Shared, docs: &[Doc]) {
+    match shared.spool.append(docs) {
+        Ok(()) => {
+            shared.metrics.sink.spooled.inc_by(docs.len() as u64);
+            shared.wake.notify_one();
+        }
+        Err(e) => {
+            shared.metrics.sink.dropped.inc_by(docs.len() as u64);
+            tracing::error!(error = %e, docs = docs.len(), dir = %shared.spool.dir().display(), "SPOOL WRITE FAILED: verdict documents lost");
+        }
+    }
+}
+
+fn dead_letter(shared: &Shared, rejected: Vec<(Doc, String)>) {
+    for (doc, reason) in rejected {
+        shared.metrics.sink.rejected.inc();
+        tracing::error!(id = %doc.id, %reason, "Elasticsearch refused a verdict document");
+        if let Err(e) = shared.spool.dead_letter(&doc, &reason) {
+            shared.metrics.sink.dropped.inc();
+            tracing::error!(error = %e, "dead-letter write failed: document lost");
+        }
+    }
+}
+
+/// Collects batches from the queue and delivers them with bounded concurrency.
+async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Doc>) {
+    let cfg = &shared.config;
+    let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight));
+    let flush = Duration::from_millis(cfg.flush_interval_ms);
+    let mut tasks = JoinSet::new();
+    let mut buf = Vec::with_capacity(cfg.bulk_max_docs);
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        let mut bytes = first.approx_bytes();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + flush;
+        let mut closed = false;
+        while batch.len() < cfg.bulk_max_docs && bytes < cfg.bulk_max_bytes {
+            buf.clear();
+            let room = cfg.bulk_max_docs - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, room)).await {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(_) => {
+                    bytes += buf.iter().map(Doc::approx_bytes).sum::<usize>();
+                    batch.append(&mut buf);
+                }
+                Err(_) => break, // flush interval reached
+            }
+        }
+        shared.metrics.sink_queue_depth.dec_by(batch.len() as i64);
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        while tasks.try_join_next().is_some() {}
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            deliver_live(&shared, batch).await;
+            drop(permit);
+        });
+        if closed {
+            break;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn deliver_live(shared: &Shared, batch: Vec<Doc>) {
+    let Some(es) = shared
+        .es
+        .as_ref()
+        .filter(|_| shared.live.load(Ordering::SeqCst))
+    else {
+        spool_docs(shared, &batch);
+        return;
+    };
+    let d = es.deliver(batch, &shared.metrics.sink).await;
+    shared.metrics.sink.sent.inc_by(d.stored);
+    shared.metrics.sink.duplicates.inc_by(d.duplicates);
+    dead_letter(shared, d.rejected);
+    if !d.undelivered.is_empty() {
+        if shared.live.swap(false, Ordering::SeqCst) {
+            tracing::warn!("Elasticsearch unavailable: spooling verdicts to disk until it returns");
+        }
+        spool_docs(shared, &d.undelivered);
+    }
+}
+
+/// Replays the spool whenever Elasticsearch answers; flips the sink back to live mode.
+async fn replay_loop(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(shared.replay_interval) => {}
+            _ = shared.wake.notified() => {
+                // Give a burst of spooled batches a moment to land in the same segment.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        if let Err(e) = shared.spool.sync_if_due() {
+            tracing::error!(error = %e, "spool fsync failed");
+        }
+        shared
+            .metrics
+            .spool_bytes
+            .set(shared.spool.pending_bytes() as i64);
+        let Some(es) = &shared.es else { continue };
+        if shared.live.load(Ordering::SeqCst) && shared.spool.is_empty() {
+            continue;
+        }
+        if !shared.live.load(Ordering::SeqCst) {
+            // Coming back: the server may be a fresh one without our template.
+            if !es.ping().await {
+                continue;
+            }
+            if let Err(e) = es.install_template().await {
+                tracing::warn!(error = %e, "template not installed yet; will retry");
+                continue;
+            }
+        }
+        match replay_spool(&shared, es).await {
+            Ok(()) => {
+                if !shared.live.swap(true, Ordering::SeqCst) {
+                    tracing::info!("spool replayed: Elasticsearch back in live mode");
+                }
+            }
+            Err(e) => {
+                shared.live.store(false, Ordering::SeqCst);
+                tracing::warn!(error = %e, "spool replay paused; will retry");
+            }
+        }
+        shared
+            .metrics
+            .spool_bytes
+            .set(shared.spool.pending_bytes() as i64);
+    }
+}
+
+/// Replays every sealed segment in order; stops at the first one that cannot be delivered.
+async fn replay_spool(shared: &Shared, es: &EsClient) -> Result<(), SinkError> {
+    let spool_err = |source| SinkError::Spool {
+        path: shared.spool.dir().display().to_string(),
+        source,
+    };
+    let segments = shared.spool.seal_and_list().map_err(spool_err)?;
+    for segment in segments {
+        let contents = Spool::read_segment(&segment).map_err(spool_err)?;
+        let mut docs = contents.docs.into_iter().peekable();
+        while docs.peek().is_some() {
+            let chunk: Vec<Doc> = docs.by_ref().take(shared.config.bulk_max_docs).collect();
+            let d = es.deliver(chunk, &shared.metrics.sink).await;
+            shared.metrics.sink.replayed.inc_by(d.stored);
+            shared.metrics.sink.duplicates.inc_by(d.duplicates);
+            dead_letter(shared, d.rejected);
+            if !d.undelivered.is_empty() {
+                return Err(SinkError::Unavailable(format!(
+                    "{} spooled documents not delivered",
+                    d.undelivered.len()
+                )));
+            }
+        }
+        Spool::remove_segment(&segment).map_err(spool_err)?;
+    }
+    Ok(())
+}
