@@ -1,0 +1,222 @@
+//! Envoy as the DoH gateway: renders `envoy/gateway.yaml.j2` (listeners, `/dns-query` route,
+//! the wasm filter, the scorer cluster, admin), checks it with `envoy --mode validate`, starts
+//! Envoy and waits for the admin interface to report it live. Also reads the admin `/stats`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::http;
+use crate::ports::free_port;
+use crate::process::{http_ok, ManagedProcess};
+use crate::tls::TlsFiles;
+use crate::tools::{self, Tool};
+use crate::LaunchError;
+
+/// Name of the Envoy cluster the filter calls (the filter's `scorer_cluster` setting).
+pub const SCORER_CLUSTER: &str = "dohguard_scorer";
+
+/// Where `/dns-query` goes.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// Proxied to unbound's cleartext HTTP/2 DoH port.
+    Unbound { port: u16 },
+    /// Answered by Envoy itself with this file's bytes (benchmark bound: bare `direct_response`).
+    Direct { body_file: PathBuf },
+}
+
+/// The proxy-wasm filter and its plugin configuration (JSON, see `filter/CONFIG.md`).
+#[derive(Debug, Clone)]
+pub struct FilterSetup {
+    pub wasm: PathBuf,
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvoyOptions {
+    pub upstream: Upstream,
+    pub filter: Option<FilterSetup>,
+    pub tls: Option<TlsFiles>,
+    /// Address of the scorer (`host`, `port`), when the filter may call one.
+    pub scorer: Option<(String, u16)>,
+    /// Worker threads (`--concurrency`).
+    pub concurrency: u32,
+    /// Fixed ports (for `cargo xtask up`); ephemeral when `None`.
+    pub ports: Option<EnvoyPorts>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EnvoyPorts {
+    pub admin: u16,
+    pub http: u16,
+    pub https: u16,
+}
+
+impl EnvoyPorts {
+    pub fn ephemeral() -> Result<Self, LaunchError> {
+        Ok(Self {
+            admin: free_port()?,
+            http: free_port()?,
+            https: free_port()?,
+        })
+    }
+}
+
+/// Renders the gateway configuration for `options` on `ports`.
+pub fn render(options: &EnvoyOptions, ports: EnvoyPorts) -> Result<String, LaunchError> {
+    let upstream = match &options.upstream {
+        Upstream::Unbound { port } => serde_json::json!({"kind": "unbound", "port": port}),
+        Upstream::Direct { body_file } => {
+            serde_json::json!({"kind": "direct", "body_file": body_file})
+        }
+    };
+    let filter = options.filter.as_ref().map(|f| {
+        serde_json::json!({
+            "wasm": f.wasm,
+            "config_json": f.config.to_string(),
+            "vm_id": "dohguard",
+        })
+    });
+    let tls = options
+        .tls
+        .as_ref()
+        .map(|t| serde_json::json!({"port": ports.https, "cert": t.cert, "key": t.key}));
+    let scorer = options
+        .scorer
+        .as_ref()
+        .map(|(host, port)| serde_json::json!({"host": host, "port": port}));
+    crate::template::render(
+        "gateway.yaml.j2",
+        serde_json::json!({
+            "admin_port": ports.admin,
+            "http_port": ports.http,
+            "tls": tls,
+            "upstream": upstream,
+            "filter": filter,
+            "scorer": scorer,
+            "scorer_cluster": SCORER_CLUSTER,
+        }),
+    )
+}
+
+/// Runs `envoy --mode validate -c config`; the error carries Envoy's explanation.
+pub fn validate(config: &Path) -> Result<(), LaunchError> {
+    let output = Command::new(tools::find(Tool::Envoy)?)
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "warn",
+            "-c",
+        ])
+        .arg(config)
+        .output()
+        .map_err(LaunchError::io("running envoy --mode validate"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(LaunchError::ToolFailed {
+            tool: "envoy --mode validate",
+            status: output.status.to_string(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Envoy {
+    process: ManagedProcess,
+    pub ports: EnvoyPorts,
+    pub tls: bool,
+    pub config_path: PathBuf,
+}
+
+impl Envoy {
+    /// Renders the configuration into `dir`, validates it, starts Envoy and waits until the
+    /// admin interface answers `/ready` with 200 (all listeners up, the filter loaded).
+    pub fn start(dir: &Path, options: &EnvoyOptions) -> Result<Self, LaunchError> {
+        let ports = options.ports.map_or_else(EnvoyPorts::ephemeral, Ok)?;
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, render(options, ports)?).map_err(LaunchError::io(format!(
+            "writing {}",
+            config_path.display()
+        )))?;
+        validate(&config_path)?;
+        let mut command = Command::new(tools::find(Tool::Envoy)?);
+        command
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--disable-hot-restart", "--log-level", "warn"])
+            .arg("--concurrency")
+            .arg(options.concurrency.to_string());
+        let mut process = ManagedProcess::spawn("envoy", command, &dir.join("envoy.log"))?;
+        let ready = format!("http://127.0.0.1:{}/ready", ports.admin);
+        process.wait_ready(Duration::from_secs(30), || http_ok(&ready))?;
+        Ok(Self {
+            process,
+            ports,
+            tls: options.tls.is_some(),
+            config_path,
+        })
+    }
+
+    pub fn process(&mut self) -> &mut ManagedProcess {
+        &mut self.process
+    }
+
+    /// `http://127.0.0.1:PORT/dns-query` (cleartext listener).
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}/dns-query", self.ports.http)
+    }
+
+    /// `https://localhost:PORT/dns-query` (TLS listener; the certificate is for localhost).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}/dns-query", self.ports.https)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.admin)
+    }
+
+    /// The admin `/stats` text (`name: value` lines).
+    pub fn stats(&self) -> Result<String, LaunchError> {
+        Ok(http::get_text(&self.admin_url("/stats"))?.1)
+    }
+
+    /// The admin `/stats/prometheus` text.
+    pub fn prometheus(&self) -> Result<String, LaunchError> {
+        Ok(http::get_text(&self.admin_url("/stats/prometheus"))?.1)
+    }
+
+    /// Value of counter or gauge `name` in `/stats`, if present.
+    pub fn stat(&self, name: &str) -> Result<Option<u64>, LaunchError> {
+        Ok(parse_stat(&self.stats()?, name))
+    }
+}
+
+/// Finds `name: value` in Envoy's `/stats` text.
+pub fn parse_stat(stats: &str, name: &str) -> Option<u64> {
+    stats.lines().find_map(|line| {
+        let (key, value) = line.split_once(": ")?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_stat_finds_exact_names_only() {
+        let stats = "a.b: 3\na.b.c: 7\nhist: P0(nan,0)\n";
+        assert_eq!(parse_stat(stats, "a.b"), Some(3));
+        assert_eq!(parse_stat(stats, "a.b.c"), Some(7));
+        assert_eq!(parse_stat(stats, "a"), None);
+        assert_eq!(parse_stat(stats, "hist"), None);
+    }
+}

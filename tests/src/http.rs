@@ -1,0 +1,42 @@
+//! A small blocking HTTP/1.1 client (ureq) for readiness probes, Envoy's admin interface and
+//! the Elasticsearch API. Non-2xx answers are returned as responses, not errors, so callers
+//! can assert on the status.
+
+use std::time::Duration;
+
+use crate::LaunchError;
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GET `url`; returns the status and the body as text.
+pub fn get_text(url: &str) -> Result<(u16, String), LaunchError> {
+    let fail = |e: ureq::Error| LaunchError::Http {
+        url: url.to_owned(),
+        message: e.to_string(),
+    };
+    let mut response = agent().get(url).call().map_err(fail)?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().map_err(fail)?;
+    Ok((status, body))
+}
+
+/// POST a JSON body to `url`; returns the status and the parsed JSON reply.
+pub fn post_json(
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<(u16, serde_json::Value), LaunchError> {
+    let fail = |e: ureq::Error| LaunchError::Http {
+        url: url.to_owned(),
+        message: e.to_string(),
+    };
+    let mut response = agent().post(url).send_json(body).map_err(fail)?;
+    let status = response.status().as_u16();
+    let value = response.body_mut().read_json().map_err(fail)?;
+    Ok((status, value))
+}

@@ -1,0 +1,188 @@
+//! The whole gateway as one value: unbound upstream, optionally the Elasticsearch-API store and
+//! a scorer (real or stand-in), and Envoy (with or without the filter) in front. Started in
+//! dependency order, each awaited by polling; dropped in reverse order (Envoy first), each
+//! process stopped by PID. Configurations and logs live in a temporary directory (kept when
+//! `DOHGUARD_KEEP_RUN_DIR` is set) or in a directory the caller names.
+
+use std::path::{Path, PathBuf};
+
+use crate::envoy::{Envoy, EnvoyOptions, EnvoyPorts, FilterSetup, Upstream};
+use crate::osmem::Osmem;
+use crate::paths;
+use crate::scorer::{Scorer, ScorerOptions};
+use crate::stand_in_scorer::StandInScorer;
+use crate::tls::{self, TlsFiles};
+use crate::unbound::{Unbound, UnboundOptions};
+use crate::LaunchError;
+
+/// Which scorer the filter's callout reaches.
+#[derive(Debug, Clone, Default)]
+pub enum ScorerKind {
+    /// No scorer cluster at all.
+    #[default]
+    None,
+    /// The in-process stand-in (blocks `*.dga.test`).
+    StandIn,
+    /// The real `dohguard-scorer` with this model card, logging to a fresh osmem-server.
+    Real { model_card: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// The filter's plugin configuration; `None` runs bare Envoy (no filter).
+    pub filter_config: Option<serde_json::Value>,
+    pub scorer: ScorerKind,
+    /// Add the TLS listener (self-signed certificate for `localhost`).
+    pub tls: bool,
+    pub unbound: UnboundOptions,
+    /// Envoy worker threads.
+    pub concurrency: u32,
+    /// Fixed ports (for `cargo xtask up`); ephemeral when `None`.
+    pub envoy_ports: Option<EnvoyPorts>,
+    pub osmem_port: Option<u16>,
+    pub scorer_port: Option<u16>,
+    /// Directory for configurations and logs; a fresh temporary one when `None`.
+    pub run_dir: Option<PathBuf>,
+    /// Where to keep the TLS certificate (generated when missing); the run directory when `None`.
+    pub tls_dir: Option<PathBuf>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            filter_config: None,
+            scorer: ScorerKind::None,
+            tls: true,
+            unbound: UnboundOptions::default(),
+            concurrency: 2,
+            envoy_ports: None,
+            osmem_port: None,
+            scorer_port: None,
+            run_dir: None,
+            tls_dir: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum RunDir {
+    Temp(tempfile::TempDir),
+    Fixed(PathBuf),
+}
+
+/// A running gateway. Field order is drop order: Envoy stops before what it calls.
+#[derive(Debug)]
+pub struct Stack {
+    pub envoy: Envoy,
+    pub stand_in: Option<StandInScorer>,
+    pub scorer: Option<Scorer>,
+    pub osmem: Option<Osmem>,
+    pub unbound: Unbound,
+    pub tls: Option<TlsFiles>,
+    dir: RunDir,
+}
+
+impl Stack {
+    pub fn start(options: StackOptions) -> Result<Self, LaunchError> {
+        // Check the build output before starting anything.
+        let wasm = match options.filter_config {
+            Some(_) => Some(paths::filter_wasm()?),
+            None => None,
+        };
+        let dir = match &options.run_dir {
+            Some(path) => {
+                std::fs::create_dir_all(path)
+                    .map_err(LaunchError::io(format!("creating {}", path.display())))?;
+                RunDir::Fixed(path.clone())
+            }
+            None => RunDir::Temp(
+                tempfile::Builder::new()
+                    .prefix("dohguard-stack-")
+                    .tempdir()
+                    .map_err(LaunchError::io("creating the stack's temp dir"))?,
+            ),
+        };
+        let path = match &dir {
+            RunDir::Temp(t) => t.path().to_path_buf(),
+            RunDir::Fixed(p) => p.clone(),
+        };
+        let tls = match options.tls {
+            true => Some(tls::ensure_self_signed(
+                options.tls_dir.as_deref().unwrap_or(&path.join("tls")),
+            )?),
+            false => None,
+        };
+        let unbound = Unbound::start(&path, &options.unbound)?;
+        let mut osmem = None;
+        let mut scorer = None;
+        let mut stand_in = None;
+        let scorer_addr = match &options.scorer {
+            ScorerKind::None => None,
+            ScorerKind::StandIn => {
+                let s = StandInScorer::start()?;
+                let addr = (s.addr.ip().to_string(), s.addr.port());
+                stand_in = Some(s);
+                Some(addr)
+            }
+            ScorerKind::Real { model_card } => {
+                let store = Osmem::start(&path, options.osmem_port)?;
+                let real = Scorer::start(
+                    &path,
+                    &ScorerOptions {
+                        model_card: model_card.clone(),
+                        elasticsearch_url: store.url(),
+                        port: options.scorer_port,
+                    },
+                )?;
+                let addr = ("127.0.0.1".to_owned(), real.port);
+                osmem = Some(store);
+                scorer = Some(real);
+                Some(addr)
+            }
+        };
+        let envoy = Envoy::start(
+            &path,
+            &EnvoyOptions {
+                upstream: Upstream::Unbound {
+                    port: unbound.doh_port,
+                },
+                filter: wasm.map(|wasm| FilterSetup {
+                    wasm,
+                    config: options.filter_config.clone().unwrap_or_default(),
+                }),
+                tls: tls.clone(),
+                scorer: scorer_addr,
+                concurrency: options.concurrency,
+                ports: options.envoy_ports,
+            },
+        )?;
+        let dir = match dir {
+            RunDir::Temp(t) if std::env::var_os("DOHGUARD_KEEP_RUN_DIR").is_some() => {
+                RunDir::Fixed(t.keep())
+            }
+            other => other,
+        };
+        Ok(Self {
+            envoy,
+            stand_in,
+            scorer,
+            osmem,
+            unbound,
+            tls,
+            dir,
+        })
+    }
+
+    /// Directory holding the rendered configurations and the processes' logs.
+    pub fn dir(&self) -> &Path {
+        match &self.dir {
+            RunDir::Temp(t) => t.path(),
+            RunDir::Fixed(p) => p,
+        }
+    }
+
+    /// The CA certificate clients must trust for the TLS listener.
+    pub fn ca(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.cert.as_path())
+    }
+}

@@ -1,0 +1,185 @@
+//! A minimal HTTP scorer speaking the callout contract (`POST /v1/score`, docs/contracts.md)
+//! for tests that exercise the filter's callout without the real model: names equal to or
+//! under `dga.test` are blocked, every other name is allowed. It counts the requests it
+//! served and can be switched to answer 500 or garbage, to exercise the filter's failure modes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::LaunchError;
+
+/// The suffix the stand-in blocks.
+pub const BLOCKED_SUFFIX: &str = "dga.test";
+
+/// How the stand-in answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Behaviour {
+    /// Per the contract.
+    Contract = 0,
+    /// HTTP 500 for everything.
+    ServerError = 1,
+    /// 200 with a body that is not the contract's JSON.
+    Malformed = 2,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    requests: AtomicU64,
+    behaviour: AtomicU8,
+}
+
+#[derive(Debug)]
+pub struct StandInScorer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StandInScorer {
+    /// Serves on 127.0.0.1 on an ephemeral port from a thread with its own Tokio runtime.
+    pub fn start() -> Result<Self, LaunchError> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .map_err(LaunchError::io("binding the stand-in scorer"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(LaunchError::io("configuring the stand-in scorer socket"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(LaunchError::io("reading the stand-in scorer address"))?;
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route("/v1/score", post(score))
+            .with_state(shared.clone());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(LaunchError::io("building the stand-in scorer runtime"))?;
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .expect("a std listener converts to tokio inside a runtime");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        Ok(Self {
+            addr,
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// Requests served so far (any behaviour).
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        self.shared
+            .behaviour
+            .store(behaviour as u8, Ordering::SeqCst);
+    }
+}
+
+impl Drop for StandInScorer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn score(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    match shared.behaviour.load(Ordering::SeqCst) {
+        1 => return (StatusCode::INTERNAL_SERVER_ERROR, "stand-in failure").into_response(),
+        2 => return (StatusCode::OK, "{\"not\": \"a verdict\"").into_response(),
+        _ => {}
+    }
+    if let Some(names) = body.get("names").and_then(Value::as_array) {
+        let results: Vec<Value> = names.iter().map(verdict_for).collect();
+        return Json(json!({ "results": results })).into_response();
+    }
+    if body.get("name").and_then(Value::as_str).is_none() {
+        return (StatusCode::BAD_REQUEST, "missing name").into_response();
+    }
+    Json(verdict_for(&body)).into_response()
+}
+
+/// The contract reply for one `{"name": ..}` request.
+pub fn verdict_for(request: &Value) -> Value {
+    let name = request
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let blocked = name == BLOCKED_SUFFIX || name.ends_with(&format!(".{BLOCKED_SUFFIX}"));
+    json!({
+        "name": name,
+        "registered_domain": name,
+        "score": if blocked { 0.99 } else { 0.01 },
+        "verdict": if blocked { "block" } else { "allow" },
+        "reason": "model",
+        "scope": "name",
+        "model_version": "stand-in",
+        "ttl": 60,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_the_suffix_and_allows_the_rest() {
+        assert_eq!(
+            verdict_for(&json!({"name": "x1y2.dga.test"}))["verdict"],
+            "block"
+        );
+        assert_eq!(
+            verdict_for(&json!({"name": "dga.test."}))["verdict"],
+            "block"
+        );
+        assert_eq!(
+            verdict_for(&json!({"name": "notdga.test"}))["verdict"],
+            "allow"
+        );
+        assert_eq!(
+            verdict_for(&json!({"name": "www.example.test"}))["verdict"],
+            "allow"
+        );
+    }
+
+    #[test]
+    fn serves_the_contract_over_http() {
+        let scorer = StandInScorer::start().unwrap();
+        let url = format!("http://{}/v1/score", scorer.addr);
+        let (status, reply) =
+            crate::http::post_json(&url, &json!({"name": "a.dga.test", "qtype": "A"})).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(reply["verdict"], "block");
+        assert_eq!(reply["ttl"], 60);
+        assert_eq!(scorer.requests(), 1);
+    }
+}
