@@ -1,0 +1,109 @@
+"""Argument parsing for ``python -m dohguard_models``. Errors in the inputs (a bad CSV row, a
+missing data folder, a split with no benign names) end the run with one clear message and
+exit status 2; nothing is written over an existing model in that case."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import pipeline, prepare
+from .sources import SourceError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dohguard_models", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="prepare data, train, export, write card + report + fixture")
+    t.add_argument("--data", type=Path, default=pipeline.DEFAULT_DATA,
+                   help="the shared data folder (default: ../shared/data beside the repo)")
+    t.add_argument("--csv", type=Path, action="append", default=[],
+                   help="train ONLY from this CSV (name,label[,family]); repeatable")
+    t.add_argument("--extra-csv", type=Path, action="append", default=[],
+                   help="add an organisation's labelled names to the data folder; its labels "
+                        "win over the public lists; repeatable")
+    t.add_argument("--out", type=Path, default=pipeline.SHIPPED_DIR,
+                   help="model folder to write (default: models/dga-cnn, the shipped model)")
+    t.add_argument("--fixture", type=Path, default=None,
+                   help="where to write the encoding fixture (default: models/fixtures/"
+                        "encoding.json for the shipped model, else OUT/encoding.json)")
+    t.add_argument("--version", default="", help="model version (default: today, UTC)")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--max-minutes", type=float, default=None, help="training time budget")
+    t.add_argument("--channels", type=int, default=None, help="filters per convolution width")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    t.add_argument("--subsample", type=float, default=1.0,
+                   help="keep this fraction of every split (quick experiments)")
+    t.add_argument("--held-out", default=None,
+                   help="comma-separated DGA families kept out of training (test only)")
+
+    pr = sub.add_parser("prepare", help="only prepare the data; write rows.csv + manifest.json")
+    pr.add_argument("--data", type=Path, default=pipeline.DEFAULT_DATA)
+    pr.add_argument("--csv", type=Path, action="append", default=[])
+    pr.add_argument("--extra-csv", type=Path, action="append", default=[])
+    pr.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / ".cache" / "prepared")
+
+    f = sub.add_parser("fixture", help="regenerate the encoding fixture from a model folder")
+    f.add_argument("--model", type=Path, default=pipeline.SHIPPED_DIR)
+    f.add_argument("--out", type=Path, default=pipeline.SHARED_FIXTURE)
+    return p
+
+
+def _inputs(args) -> tuple[Path | None, list[Path]]:
+    if args.csv:
+        return None, list(args.csv)
+    if not args.data.is_dir():
+        raise SourceError(f"data folder {args.data} not found (use --data or --csv)")
+    return args.data, list(args.extra_csv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "prepare":
+            data, csvs = _inputs(args)
+            prepared = prepare.prepare(data, prepare.PrepareConfig(), csvs)
+            prepare.write_rows(prepared.rows, args.out / "rows.csv")
+            prepare.write_manifest(prepared.manifest, args.out / "manifest.json")
+            print(json.dumps(prepared.manifest["totals"], indent=1))
+            return 0
+        if args.command == "fixture":
+            from . import fixtures
+
+            card = json.loads((args.model / "model.card.json").read_text())
+            fixtures.write_fixture(args.model, card, args.out)
+            print(f"wrote {args.out}")
+            return 0
+    except (SourceError, pipeline.PipelineError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _train(args) -> int:
+    data, csvs = _inputs(args)
+    cfg = pipeline.PipelineConfig(out=args.out, data_dir=data, user_csvs=csvs,
+                                  version=args.version, subsample=args.subsample,
+                                  fixture=args.fixture)
+    for attr, value in [("epochs", args.epochs), ("max_minutes", args.max_minutes),
+                        ("channels", args.channels), ("seed", args.seed),
+                        ("threads", args.threads)]:
+        if value is not None:
+            setattr(cfg.train, attr, value)
+    if args.seed is not None:
+        cfg.prep.seed = args.seed
+    if args.held_out is not None:
+        cfg.prep.held_out_families = tuple(f for f in args.held_out.split(",") if f)
+    report = pipeline.run(cfg)
+    s = report["dga_seen_families"]
+    print(f"wrote {args.out}: model.onnx, model.card.json, report.md/json, plots; "
+          f"fixture {report['fixture']}")
+    print(f"DGA vs benign (test): AUC {s.get('auc', float('nan')):.5f}, "
+          f"TPR@1e-3 {s.get('tpr_at_1e-3', 0):.4f}, TPR@1e-4 {s.get('tpr_at_1e-4', 0):.4f}")
+    return 0
