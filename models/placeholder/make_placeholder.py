@@ -13,6 +13,8 @@ characters plus a small length term goes through a sigmoid. Random-looking strin
 (`xjw3kq9z.com`) score high, dictionary-like names (`google.com`) low. It is NOT a trained
 detector and its card says `"placeholder": true`.
 
+Writes model.onnx, model.card.json and fixture.json (expected ids and scores).
+
 Usage: python make_placeholder.py [--out-dir DIR] [--check]
 """
 
@@ -120,6 +122,16 @@ def encode(name: str) -> list:
     return [PAD_ID] * (MAX_LENGTH - len(ids)) + ids
 
 
+# Model texts for the fixture: dictionary-like and DGA-like, plus encoding edge cases
+# (unknown characters, underscore, hyphen, longer than max_length).
+FIXTURE_TEXTS = [
+    "google.com", "wikipedia.org", "facebook.com", "amazon.co.uk", "bbc.co.uk",
+    "xjw3kq9z.com", "qz7x0vkj4w.net", "a1b2c3d4e5f6.info", "kq3jx9zv8w2m.ru",
+    "my-shop_2024.example", "xn--bcher-kva.de", "UPPER.Case.COM", "weird!char.com",
+    "a" * 80 + ".com",
+]
+
+
 def card(sha256: str) -> dict:
     return {
         "name": "placeholder",
@@ -153,7 +165,7 @@ def card(sha256: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", default=str(pathlib.Path(__file__).resolve().parent))
-    parser.add_argument("--check", action="store_true", help="score a few names with onnxruntime")
+    parser.add_argument("--check", action="store_true", help="print the fixture scores")
     args = parser.parse_args()
     out = pathlib.Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,15 +176,29 @@ def main() -> None:
     (out / "model.card.json").write_text(json.dumps(card(sha), indent=2) + "\n")
     print(f"wrote {out / 'model.onnx'} ({len(data)} bytes, sha256 {sha})")
 
-    if args.check:
-        import onnxruntime as ort
+    # Expected ids and scores computed here, in Python with onnxruntime, and checked by the
+    # scorer's Rust tests: the two encoders and runtimes must agree.
+    import onnxruntime as ort
 
-        sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-        names = ["google.com", "wikipedia.org", "facebook.com", "amazon.co.uk",
-                 "xjw3kq9z.com", "qz7x0vkj4w.net", "a1b2c3d4e5f6.info", "kq3jx9zv8w2m.ru"]
-        batch = np.array([encode(n) for n in names], dtype=np.int64)
-        for n, s in zip(names, sess.run(["score"], {"input_ids": batch})[0]):
-            print(f"{s:.4f}  {n}")
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch = np.array([encode(t) for t in FIXTURE_TEXTS], dtype=np.int64)
+    scores = sess.run(["score"], {"input_ids": batch})[0]
+    fixture = {
+        "about": "Placeholder model: model text -> ids -> score, computed by make_placeholder.py "
+        "with onnxruntime; the scorer's tests check the Rust side gives the same.",
+        "model": {"name": "placeholder", "version": VERSION, "sha256": sha},
+        "score_tolerance": 1e-5,
+        "cases": [
+            {"text": t, "ids": row.tolist(), "score": round(float(s), 7)}
+            for t, row, s in zip(FIXTURE_TEXTS, batch, scores)
+        ],
+    }
+    head = json.dumps({k: v for k, v in fixture.items() if k != "cases"}, indent=1)[:-2]
+    cases = ",\n  ".join(json.dumps(c) for c in fixture["cases"])
+    (out / "fixture.json").write_text(f'{head},\n "cases": [\n  {cases}\n ]\n}}\n')
+    if args.check:
+        for t, s in zip(FIXTURE_TEXTS, scores):
+            print(f"{s:.4f}  {t}")
 
 
 if __name__ == "__main__":
