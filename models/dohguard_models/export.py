@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,13 @@ def export_onnx(net: CharCNN, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     head = ScoreHead(net).eval()
     dummy = torch.zeros((2, MAX_LENGTH), dtype=torch.int64)
+    with warnings.catch_warnings():
+        # The legacy exporter is chosen on purpose (one self-contained file, no onnxscript).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export(head, dummy, path)
+
+
+def _export(head: ScoreHead, dummy: torch.Tensor, path: Path) -> None:
     torch.onnx.export(
         head,
         (dummy,),

@@ -142,7 +142,7 @@ def prepare(
     platforms = {rd for rd, hs in hosts_per_domain.items() if len(hs) >= cfg.platform_min_hosts}
 
     # One label per registered domain, chosen by priority.
-    best: dict[str, tuple[tuple[int, int], RawRecord]] = {}
+    best: dict[str, tuple[tuple[int, int, str], RawRecord]] = {}
     kinds_seen: dict[str, set[str]] = defaultdict(set)
     dropped_platform = 0
     for host, rd, rec, prio in records:
@@ -152,7 +152,8 @@ def prepare(
             dropped_platform += 1
             continue
         kinds_seen[rd].add(rec.kind if prio != USER_PRIORITY else "user")
-        key = (prio, _KIND_PRIORITY[rec.kind])
+        # The family name breaks ties, so the result does not depend on source order.
+        key = (prio, _KIND_PRIORITY[rec.kind], rec.family)
         if rd not in best or key < best[rd][0]:
             best[rd] = (key, rec)
     conflicts = Counter(
