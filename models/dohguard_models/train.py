@@ -1,9 +1,9 @@
 """Training loop: encodes the prepared rows, trains :class:`CharCNN` with fixed seeds, and
 keeps the weights of the epoch with the best validation score.
 
-Batches are drawn in length buckets (shuffle, then sort within small windows) and trimmed
-of shared padding, which makes an epoch roughly twice as fast without changing what the
-network computes (see :mod:`dohguard_models.model`). Phishing and malware rows carry a lower
+Batches are drawn in length buckets (shuffle, then sort within small windows) so the
+model's padding trim (see :mod:`dohguard_models.model`) removes most of each batch's
+padding, which makes an epoch roughly twice as fast without changing what it computes. Phishing and malware rows carry a lower
 loss weight than DGA rows: they look like ordinary names, and letting them pull as hard as
 DGA rows raises the scores of benign names, which costs DGA recall at very low FPR.
 """
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import metrics
 from .encoding import encode_batch
-from .model import CharCNN, parameter_count, trim_batch
+from .model import CharCNN, parameter_count
 from .prepare import Row
 
 
@@ -81,8 +81,7 @@ def predict(net: CharCNN, ids: np.ndarray, batch: int = 4096) -> np.ndarray:
     order = np.argsort(lengths, kind="stable")
     for start in range(0, len(order), batch):
         idx = order[start : start + batch]
-        x = trim_batch(torch.from_numpy(ids[idx]), net.max_width)
-        out[idx] = torch.sigmoid(net(x)).numpy()
+        out[idx] = torch.sigmoid(net(torch.from_numpy(ids[idx]))).numpy()
     return out
 
 
@@ -118,8 +117,7 @@ def train(train_rows: list[Row], val_rows: list[Row], cfg: TrainConfig) -> Train
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
         for idx in bar:
             idx_t = torch.from_numpy(idx)
-            x = trim_batch(xt[idx_t], net.max_width)
-            loss = (loss_fn(net(x), yt[idx_t]) * wt[idx_t]).mean()
+            loss = (loss_fn(net(xt[idx_t]), yt[idx_t]) * wt[idx_t]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
