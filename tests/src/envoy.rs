@@ -86,7 +86,7 @@ pub fn render(options: &EnvoyOptions, ports: EnvoyPorts) -> Result<String, Launc
         .as_ref()
         .map(|(host, port)| serde_json::json!({"host": host, "port": port}));
     crate::template::render(
-        "gateway.yaml.j2",
+        "envoy/gateway.yaml.j2",
         serde_json::json!({
             "admin_port": ports.admin,
             "http_port": ports.http,

@@ -8,9 +8,11 @@
 //! names it.
 
 pub mod dns;
+pub mod dnsdist;
 pub mod doh_client;
 pub mod envoy;
 pub mod error;
+pub mod filter_config;
 pub mod http;
 pub mod kdig;
 pub mod osmem;

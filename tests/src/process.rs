@@ -3,6 +3,7 @@
 //! (SIGTERM, then SIGKILL after a grace period) when the handle drops.
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,7 +31,10 @@ impl ManagedProcess {
         let err = out
             .try_clone()
             .map_err(LaunchError::io("duplicating a log handle"))?;
+        // Own process group: a terminal's Ctrl-C reaches the launcher, which stops the
+        // children in order, instead of every child at once.
         let child = command
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

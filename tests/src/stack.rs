@@ -37,6 +37,9 @@ pub struct StackOptions {
     pub unbound: UnboundOptions,
     /// Envoy worker threads.
     pub concurrency: u32,
+    /// Answer `/dns-query` from Envoy itself with this file's bytes instead of proxying to
+    /// unbound (the bare-Envoy bound in the benchmarks).
+    pub direct_body: Option<PathBuf>,
     /// Fixed ports (for `cargo xtask up`); ephemeral when `None`.
     pub envoy_ports: Option<EnvoyPorts>,
     pub osmem_port: Option<u16>,
@@ -55,6 +58,7 @@ impl Default for StackOptions {
             tls: true,
             unbound: UnboundOptions::default(),
             concurrency: 2,
+            direct_body: None,
             envoy_ports: None,
             osmem_port: None,
             scorer_port: None,
@@ -143,8 +147,13 @@ impl Stack {
         let envoy = Envoy::start(
             &path,
             &EnvoyOptions {
-                upstream: Upstream::Unbound {
-                    port: unbound.doh_port,
+                upstream: match &options.direct_body {
+                    Some(body_file) => Upstream::Direct {
+                        body_file: body_file.clone(),
+                    },
+                    None => Upstream::Unbound {
+                        port: unbound.doh_port,
+                    },
                 },
                 filter: wasm.map(|wasm| FilterSetup {
                     wasm,

@@ -1,4 +1,4 @@
-//! Renders the templates under `envoy/` with minijinja. Undefined variables are errors
+//! Renders the repository's configuration templates (`envoy/*.j2`, `bench/*.j2`) with minijinja. Undefined variables are errors
 //! (strict mode), so a template and its caller cannot silently drift apart.
 
 use minijinja::{Environment, UndefinedBehavior};
@@ -6,8 +6,9 @@ use minijinja::{Environment, UndefinedBehavior};
 use crate::paths;
 use crate::LaunchError;
 
+/// Renders `template`, a path relative to the repository root.
 pub fn render(template: &'static str, context: serde_json::Value) -> Result<String, LaunchError> {
-    let path = paths::envoy_dir().join(template);
+    let path = paths::repo_root().join(template);
     let source = std::fs::read_to_string(&path)
         .map_err(LaunchError::io(format!("reading {}", path.display())))?;
     let mut env = Environment::new();

@@ -119,7 +119,7 @@ fn render(
     dns_port: u16,
 ) -> Result<String, LaunchError> {
     crate::template::render(
-        "unbound.conf.j2",
+        "envoy/unbound.conf.j2",
         serde_json::json!({
             "dir": dir,
             "doh_port": doh_port,

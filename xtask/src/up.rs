@@ -1,8 +1,200 @@
-//! Placeholder: this task is being written.
+//! `cargo xtask up`: builds the filter (and the scorer), generates the TLS certificate if
+//! missing, and runs the whole gateway on fixed, documented ports until Ctrl-C: unbound
+//! (recursing when the internet is reachable, with the demo zone from `envoy/demo-zone.txt`),
+//! osmem-server (the Elasticsearch-API store), the scorer, and Envoy with the filter and the
+//! demo deny list. Configurations and logs go to `run/gateway/`, the certificate to `run/tls/`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use dohguard_e2e::envoy::EnvoyPorts;
+use dohguard_e2e::filter_config::{read_rule_list, FailureMode, FilterConfig};
+use dohguard_e2e::paths::repo_root;
+use dohguard_e2e::scorer::default_model_card;
+use dohguard_e2e::stack::ScorerKind;
+use dohguard_e2e::tls::TLS_HOSTNAME;
+use dohguard_e2e::unbound::UnboundOptions;
+use dohguard_e2e::{Stack, StackOptions};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// DoH over TLS: https://localhost:PORT/dns-query
+    #[arg(long, default_value_t = 8443)]
+    https_port: u16,
+    /// DoH over cleartext HTTP/1.1 or HTTP/2 (prior knowledge): http://127.0.0.1:PORT/dns-query
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
+    /// Envoy admin (/stats, /stats/prometheus).
+    #[arg(long, default_value_t = 9901)]
+    admin_port: u16,
+    /// unbound's DoH port (cleartext HTTP/2, what Envoy proxies to).
+    #[arg(long, default_value_t = 8053)]
+    unbound_doh_port: u16,
+    /// unbound's classic DNS port.
+    #[arg(long, default_value_t = 5353)]
+    unbound_dns_port: u16,
+    /// The scorer's HTTP port.
+    #[arg(long, default_value_t = 8090)]
+    scorer_port: u16,
+    /// The Elasticsearch-API store (osmem-server).
+    #[arg(long, default_value_t = 9200)]
+    elasticsearch_port: u16,
+    /// Deny list, one rule per line.
+    #[arg(long, default_value = "envoy/demo-deny-list.txt")]
+    deny_list: PathBuf,
+    /// Run without the scorer and the store (deny list only).
+    #[arg(long)]
+    no_scorer: bool,
+    /// Answer only the local demo zones; refuse everything else instead of recursing.
+    #[arg(long)]
+    offline: bool,
+    /// Block (instead of allow) when the scorer cannot be asked.
+    #[arg(long)]
+    fail_closed: bool,
+    /// Envoy worker threads.
+    #[arg(long, default_value_t = 2)]
+    concurrency: u32,
+    /// Skip `cargo xtask wasm` and `cargo build -p dohguard-scorer`.
+    #[arg(long)]
+    no_build: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not written yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let root = repo_root();
+    if !args.no_build {
+        cargo(&["xtask", "wasm"])?;
+        if !args.no_scorer {
+            cargo(&["build", "-p", "dohguard-scorer"])?;
+        }
+    }
+    let deny_path = root.join(&args.deny_list);
+    let deny = read_rule_list(
+        &std::fs::read_to_string(&deny_path)
+            .with_context(|| format!("reading the deny list {}", deny_path.display()))?,
+    );
+    let filter = FilterConfig {
+        deny,
+        scorer: !args.no_scorer,
+        failure_mode: if args.fail_closed {
+            FailureMode::Closed
+        } else {
+            FailureMode::Open
+        },
+        ..FilterConfig::default()
+    };
+    let scorer = if args.no_scorer {
+        ScorerKind::None
+    } else {
+        ScorerKind::Real {
+            model_card: default_model_card()?,
+        }
+    };
+    let run_dir = root.join("run/gateway");
+    let stack = Stack::start(StackOptions {
+        filter_config: Some(filter.to_json()),
+        scorer,
+        tls: true,
+        unbound: UnboundOptions {
+            recursion: !args.offline,
+            doh_port: Some(args.unbound_doh_port),
+            dns_port: Some(args.unbound_dns_port),
+            ..UnboundOptions::default()
+        },
+        concurrency: args.concurrency,
+        envoy_ports: Some(EnvoyPorts {
+            admin: args.admin_port,
+            http: args.http_port,
+            https: args.https_port,
+        }),
+        osmem_port: Some(args.elasticsearch_port),
+        scorer_port: Some(args.scorer_port),
+        run_dir: Some(run_dir.clone()),
+        tls_dir: Some(root.join("run/tls")),
+        direct_body: None,
+    })
+    .context("starting the gateway (configurations and logs are in run/gateway/)")?;
+
+    print_banner(&stack, &args, &run_dir);
+    wait_for_ctrl_c_or_exit(stack)
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(repo_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
+    let ca = stack.ca().expect("TLS is on").display().to_string();
+    let kdig = |name: &str| {
+        format!(
+            "kdig @127.0.0.1 -p {} +https=/dns-query +tls-ca={ca} +tls-hostname={TLS_HOSTNAME} {name} A",
+            args.https_port
+        )
+    };
+    println!();
+    println!("dohguard gateway is up");
+    println!("  DoH (TLS):       {}", stack.envoy.https_url());
+    println!("  DoH (cleartext): {}", stack.envoy.http_url());
+    println!(
+        "  Envoy admin:     {}",
+        stack.envoy.admin_url("/stats?filter=dohguard")
+    );
+    if let Some(scorer) = &stack.scorer {
+        println!("  scorer:          {}/metrics", scorer.url());
+    }
+    if let Some(store) = &stack.osmem {
+        println!(
+            "  verdicts:        {}/logs-dohguard.verdicts-*/_search",
+            store.url()
+        );
+    }
+    println!("  configs, logs:   {}", run_dir.display());
+    println!();
+    println!("try (allowed, from the demo zone):");
+    println!("  {}", kdig("www.example.test"));
+    println!("blocked by the demo deny list:");
+    println!("  {}", kdig("ads.example.test"));
+    if stack.scorer.is_some() {
+        println!("scored by the model (a DGA-looking name):");
+        println!("  {}", kdig("xjw3kq9zpl7vbd2m.com"));
+    }
+    println!();
+    println!("Ctrl-C stops everything.");
+}
+
+/// Blocks until Ctrl-C (then stops the stack cleanly) or until a process dies (an error).
+fn wait_for_ctrl_c_or_exit(mut stack: Stack) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .context("installing the Ctrl-C handler")?;
+    loop {
+        if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
+            println!("\nstopping ...");
+            drop(stack);
+            println!("stopped");
+            return Ok(());
+        }
+        stack.envoy.process().check_running()?;
+        stack.unbound.process().check_running()?;
+        if let Some(scorer) = stack.scorer.as_mut() {
+            scorer.process().check_running()?;
+        }
+        if let Some(store) = stack.osmem.as_mut() {
+            store.process().check_running()?;
+        }
+    }
 }

@@ -1,0 +1,91 @@
+//! Builds the filter's plugin configuration (JSON; schema in `filter/CONFIG.md`) for the
+//! tests, `cargo xtask up` and the benchmarks, so the field names live in one place on this
+//! side of the contract.
+
+use serde_json::{json, Map, Value};
+
+use crate::envoy::SCORER_CLUSTER;
+
+/// What to do when the scorer cannot be asked (error, timeout, malformed reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    /// Call the scorer cluster on a cache miss.
+    pub scorer: bool,
+    pub failure_mode: FailureMode,
+    /// Extra top-level fields merged over the generated ones (overrides win).
+    pub overrides: Map<String, Value>,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            scorer: false,
+            failure_mode: FailureMode::Open,
+            overrides: Map::new(),
+        }
+    }
+}
+
+impl FilterConfig {
+    pub fn to_json(&self) -> Value {
+        let mut config = json!({
+            "allow": self.allow,
+            "deny": self.deny,
+            "failure_mode": match self.failure_mode {
+                FailureMode::Open => "open",
+                FailureMode::Closed => "closed",
+            },
+        });
+        let fields = config.as_object_mut().expect("built as an object");
+        if self.scorer {
+            fields.insert("scorer_cluster".into(), json!(SCORER_CLUSTER));
+        }
+        for (key, value) in &self.overrides {
+            fields.insert(key.clone(), value.clone());
+        }
+        config
+    }
+}
+
+/// Reads a rule list file: one rule per line, `#` comments and blank lines skipped.
+pub fn read_rule_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_lists_skip_comments_and_blanks() {
+        assert_eq!(
+            read_rule_list("# x\n\na.test\n  .b.test  \n"),
+            ["a.test", ".b.test"]
+        );
+    }
+
+    #[test]
+    fn scorer_cluster_only_when_asked_and_overrides_win() {
+        let mut c = FilterConfig::default();
+        assert!(c.to_json().get("scorer_cluster").is_none());
+        c.scorer = true;
+        c.overrides.insert("failure_mode".into(), json!("closed"));
+        let v = c.to_json();
+        assert_eq!(v["scorer_cluster"], SCORER_CLUSTER);
+        assert_eq!(v["failure_mode"], "closed");
+    }
+}

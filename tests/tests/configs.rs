@@ -1,0 +1,74 @@
+//! Every Envoy configuration the launcher renders passes `envoy --mode validate`: bare proxy
+//! and bare `direct_response` (benchmark bounds), with and without TLS, and the gateway with
+//! the filter and the scorer cluster.
+
+use dohguard_e2e::envoy::{self, EnvoyOptions, EnvoyPorts, FilterSetup, Upstream};
+use dohguard_e2e::filter_config::FilterConfig;
+use dohguard_e2e::{paths, tls};
+
+fn validate(name: &str, options: &EnvoyOptions) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(format!("{name}.yaml"));
+    let text = envoy::render(options, EnvoyPorts::ephemeral()?)?;
+    std::fs::write(&path, &text)?;
+    envoy::validate(&path).map_err(|e| anyhow::anyhow!("{name}: {e}\n{text}"))?;
+    Ok(text)
+}
+
+#[test]
+fn every_rendered_config_validates() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tls = tls::ensure_self_signed(dir.path())?;
+    let body = dir.path().join("answer.bin");
+    std::fs::write(&body, [0u8; 12])?;
+    let wasm = paths::filter_wasm()?;
+    let filter = FilterSetup {
+        wasm,
+        config: FilterConfig {
+            deny: vec!["blocked.example.test".into()],
+            scorer: true,
+            ..FilterConfig::default()
+        }
+        .to_json(),
+    };
+    let proxy = EnvoyOptions {
+        upstream: Upstream::Unbound { port: 5300 },
+        filter: None,
+        tls: None,
+        scorer: None,
+        concurrency: 1,
+        ports: None,
+    };
+    let bare = validate("bare-proxy", &proxy)?;
+    assert!(!bare.contains("envoy.filters.http.wasm"));
+    assert!(!bare.contains("doh_tls"));
+
+    let mut with_tls = proxy.clone();
+    with_tls.tls = Some(tls.clone());
+    assert!(validate("bare-proxy-tls", &with_tls)?.contains("doh_tls"));
+
+    let mut direct = with_tls.clone();
+    direct.upstream = Upstream::Direct { body_file: body };
+    let text = validate("bare-direct-tls", &direct)?;
+    assert!(text.contains("direct_response") && !text.contains("upstream_doh"));
+
+    let mut gateway = with_tls;
+    gateway.filter = Some(filter);
+    gateway.scorer = Some(("127.0.0.1".into(), 5301));
+    let text = validate("gateway", &gateway)?;
+    assert!(text.contains("envoy.wasm.runtime.v8") && text.contains(envoy::SCORER_CLUSTER));
+    Ok(())
+}
+
+#[test]
+fn a_broken_config_is_rejected_with_envoys_reason() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("broken.yaml");
+    std::fs::write(
+        &path,
+        "static_resources: {listeners: [{name: x, no_such_field: 1}]}\n",
+    )?;
+    let err = envoy::validate(&path).expect_err("an unknown field must fail validation");
+    assert!(err.to_string().contains("no_such_field"), "{err}");
+    Ok(())
+}
