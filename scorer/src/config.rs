@@ -502,6 +502,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
     fn file_then_env_then_flags() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -524,6 +525,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn unknown_keys_and_bad_types_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "[inference]\nmax_bath = 32\n")?;
