@@ -1,0 +1,281 @@
+//! Inference against the real ONNX Runtime: the encoding and scores agree with the Python
+//! side's fixtures, micro-batching coalesces concurrent requests without holding a lone one
+//! back, a CUDA request on a CPU-only runtime falls back loudly, and reloads are validated.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use dohguard_core::name;
+use dohguard_scorer::{
+    config::Device,
+    metrics::Metrics,
+    model::{BatcherConfig, Model, ModelCard, ModelError},
+};
+use serde_json::Value;
+
+fn start_model(card: &Path, device: Device, batching: BatcherConfig, metrics: Metrics) -> Model {
+    require_env("ORT_DYLIB_PATH");
+    Model::start(card, device, 1, 1, batching, metrics).expect("model loads")
+}
+
+fn batching() -> BatcherConfig {
+    BatcherConfig {
+        max_batch: 64,
+        max_wait: Duration::from_micros(200),
+        queue_capacity: 1024,
+    }
+}
+
+/// Every model card in the repository, with its sha256.
+fn cards() -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(repo_root().join("models")).unwrap().flatten() {
+        let card = entry.path().join("model.card.json");
+        if card.is_file() {
+            let c = ModelCard::load(&card).unwrap_or_else(|e| panic!("{}: {e}", card.display()));
+            out.push((card, c.sha256));
+        }
+    }
+    out
+}
+
+/// Fixture files: the placeholder's and the trained model's shared encoding fixture.
+fn fixtures() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(repo_root().join("models"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("fixture.json"))
+        .filter(|p| p.is_file())
+        .collect();
+    let shared = repo_root().join("models/fixtures/encoding.json");
+    if shared.is_file() {
+        out.push(shared);
+    }
+    out
+}
+
+/// Checks one fixture against the card it was made for: text (when the fixture has names),
+/// ids and scores through the real runtime.
+async fn check_fixture(fixture_path: &Path) {
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path).unwrap()).unwrap();
+    let sha = fixture["model"]["sha256"].as_str().unwrap();
+    let (card, _) = cards()
+        .into_iter()
+        .find(|(_, s)| s == sha)
+        .unwrap_or_else(|| panic!("{}: no model card in models/ has sha256 {sha} (stale fixture?)", fixture_path.display()));
+    let tolerance = fixture["score_tolerance"].as_f64().unwrap();
+    let model = start_model(&card, Device::Cpu, batching(), Metrics::new());
+    let info = model.info();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(!cases.is_empty());
+    let mut texts = Vec::new();
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        if let Some(raw) = case["name"].as_str() {
+            let n = name::normalize(raw).unwrap();
+            let rd = name::registered_domain(&n);
+            assert_eq!(info.encoder.text_of(&n, rd), text, "{}: model text of {raw}", fixture_path.display());
+        }
+        let ids: Vec<i64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        assert_eq!(info.encoder.encode(text), ids, "{}: ids of {text:?}", fixture_path.display());
+        texts.push(text.to_owned());
+    }
+    let scored = model.score(texts.clone()).await.unwrap();
+    for ((case, text), got) in cases.iter().zip(&texts).zip(&scored.scores) {
+        let want = case["score"].as_f64().unwrap();
+        assert!(
+            (f64::from(*got) - want).abs() <= tolerance,
+            "{}: score of {text:?} is {got}, Python says {want}",
+            fixture_path.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn default_model_matches_its_fixture() {
+    let default_sha = ModelCard::load(&default_card()).unwrap().sha256;
+    let fixture = fixtures()
+        .into_iter()
+        .find(|f| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+            v["model"]["sha256"] == default_sha.as_str()
+        })
+        .unwrap_or_else(|| panic!("no fixture in models/ is made for the default model {}", default_card().display()));
+    check_fixture(&fixture).await;
+}
+
+#[tokio::test]
+async fn every_fixture_in_the_repository_matches_its_model() {
+    let all = fixtures();
+    assert!(!all.is_empty(), "models/placeholder/fixture.json at least");
+    for f in all {
+        check_fixture(&f).await;
+    }
+}
+
+#[tokio::test]
+async fn dga_looking_names_score_above_dictionary_names() {
+    let model = start_model(&default_card(), Device::Cpu, batching(), Metrics::new());
+    let benign = ["google.com", "wikipedia.org", "facebook.com"];
+    let dga = ["xjw3kq9z.com", "kq3jx9zv8w2m.ru", "qz7x0vkj4w.net"];
+    let texts: Vec<String> = benign.iter().chain(&dga).map(|s| s.to_string()).collect();
+    let s = model.score(texts).await.unwrap().scores;
+    let max_benign = s[..3].iter().cloned().fold(f32::MIN, f32::max);
+    let min_dga = s[3..].iter().cloned().fold(f32::MAX, f32::min);
+    assert!(min_dga > max_benign, "scores {s:?}");
+    assert!(s.iter().all(|x| (0.0..=1.0).contains(x)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_coalesced_into_batches() {
+    let metrics = Metrics::new();
+    let model = start_model(&default_card(), Device::Cpu, batching(), metrics.clone());
+    let requests = 200;
+    let calls = (0..requests).map(|i| {
+        let m = model.clone();
+        async move { m.score(vec![format!("n{i}x.example")]).await.unwrap().scores[0] }
+    });
+    let scores = futures::future::join_all(calls).await;
+    assert_eq!(scores.len(), requests);
+    let text = metrics.encode();
+    let count: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dohguard_scorer_inference_batch_size_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sum: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dohguard_scorer_inference_batch_size_sum "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(sum, requests as f64, "every name scored exactly once");
+    assert!(count < requests as f64 / 2.0, "{requests} requests ran in {count} model calls: not coalesced");
+    // Same name, same score, whatever batch it landed in.
+    let single = model.score(vec!["n7x.example".into()]).await.unwrap().scores[0];
+    assert_eq!(single, scores[7]);
+}
+
+#[tokio::test]
+async fn a_lone_request_is_not_held_for_max_wait() {
+    let config = BatcherConfig {
+        max_batch: 64,
+        max_wait: Duration::from_secs(5),
+        queue_capacity: 16,
+    };
+    let model = start_model(&default_card(), Device::Cpu, config, Metrics::new());
+    for _ in 0..3 {
+        let started = Instant::now();
+        model.score(vec!["example.com".into()]).await.unwrap();
+        // Behaviour, not speed: waiting for max_wait would take 5 s.
+        assert!(started.elapsed() < Duration::from_secs(2), "lone request waited {:?}", started.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_overloaded() {
+    let config = BatcherConfig {
+        max_batch: 1,
+        max_wait: Duration::ZERO,
+        queue_capacity: 1,
+    };
+    let model = start_model(&default_card(), Device::Cpu, config, Metrics::new());
+    let calls = (0..200).map(|_| {
+        let m = model.clone();
+        async move { m.score(vec!["example.com".into(); 64]).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().any(|r| matches!(r, Err(ModelError::Overloaded))));
+    assert!(results.iter().any(|r| r.is_ok()));
+}
+
+#[tokio::test]
+async fn cuda_on_a_cpu_only_runtime_falls_back_and_says_so() {
+    let metrics = Metrics::new();
+    let model = start_model(&default_card(), Device::Cuda, batching(), metrics.clone());
+    // The PyPI `onnxruntime` package has no CUDA provider: registration fails, CPU serves.
+    assert_eq!(model.info().device.as_str(), "cpu");
+    assert_eq!(metrics.cpu_fallback.get(), 1);
+    assert_eq!(model.score(vec!["example.com".into()]).await.unwrap().scores.len(), 1);
+}
+
+fn copy_model(to: &Path) -> PathBuf {
+    let card = default_card();
+    let c = ModelCard::load(&card).unwrap();
+    std::fs::copy(&card, to.join("model.card.json")).unwrap();
+    std::fs::copy(c.onnx_path(&card), to.join(&c.onnx_file)).unwrap();
+    to.join("model.card.json")
+}
+
+fn rewrite_card(card: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(card).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(card, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn reload_is_validated_and_a_failure_keeps_the_old_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = copy_model(dir.path());
+    let model = start_model(&card, Device::Cpu, batching(), Metrics::new());
+    let before = model.info().model_version.clone();
+    let score_before = model.score(vec!["xjw3kq9z.com".into()]).await.unwrap().scores[0];
+
+    // Wrong checksum in the card.
+    rewrite_card(&card, |v| v["sha256"] = Value::String("0".repeat(64)));
+    let err = model.reload(None).await.unwrap_err();
+    assert!(matches!(err, ModelError::Checksum { .. }), "{err}");
+    // A card that breaks the contract.
+    rewrite_card(&card, |v| v["input"]["dtype"] = Value::String("float32".into()));
+    assert!(matches!(model.reload(None).await.unwrap_err(), ModelError::Card { .. }));
+    // Bytes that are not ONNX, with a matching checksum.
+    let junk = b"definitely not an onnx model".to_vec();
+    let onnx = dir.path().join(ModelCard::load(&default_card()).unwrap().onnx_file);
+    let good_bytes = std::fs::read(&onnx).unwrap();
+    std::fs::write(&onnx, &junk).unwrap();
+    let original: Value = serde_json::from_str(&std::fs::read_to_string(default_card()).unwrap()).unwrap();
+    std::fs::write(&card, serde_json::to_string(&original).unwrap()).unwrap();
+    rewrite_card(&card, |v| {
+        use sha2::Digest;
+        v["sha256"] = Value::String(hex::encode(sha2::Sha256::digest(&junk)));
+    });
+    assert!(matches!(model.reload(None).await.unwrap_err(), ModelError::Runtime(_)));
+
+    // Every failure left the old model serving.
+    assert_eq!(model.info().model_version, before);
+    assert_eq!(model.score(vec!["xjw3kq9z.com".into()]).await.unwrap().scores[0], score_before);
+
+    // A good model with a new version is swapped in.
+    std::fs::write(&onnx, &good_bytes).unwrap();
+    std::fs::write(&card, serde_json::to_string(&original).unwrap()).unwrap();
+    rewrite_card(&card, |v| v["version"] = Value::String("reloaded".into()));
+    let info = model.reload(None).await.unwrap();
+    assert!(info.model_version.ends_with("-reloaded"));
+    let scored = model.score(vec!["xjw3kq9z.com".into()]).await.unwrap();
+    assert_eq!(scored.model.model_version, info.model_version);
+    assert_eq!(scored.scores[0], score_before);
+}
+
+#[tokio::test]
+async fn the_watcher_reloads_when_the_files_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let card = copy_model(dir.path());
+    let model = start_model(&card, Device::Cpu, batching(), Metrics::new());
+    let watcher = tokio::spawn(dohguard_scorer::model::watch::watch(model.clone(), Duration::from_millis(50)));
+    // Let the watcher record the current stamps, then change the card (new mtime).
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    rewrite_card(&card, |v| v["version"] = Value::String("watched".into()));
+    let m = model.clone();
+    eventually("the watcher reloads the changed card", Duration::from_secs(10), || {
+        let v = m.info().model_version.clone();
+        async move { v.ends_with("-watched") }
+    })
+    .await;
+    watcher.abort();
+}
