@@ -1,1 +1,20 @@
-//! proxy-wasm DoH filter (placeholder until written).
+//! dohguard's proxy-wasm filter: a DNS-over-HTTPS (RFC 8484) gateway policy inside Envoy.
+//!
+//! The request path, one module each: [`doh`] turns an HTTP request into DNS message bytes
+//! (or a 4xx), [`dns`] checks it is one well-formed query and normalises its name,
+//! [`decision`] finds the verdict (allow/deny lists, then the shared [`cache`], then the scorer
+//! callout) and what to do with it, [`answer`] builds the block answer, [`metrics`] names the
+//! counters. [`config`] validates the plugin configuration once. All of these are plain Rust,
+//! tested natively; only `glue` (compiled for wasm32 alone) talks to the proxy-wasm host, and
+//! it only translates callbacks into calls of the modules above.
+
+pub mod answer;
+pub mod cache;
+pub mod config;
+pub mod decision;
+pub mod dns;
+pub mod doh;
+pub mod metrics;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;

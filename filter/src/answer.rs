@@ -1,0 +1,273 @@
+//! Block answers: the DNS response the filter sends instead of forwarding a blocked query.
+//! Built from the parsed query so ID, opcode, question, RD and CD match it; the kind of answer
+//! (NXDOMAIN, REFUSED, NODATA, sinkhole, given addresses) comes from the configuration, and an
+//! RFC 8914 Extended DNS Error explains the block to clients that sent EDNS.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hickory_proto::op::{Edns, Message, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::{A, AAAA, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::ProtoError;
+
+use crate::config::BlockAnswer;
+use crate::dns::DnsQuery;
+
+/// RFC 8914 option code of an Extended DNS Error.
+pub const EDE_OPTION: u16 = 15;
+/// EDNS payload size advertised in block answers (the DNS flag day 2020 value).
+const EDNS_PAYLOAD: u16 = 1232;
+
+/// Which Extended DNS Error a block answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockCause {
+    /// On the deny list: EDE 15 Blocked.
+    DenyList,
+    /// The scorer said block: EDE 17 Filtered.
+    Model,
+    /// The scorer could not be asked and `failure_mode` is `closed`: EDE 17 Filtered.
+    ScorerUnavailable,
+}
+
+impl BlockCause {
+    pub fn ede(self) -> (u16, &'static str) {
+        match self {
+            BlockCause::DenyList => (15, "blocked by deny list"),
+            BlockCause::Model => (17, "filtered by model"),
+            BlockCause::ScorerUnavailable => (17, "scorer unavailable"),
+        }
+    }
+}
+
+/// Builds the wire bytes of the block answer for `query`.
+pub fn block_answer(
+    query: &DnsQuery,
+    kind: &BlockAnswer,
+    ttl: u32,
+    cause: BlockCause,
+) -> Result<Vec<u8>, ProtoError> {
+    let request = &query.message;
+    let question = &request.queries[0];
+    let qname = question.name().clone();
+
+    let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
+    reply.metadata.recursion_desired = request.metadata.recursion_desired;
+    reply.metadata.checking_disabled = request.metadata.checking_disabled;
+    reply.metadata.recursion_available = true;
+    reply.add_query(question.clone());
+
+    let addresses = match kind {
+        BlockAnswer::Nxdomain => {
+            reply.metadata.response_code = ResponseCode::NXDomain;
+            Vec::new()
+        }
+        BlockAnswer::Refused => {
+            reply.metadata.response_code = ResponseCode::Refused;
+            Vec::new()
+        }
+        BlockAnswer::Nodata => Vec::new(),
+        BlockAnswer::Sinkhole => vec![
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        ],
+        BlockAnswer::Addresses(list) => list.clone(),
+    };
+    let answers: Vec<Record> = addresses
+        .into_iter()
+        .filter_map(|ip| match (question.query_type(), ip) {
+            (RecordType::A, IpAddr::V4(v4)) => Some(RData::A(A(v4))),
+            (RecordType::AAAA, IpAddr::V6(v6)) => Some(RData::AAAA(AAAA(v6))),
+            _ => None,
+        })
+        .map(|rdata| Record::from_rdata(qname.clone(), ttl, rdata))
+        .collect();
+
+    if answers.is_empty() && reply.metadata.response_code != ResponseCode::Refused {
+        // Negative answer (NXDOMAIN or NODATA): an SOA sets how long it may be cached
+        // (RFC 2308: the smaller of the SOA's TTL and its minimum field).
+        reply.add_authority(Record::from_rdata(
+            qname,
+            ttl,
+            RData::SOA(synthetic_soa(ttl)?),
+        ));
+    } else {
+        reply.add_answers(answers);
+    }
+
+    if query.has_edns() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        let (code, text) = cause.ede();
+        let mut data = code.to_be_bytes().to_vec();
+        data.extend_from_slice(text.as_bytes());
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(EDE_OPTION, data));
+        reply.set_edns(edns);
+    }
+    reply.to_vec()
+}
+
+fn synthetic_soa(ttl: u32) -> Result<SOA, ProtoError> {
+    Ok(SOA::new(
+        Name::from_ascii("dohguard.invalid.")?,
+        Name::from_ascii("hostmaster.dohguard.invalid.")?,
+        1,
+        3600,
+        600,
+        86_400,
+        ttl,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::tests::query_bytes;
+    use hickory_proto::op::MessageType;
+    use hickory_proto::rr::rdata::opt::EdnsCode;
+
+    fn answer(
+        name: &str,
+        qtype: RecordType,
+        edns: bool,
+        kind: BlockAnswer,
+        cause: BlockCause,
+    ) -> Message {
+        let query = DnsQuery::parse(&query_bytes(name, qtype, edns)).unwrap();
+        Message::from_vec(&block_answer(&query, &kind, 60, cause).unwrap()).unwrap()
+    }
+
+    fn ede(msg: &Message) -> Option<(u16, String)> {
+        match msg.edns.as_ref()?.option(EdnsCode::Unknown(EDE_OPTION))? {
+            EdnsOption::Unknown(_, data) => Some((
+                u16::from_be_bytes([data[0], data[1]]),
+                String::from_utf8(data[2..].to_vec()).unwrap(),
+            )),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn nxdomain_copies_id_question_and_flags() {
+        let msg = answer(
+            "Bad.Example.com.",
+            RecordType::A,
+            false,
+            BlockAnswer::Nxdomain,
+            BlockCause::DenyList,
+        );
+        assert_eq!(msg.metadata.id, 0x1234);
+        assert_eq!(msg.metadata.message_type, MessageType::Response);
+        assert!(msg.metadata.recursion_desired);
+        assert!(msg.metadata.recursion_available);
+        assert!(!msg.metadata.authoritative);
+        assert_eq!(msg.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(msg.queries.len(), 1);
+        assert_eq!(msg.queries[0].name().to_ascii(), "Bad.Example.com.");
+        assert_eq!(msg.queries[0].query_type(), RecordType::A);
+        assert!(msg.answers.is_empty());
+        assert_eq!(msg.authorities.len(), 1);
+        assert_eq!(msg.authorities[0].ttl, 60);
+        assert!(msg.edns.is_none(), "no OPT when the query had none");
+    }
+
+    #[test]
+    fn ede_is_added_when_the_query_had_edns() {
+        let msg = answer(
+            "bad.example.com.",
+            RecordType::A,
+            true,
+            BlockAnswer::Nxdomain,
+            BlockCause::DenyList,
+        );
+        assert_eq!(ede(&msg), Some((15, "blocked by deny list".into())));
+        let msg = answer(
+            "dga.example.com.",
+            RecordType::A,
+            true,
+            BlockAnswer::Refused,
+            BlockCause::Model,
+        );
+        assert_eq!(msg.metadata.response_code, ResponseCode::Refused);
+        assert!(msg.authorities.is_empty());
+        assert_eq!(ede(&msg), Some((17, "filtered by model".into())));
+    }
+
+    #[test]
+    fn sinkhole_answers_unspecified_addresses_or_nodata() {
+        let a = answer(
+            "x.test.",
+            RecordType::A,
+            false,
+            BlockAnswer::Sinkhole,
+            BlockCause::Model,
+        );
+        assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(a.answers.len(), 1);
+        assert_eq!(a.answers[0].data, RData::A(A(Ipv4Addr::UNSPECIFIED)));
+        assert_eq!(a.answers[0].ttl, 60);
+        let aaaa = answer(
+            "x.test.",
+            RecordType::AAAA,
+            false,
+            BlockAnswer::Sinkhole,
+            BlockCause::Model,
+        );
+        assert_eq!(
+            aaaa.answers[0].data,
+            RData::AAAA(AAAA(Ipv6Addr::UNSPECIFIED))
+        );
+        let txt = answer(
+            "x.test.",
+            RecordType::TXT,
+            false,
+            BlockAnswer::Sinkhole,
+            BlockCause::Model,
+        );
+        assert_eq!(txt.metadata.response_code, ResponseCode::NoError);
+        assert!(txt.answers.is_empty());
+        assert_eq!(txt.authorities.len(), 1, "NODATA carries the SOA");
+    }
+
+    #[test]
+    fn given_addresses_are_answered_by_family() {
+        let kind = BlockAnswer::Addresses(vec![
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        ]);
+        let a = answer(
+            "x.test.",
+            RecordType::A,
+            false,
+            kind.clone(),
+            BlockCause::DenyList,
+        );
+        assert_eq!(a.answers.len(), 2);
+        let aaaa = answer(
+            "x.test.",
+            RecordType::AAAA,
+            false,
+            kind.clone(),
+            BlockCause::DenyList,
+        );
+        assert_eq!(aaaa.answers.len(), 1);
+        let mx = answer("x.test.", RecordType::MX, false, kind, BlockCause::DenyList);
+        assert!(mx.answers.is_empty());
+    }
+
+    #[test]
+    fn nodata_is_noerror_with_soa() {
+        let msg = answer(
+            "x.test.",
+            RecordType::A,
+            false,
+            BlockAnswer::Nodata,
+            BlockCause::DenyList,
+        );
+        assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
+        assert!(msg.answers.is_empty());
+        assert_eq!(msg.authorities[0].record_type(), RecordType::SOA);
+    }
+}

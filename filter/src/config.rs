@@ -1,0 +1,386 @@
+//! The plugin configuration: its JSON shape, its defaults, and its validation into the
+//! ready-to-use [`Settings`] the request path reads. Parsing happens once per VM in
+//! `on_configure`; every error names the field it is about (`deny[3]`, `block.answer`, ...),
+//! so a bad configuration stops the plugin at load time instead of misbehaving per request.
+//! `filter/CONFIG.md` documents the same schema for operators.
+
+use std::net::IpAddr;
+
+use dohguard_core::rules::{Policy, RuleSet};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Largest DoH message accepted (RFC 8484: a DNS message over HTTP is at most 65,535 octets).
+pub const MAX_DNS_MESSAGE: usize = 65_535;
+
+/// Why a configuration was rejected; the text always starts with the field's path.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Json { path: String, message: String },
+    #[error("{field}[{index}] {entry:?}: {reason}")]
+    Rule {
+        field: &'static str,
+        index: usize,
+        entry: String,
+        reason: dohguard_core::name::NameError,
+    },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// The configuration JSON as written by the operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub doh_path: String,
+    pub mode: Mode,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub block: RawBlock,
+    pub scorer: Option<RawScorer>,
+    pub cache: RawCache,
+    /// Response header naming the verdict; `null` turns it off.
+    pub verdict_header: Option<String>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            doh_path: "/dns-query".into(),
+            mode: Mode::Enforce,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            block: RawBlock::default(),
+            scorer: None,
+            cache: RawCache::default(),
+            verdict_header: Some("x-dohguard-verdict".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Blocked names get the block answer.
+    Enforce,
+    /// Decide, count and label, but always forward.
+    Monitor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBlock {
+    pub answer: BlockAnswerKind,
+    /// TTL of the block answer's records (and of the SOA that sets negative caching).
+    pub ttl: u32,
+    /// Used only with `answer: "addresses"`.
+    pub addresses: Vec<IpAddr>,
+}
+
+impl Default for RawBlock {
+    fn default() -> Self {
+        RawBlock {
+            answer: BlockAnswerKind::Nxdomain,
+            ttl: 300,
+            addresses: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockAnswerKind {
+    Nxdomain,
+    Refused,
+    Nodata,
+    Sinkhole,
+    Addresses,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScorer {
+    /// Envoy cluster the callout goes to (must exist in the Envoy configuration).
+    pub cluster: String,
+    /// `:authority` of the callout; defaults to the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_scorer_path")]
+    pub path: String,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+fn default_scorer_path() -> String {
+    "/v1/score".into()
+}
+
+fn default_timeout_ms() -> u64 {
+    200
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// A failed callout allows the name.
+    #[default]
+    Open,
+    /// A failed callout blocks the name.
+    Closed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    /// Most verdicts kept in shared data; 0 turns the cache off.
+    pub max_entries: u32,
+    /// Upper bound on the scorer's `ttl`, in seconds.
+    pub max_ttl: u32,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            max_entries: 65_536,
+            max_ttl: 86_400,
+        }
+    }
+}
+
+/// What a blocked query is answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockAnswer {
+    Nxdomain,
+    Refused,
+    Nodata,
+    /// 0.0.0.0 for A, :: for AAAA, NODATA for other types.
+    Sinkhole,
+    /// These addresses for A/AAAA (by family), NODATA otherwise.
+    Addresses(Vec<IpAddr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ScorerSettings {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    pub failure_mode: FailureMode,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub doh_path: String,
+    pub mode: Mode,
+    pub policy: Policy,
+    pub block_answer: BlockAnswer,
+    pub block_ttl: u32,
+    pub scorer: Option<ScorerSettings>,
+    pub cache_max_entries: u32,
+    pub cache_max_ttl: u32,
+    pub verdict_header: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        RawConfig::default()
+            .validate()
+            .expect("the default configuration is valid")
+    }
+}
+
+impl Settings {
+    /// Parses and validates the plugin configuration; an empty buffer means all defaults.
+    pub fn from_json(bytes: &[u8]) -> Result<Settings, ConfigError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Settings::default());
+        }
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(invalid("configuration", "must be a JSON object"));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|err| {
+            let path = err.path().to_string();
+            ConfigError::Json {
+                // serde_path_to_error writes the root as "." and an unknown position as "?".
+                path: match path.as_str() {
+                    "." | "?" => "configuration".into(),
+                    _ => path,
+                },
+                message: err.into_inner().to_string(),
+            }
+        })?;
+        raw.validate()
+    }
+}
+
+impl RawConfig {
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        if !self.doh_path.starts_with('/') || self.doh_path.contains(['?', '#', ' ']) {
+            return Err(invalid(
+                "doh_path",
+                "must start with '/' and hold no query, fragment or space",
+            ));
+        }
+        let policy = Policy {
+            allow: compile("allow", &self.allow)?,
+            deny: compile("deny", &self.deny)?,
+        };
+        let block_answer = match (self.block.answer, self.block.addresses.is_empty()) {
+            (BlockAnswerKind::Addresses, true) => {
+                return Err(invalid(
+                    "block.addresses",
+                    "answer \"addresses\" needs at least one address",
+                ))
+            }
+            (BlockAnswerKind::Addresses, false) => BlockAnswer::Addresses(self.block.addresses),
+            (_, false) => {
+                return Err(invalid(
+                    "block.addresses",
+                    "only used with answer \"addresses\"",
+                ))
+            }
+            (BlockAnswerKind::Nxdomain, true) => BlockAnswer::Nxdomain,
+            (BlockAnswerKind::Refused, true) => BlockAnswer::Refused,
+            (BlockAnswerKind::Nodata, true) => BlockAnswer::Nodata,
+            (BlockAnswerKind::Sinkhole, true) => BlockAnswer::Sinkhole,
+        };
+        // RFC 2181: TTLs are 31-bit values.
+        if self.block.ttl > i32::MAX as u32 {
+            return Err(invalid("block.ttl", "must be at most 2147483647"));
+        }
+        let scorer = self.scorer.map(validate_scorer).transpose()?;
+        if let Some(name) = &self.verdict_header {
+            let token = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+            if name.is_empty() || !name.bytes().all(token) {
+                return Err(invalid(
+                    "verdict_header",
+                    "must be a lower-case header name (a-z, 0-9, '-'), or null to turn it off",
+                ));
+            }
+        }
+        Ok(Settings {
+            doh_path: self.doh_path,
+            mode: self.mode,
+            policy,
+            block_answer,
+            block_ttl: self.block.ttl,
+            scorer,
+            cache_max_entries: self.cache.max_entries,
+            cache_max_ttl: self.cache.max_ttl,
+            verdict_header: self.verdict_header,
+        })
+    }
+}
+
+fn compile(field: &'static str, patterns: &[String]) -> Result<RuleSet, ConfigError> {
+    RuleSet::from_patterns(patterns.iter().map(String::as_str)).map_err(|err| ConfigError::Rule {
+        field,
+        index: err.index,
+        entry: err.entry,
+        reason: err.source,
+    })
+}
+
+fn validate_scorer(raw: RawScorer) -> Result<ScorerSettings, ConfigError> {
+    if raw.cluster.trim().is_empty() {
+        return Err(invalid("scorer.cluster", "must name an Envoy cluster"));
+    }
+    if !raw.path.starts_with('/') {
+        return Err(invalid("scorer.path", "must start with '/'"));
+    }
+    if !(1..=60_000).contains(&raw.timeout_ms) {
+        return Err(invalid("scorer.timeout_ms", "must be 1..=60000"));
+    }
+    let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+    if authority.is_empty() {
+        return Err(invalid("scorer.authority", "must not be empty"));
+    }
+    Ok(ScorerSettings {
+        cluster: raw.cluster,
+        authority,
+        path: raw.path,
+        timeout_ms: raw.timeout_ms,
+        failure_mode: raw.failure_mode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        Settings::from_json(json.as_bytes())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn empty_configuration_means_defaults() {
+        let s = Settings::from_json(b"").unwrap();
+        assert_eq!(s.doh_path, "/dns-query");
+        assert_eq!(s.mode, Mode::Enforce);
+        assert_eq!(s.block_answer, BlockAnswer::Nxdomain);
+        assert!(s.scorer.is_none());
+        assert_eq!(s.verdict_header.as_deref(), Some("x-dohguard-verdict"));
+        assert!(Settings::from_json(b"{}").is_ok());
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let s = Settings::from_json(
+            br#"{"doh_path":"/q","mode":"monitor","allow":["ok.example.com"],
+                "deny":[".example.com","*.ads.test"],
+                "block":{"answer":"addresses","ttl":60,"addresses":["192.0.2.1","2001:db8::1"]},
+                "scorer":{"cluster":"scorer","timeout_ms":150,"failure_mode":"closed"},
+                "cache":{"max_entries":1000,"max_ttl":600},"verdict_header":null}"#,
+        )
+        .unwrap();
+        assert_eq!(s.mode, Mode::Monitor);
+        assert_eq!(s.policy.deny.len(), 2);
+        assert!(matches!(s.block_answer, BlockAnswer::Addresses(ref a) if a.len() == 2));
+        let scorer = s.scorer.unwrap();
+        assert_eq!(scorer.authority, "scorer");
+        assert_eq!(scorer.path, "/v1/score");
+        assert_eq!(scorer.failure_mode, FailureMode::Closed);
+        assert_eq!(s.verdict_header, None);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err(r#"{"denny":[]}"#).contains("unknown field `denny`"));
+        assert!(err(r#"{"block":{"answer":"drop"}}"#).starts_with("block.answer: "));
+        let colour = err(r#"{"block":{"colour":1}}"#);
+        assert!(
+            colour.starts_with("block") && colour.contains("unknown field `colour`"),
+            "{colour}"
+        );
+        assert!(err(r#"{"deny":["ok.com","bad..com"]}"#).starts_with("deny[1] \"bad..com\""));
+        assert!(err(r#"{"allow":["a b"]}"#).starts_with("allow[0]"));
+        assert!(err(r#"{"block":{"answer":"addresses"}}"#).starts_with("block.addresses"));
+        assert!(err(r#"{"block":{"addresses":["192.0.2.1"]}}"#).starts_with("block.addresses"));
+        assert!(err(r#"{"block":{"addresses":["nope"]}}"#).starts_with("block.addresses[0]"));
+        assert!(err(r#"{"scorer":{"cluster":""}}"#).starts_with("scorer.cluster"));
+        assert!(
+            err(r#"{"scorer":{"cluster":"s","timeout_ms":0}}"#).starts_with("scorer.timeout_ms")
+        );
+        assert!(err(r#"{"scorer":{}}"#).contains("missing field `cluster`"));
+        assert!(err(r#"{"verdict_header":"X Bad"}"#).starts_with("verdict_header"));
+        assert!(err(r#"{"doh_path":"dns"}"#).starts_with("doh_path"));
+        assert!(err(r#"{"mode":"loud"}"#).starts_with("mode: "));
+        assert!(err("[1,2]").starts_with("configuration: "));
+        assert!(err("{").starts_with("configuration: "));
+    }
+}

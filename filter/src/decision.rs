@@ -1,0 +1,425 @@
+//! The verdict for one query, in the order CONFIG.md documents: allow list, deny list, verdict
+//! cache, scorer callout, and the fallbacks when there is no scorer or it fails. Also what the
+//! verdict turns into: forward or block answer, the response header, the callout request, and
+//! the checks a callout reply must pass. No proxy-wasm here: the glue feeds in the inputs.
+
+use dohguard_core::contract::{Reason, ScoreReply, ScoreRequest, Verdict};
+use hickory_proto::ProtoError;
+
+use crate::answer::{block_answer, BlockCause};
+use crate::cache::{SharedStore, VerdictCache};
+use crate::config::{FailureMode, Mode, Settings};
+use crate::dns::DnsQuery;
+use crate::metrics::Counter;
+
+/// Where a verdict came from (cache hits keep the basis of the cached verdict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    AllowList,
+    DenyList,
+    Model,
+    NoScorer,
+    ScorerFailure,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::AllowList => "allow_list",
+            Basis::DenyList => "deny_list",
+            Basis::Model => "model",
+            Basis::NoScorer => "no_scorer",
+            Basis::ScorerFailure => "scorer_failure",
+        }
+    }
+
+    fn from_reason(reason: Reason) -> Basis {
+        match reason {
+            Reason::AllowList => Basis::AllowList,
+            Reason::DenyList => Basis::DenyList,
+            Reason::Model => Basis::Model,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub basis: Basis,
+    pub from_cache: bool,
+}
+
+impl Decision {
+    fn new(verdict: Verdict, basis: Basis) -> Self {
+        Decision {
+            verdict,
+            basis,
+            from_cache: false,
+        }
+    }
+
+    /// The scorer's reply as a decision.
+    pub fn from_reply(reply: &ScoreReply) -> Self {
+        Decision::new(reply.verdict, Basis::from_reason(reply.reason))
+    }
+
+    /// The decision when the callout failed.
+    pub fn from_failure(mode: FailureMode) -> Self {
+        let verdict = match mode {
+            FailureMode::Open => Verdict::Allow,
+            FailureMode::Closed => Verdict::Block,
+        };
+        Decision::new(verdict, Basis::ScorerFailure)
+    }
+
+    /// Whether the block answer is sent (rather than the query forwarded).
+    pub fn blocks(&self, mode: Mode) -> bool {
+        self.verdict == Verdict::Block && mode == Mode::Enforce
+    }
+
+    /// Value of the verdict response header (format in CONFIG.md).
+    pub fn header_value(&self, mode: Mode) -> String {
+        let mut value = format!("{}; reason={}", self.verdict.as_str(), self.basis.as_str());
+        if self.from_cache {
+            value.push_str("; cache=hit");
+        }
+        if self.verdict == Verdict::Block && mode == Mode::Monitor {
+            value.push_str("; enforced=no");
+        }
+        value
+    }
+
+    /// Counters to bump for this decision.
+    pub fn counters(&self, mode: Mode) -> Vec<Counter> {
+        let mut out = vec![
+            Counter::Queries,
+            match self.verdict {
+                Verdict::Allow => Counter::VerdictAllow,
+                Verdict::Monitor => Counter::VerdictMonitor,
+                Verdict::Block => Counter::VerdictBlock,
+            },
+            if self.from_cache {
+                Counter::ReasonCache
+            } else {
+                match self.basis {
+                    Basis::AllowList => Counter::ReasonAllowList,
+                    Basis::DenyList => Counter::ReasonDenyList,
+                    Basis::Model => Counter::ReasonModel,
+                    Basis::NoScorer => Counter::ReasonNoScorer,
+                    Basis::ScorerFailure => Counter::ReasonScorerFailure,
+                }
+            },
+        ];
+        if self.verdict == Verdict::Block {
+            out.push(if mode == Mode::Enforce {
+                Counter::Blocked
+            } else {
+                Counter::MonitorPassed
+            });
+        }
+        out
+    }
+
+    fn block_cause(&self) -> BlockCause {
+        match self.basis {
+            Basis::DenyList | Basis::AllowList => BlockCause::DenyList,
+            Basis::ScorerFailure => BlockCause::ScorerUnavailable,
+            Basis::Model | Basis::NoScorer => BlockCause::Model,
+        }
+    }
+}
+
+/// The result of deciding without the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalOutcome {
+    Decided(Decision),
+    /// Lists and cache had nothing and a scorer is configured: ask it.
+    AskScorer,
+}
+
+/// Lists first, then the cache (reporting hit or miss), then the no-scorer fallback.
+pub fn decide_locally<S: SharedStore>(
+    settings: &Settings,
+    cache: &VerdictCache<'_, S>,
+    name: &str,
+    now_ms: u64,
+    counters: &mut Vec<Counter>,
+) -> LocalOutcome {
+    if let Some(list) = settings.policy.decide(name) {
+        let basis = Basis::from_reason(list.reason());
+        return LocalOutcome::Decided(Decision::new(list.verdict(), basis));
+    }
+    if cache.enabled() {
+        if let Some(hit) = cache.lookup(name, now_ms) {
+            counters.push(Counter::CacheHit);
+            return LocalOutcome::Decided(Decision {
+                verdict: hit.verdict,
+                basis: Basis::from_reason(hit.reason),
+                from_cache: true,
+            });
+        }
+        counters.push(Counter::CacheMiss);
+    }
+    if settings.scorer.is_some() {
+        LocalOutcome::AskScorer
+    } else {
+        LocalOutcome::Decided(Decision::new(Verdict::Allow, Basis::NoScorer))
+    }
+}
+
+/// What the filter does with the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Forward,
+    /// Send this block answer.
+    Answer(Vec<u8>),
+}
+
+pub fn action_for(
+    settings: &Settings,
+    query: &DnsQuery,
+    decision: &Decision,
+) -> Result<Action, ProtoError> {
+    if decision.blocks(settings.mode) {
+        let body = block_answer(
+            query,
+            &settings.block_answer,
+            settings.block_ttl,
+            decision.block_cause(),
+        )?;
+        Ok(Action::Answer(body))
+    } else {
+        Ok(Action::Forward)
+    }
+}
+
+/// The JSON body of the callout for a query.
+pub fn callout_body(name: &str, query: &DnsQuery, client: Option<String>) -> Vec<u8> {
+    let request = ScoreRequest {
+        name: name.to_owned(),
+        qtype: query.qtype_mnemonic(),
+        client,
+    };
+    // Serialising a struct of strings cannot fail.
+    serde_json::to_vec(&request).unwrap_or_default()
+}
+
+/// Why a callout produced no usable verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutFailure {
+    /// `dispatch_http_call` itself failed (unknown cluster, bad headers).
+    Dispatch(String),
+    /// No reply within the timeout.
+    Timeout,
+    /// A reply without a status, or with a status other than 200.
+    Status(Option<String>),
+    /// A 200 whose body broke the contract.
+    Malformed(String),
+}
+
+impl CalloutFailure {
+    pub fn counter(&self) -> Counter {
+        match self {
+            CalloutFailure::Dispatch(_) | CalloutFailure::Status(_) => Counter::CalloutError,
+            CalloutFailure::Timeout => Counter::CalloutTimeout,
+            CalloutFailure::Malformed(_) => Counter::CalloutMalformed,
+        }
+    }
+}
+
+impl std::fmt::Display for CalloutFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CalloutFailure::Dispatch(e) => write!(f, "dispatch failed: {e}"),
+            CalloutFailure::Timeout => write!(f, "timed out"),
+            CalloutFailure::Status(Some(s)) => write!(f, "HTTP status {s}"),
+            CalloutFailure::Status(None) => write!(f, "reply without status"),
+            CalloutFailure::Malformed(e) => write!(f, "malformed reply: {e}"),
+        }
+    }
+}
+
+/// Checks a callout reply. Envoy reports both timeouts and connection failures as a reply
+/// with no headers; one that came after at least the timeout is taken as a timeout.
+pub fn parse_reply(
+    status: Option<&str>,
+    body: Option<&[u8]>,
+    elapsed_ms: u64,
+    timeout_ms: u64,
+) -> Result<ScoreReply, CalloutFailure> {
+    match status {
+        None if elapsed_ms >= timeout_ms => return Err(CalloutFailure::Timeout),
+        Some("200") => {}
+        other => return Err(CalloutFailure::Status(other.map(str::to_owned))),
+    }
+    let body = body.unwrap_or_default();
+    let reply: ScoreReply =
+        serde_json::from_slice(body).map_err(|e| CalloutFailure::Malformed(e.to_string()))?;
+    if !(0.0..=1.0).contains(&reply.score) {
+        return Err(CalloutFailure::Malformed(format!(
+            "score {} outside [0, 1]",
+            reply.score
+        )));
+    }
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::tests::{reply, MapStore};
+    use crate::dns::tests::query_bytes;
+    use dohguard_core::contract::Scope;
+    use hickory_proto::rr::RecordType;
+
+    fn settings(json: &str) -> Settings {
+        Settings::from_json(json.as_bytes()).unwrap()
+    }
+
+    fn local(settings: &Settings, store: &MapStore, name: &str) -> (LocalOutcome, Vec<Counter>) {
+        let cache = VerdictCache::new(store, settings.cache_max_entries, settings.cache_max_ttl);
+        let mut counters = Vec::new();
+        (
+            decide_locally(settings, &cache, name, 0, &mut counters),
+            counters,
+        )
+    }
+
+    #[test]
+    fn lists_decide_before_cache_and_scorer() {
+        let s =
+            settings(r#"{"allow":["ok.bad.com"],"deny":[".bad.com"],"scorer":{"cluster":"s"}}"#);
+        let store = MapStore::default();
+        let (out, counters) = local(&s, &store, "x.bad.com");
+        assert_eq!(
+            out,
+            LocalOutcome::Decided(Decision::new(Verdict::Block, Basis::DenyList))
+        );
+        assert!(counters.is_empty(), "list hits do not touch the cache");
+        let (out, _) = local(&s, &store, "ok.bad.com");
+        assert_eq!(
+            out,
+            LocalOutcome::Decided(Decision::new(Verdict::Allow, Basis::AllowList))
+        );
+        let (out, counters) = local(&s, &store, "new.org");
+        assert_eq!(out, LocalOutcome::AskScorer);
+        assert_eq!(counters, vec![Counter::CacheMiss]);
+    }
+
+    #[test]
+    fn cache_hit_is_reported_with_the_cached_basis() {
+        let s = settings(r#"{"scorer":{"cluster":"s"}}"#);
+        let store = MapStore::default();
+        VerdictCache::new(&store, s.cache_max_entries, s.cache_max_ttl)
+            .insert(
+                "a.dga.com",
+                &reply("a.dga.com", Verdict::Block, Scope::RegisteredDomain, 60),
+                0,
+            )
+            .unwrap();
+        let (out, counters) = local(&s, &store, "b.dga.com");
+        let LocalOutcome::Decided(d) = out else {
+            panic!("expected a hit")
+        };
+        assert!(d.from_cache && d.basis == Basis::Model && d.verdict == Verdict::Block);
+        assert_eq!(counters, vec![Counter::CacheHit]);
+        assert_eq!(
+            d.header_value(Mode::Enforce),
+            "block; reason=model; cache=hit"
+        );
+        assert!(d.counters(Mode::Enforce).contains(&Counter::ReasonCache));
+    }
+
+    #[test]
+    fn without_scorer_unlisted_names_are_allowed() {
+        let s = settings("{}");
+        let (out, _) = local(&s, &MapStore::default(), "anything.com");
+        assert_eq!(
+            out,
+            LocalOutcome::Decided(Decision::new(Verdict::Allow, Basis::NoScorer))
+        );
+    }
+
+    #[test]
+    fn monitor_mode_forwards_blocks_and_says_so() {
+        let s = settings(r#"{"mode":"monitor","deny":["bad.com"]}"#);
+        let q = DnsQuery::parse(&query_bytes("bad.com.", RecordType::A, false)).unwrap();
+        let d = Decision::new(Verdict::Block, Basis::DenyList);
+        assert_eq!(action_for(&s, &q, &d).unwrap(), Action::Forward);
+        assert_eq!(
+            d.header_value(s.mode),
+            "block; reason=deny_list; enforced=no"
+        );
+        assert!(d.counters(s.mode).contains(&Counter::MonitorPassed));
+        let enforce = settings(r#"{"deny":["bad.com"]}"#);
+        assert!(matches!(
+            action_for(&enforce, &q, &d).unwrap(),
+            Action::Answer(_)
+        ));
+        assert!(d.counters(enforce.mode).contains(&Counter::Blocked));
+    }
+
+    #[test]
+    fn failure_modes() {
+        assert_eq!(
+            Decision::from_failure(FailureMode::Open).verdict,
+            Verdict::Allow
+        );
+        let closed = Decision::from_failure(FailureMode::Closed);
+        assert_eq!(closed.verdict, Verdict::Block);
+        assert_eq!(
+            closed.header_value(Mode::Enforce),
+            "block; reason=scorer_failure"
+        );
+    }
+
+    #[test]
+    fn callout_body_follows_the_contract() {
+        let q = DnsQuery::parse(&query_bytes("x.com.", RecordType::TXT, false)).unwrap();
+        let body = callout_body("x.com", &q, Some("192.0.2.7".into()));
+        assert_eq!(
+            body,
+            br#"{"name":"x.com","qtype":"TXT","client":"192.0.2.7"}"#
+        );
+    }
+
+    #[test]
+    fn reply_checks() {
+        let good = br#"{"name":"a.com","registered_domain":"a.com","score":0.5,"verdict":"monitor",
+            "reason":"model","scope":"name","model_version":"v","ttl":5}"#;
+        assert_eq!(
+            parse_reply(Some("200"), Some(good), 1, 200)
+                .unwrap()
+                .verdict,
+            Verdict::Monitor
+        );
+        assert_eq!(
+            parse_reply(None, None, 200, 200),
+            Err(CalloutFailure::Timeout)
+        );
+        assert_eq!(
+            parse_reply(None, None, 3, 200),
+            Err(CalloutFailure::Status(None))
+        );
+        assert_eq!(
+            parse_reply(Some("503"), Some(good), 3, 200),
+            Err(CalloutFailure::Status(Some("503".into())))
+        );
+        assert!(matches!(
+            parse_reply(Some("200"), Some(b"{"), 3, 200),
+            Err(CalloutFailure::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_reply(Some("200"), None, 3, 200),
+            Err(CalloutFailure::Malformed(_))
+        ));
+        let bad_score =
+            br#"{"name":"a.com","registered_domain":"a.com","score":7,"verdict":"block",
+            "reason":"model","scope":"name","model_version":"v","ttl":5}"#;
+        assert!(matches!(
+            parse_reply(Some("200"), Some(bad_score), 3, 200),
+            Err(CalloutFailure::Malformed(_))
+        ));
+        assert_eq!(CalloutFailure::Timeout.counter(), Counter::CalloutTimeout);
+    }
+}
