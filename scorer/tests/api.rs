@@ -47,7 +47,8 @@ async fn call(router: &Router, req: Request<Body>) -> (StatusCode, Option<String
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap().to_owned());
     let bytes = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, ctype, body)
 }
 
@@ -89,13 +90,18 @@ async fn single_name_gets_every_contract_field() {
 #[tokio::test]
 async fn names_are_normalised_and_split() {
     let t = app().await;
-    let (status, _, body) = call(&t.router, score_req(json!({"name": "WWW.Example.CO.UK.", "qtype": "aaaa"}))).await;
+    let (status, _, body) = call(
+        &t.router,
+        score_req(json!({"name": "WWW.Example.CO.UK.", "qtype": "aaaa"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["name"], "www.example.co.uk");
     assert_eq!(body["registered_domain"], "example.co.uk");
 
     // A bare public suffix has no registered domain; the model reads the whole name.
-    let (status, _, body) = call(&t.router, score_req(json!({"name": "co.uk", "qtype": "A"}))).await;
+    let (status, _, body) =
+        call(&t.router, score_req(json!({"name": "co.uk", "qtype": "A"}))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["registered_domain"], Value::Null);
     assert_eq!(body["scope"], "name");
@@ -104,7 +110,12 @@ async fn names_are_normalised_and_split() {
 #[tokio::test]
 async fn batch_keeps_order_and_agrees_with_single_calls() {
     let t = app().await;
-    let names = ["google.com", "xjw3kq9z.com", "www.wikipedia.org", "kq3jx9zv8w2m.ru"];
+    let names = [
+        "google.com",
+        "xjw3kq9z.com",
+        "www.wikipedia.org",
+        "kq3jx9zv8w2m.ru",
+    ];
     let batch = json!({"names": names.iter().map(|n| json!({"name": n, "qtype": "A"})).collect::<Vec<_>>()});
     let (status, _, body) = call(&t.router, score_req(batch)).await;
     assert_eq!(status, StatusCode::OK);
@@ -113,7 +124,10 @@ async fn batch_keeps_order_and_agrees_with_single_calls() {
     for (name, result) in names.iter().zip(results) {
         assert_eq!(result["name"], *name);
         let (_, _, single) = call(&t.router, score_req(json!({"name": name, "qtype": "A"}))).await;
-        assert_eq!(single["score"], result["score"], "{name}: batch and single scores differ");
+        assert_eq!(
+            single["score"], result["score"],
+            "{name}: batch and single scores differ"
+        );
         assert_eq!(single["verdict"], result["verdict"]);
     }
     assert_eq!(results[0]["verdict"], "allow");
@@ -131,24 +145,40 @@ async fn allow_and_deny_lists_win_over_the_model() {
         c.rules.deny = vec![".evil.example".into(), "www.google.com".into()];
     })
     .await;
-    let (_, _, allowed) = call(&t.router, score_req(json!({"name": "xjw3kq9z.com", "qtype": "A"}))).await;
+    let (_, _, allowed) = call(
+        &t.router,
+        score_req(json!({"name": "xjw3kq9z.com", "qtype": "A"})),
+    )
+    .await;
     assert_eq!(allowed["verdict"], "allow");
     assert_eq!(allowed["reason"], "allow_list");
     assert_eq!(allowed["score"], 0.0);
     assert_eq!(allowed["scope"], "name");
     assert_eq!(allowed["ttl"], 300);
 
-    let (_, _, denied) = call(&t.router, score_req(json!({"name": "a.b.evil.example", "qtype": "A"}))).await;
+    let (_, _, denied) = call(
+        &t.router,
+        score_req(json!({"name": "a.b.evil.example", "qtype": "A"})),
+    )
+    .await;
     assert_eq!(denied["verdict"], "block");
     assert_eq!(denied["reason"], "deny_list");
     assert_eq!(denied["score"], 1.0);
 
     // google.com has a rule under it (www.google.com), so a model verdict for another name
     // there covers only that name: caching it for the whole domain would hide the rule.
-    let (_, _, mail) = call(&t.router, score_req(json!({"name": "mail.google.com", "qtype": "A"}))).await;
+    let (_, _, mail) = call(
+        &t.router,
+        score_req(json!({"name": "mail.google.com", "qtype": "A"})),
+    )
+    .await;
     assert_eq!(mail["reason"], "model");
     assert_eq!(mail["scope"], "name");
-    let (_, _, other) = call(&t.router, score_req(json!({"name": "mail.wikipedia.org", "qtype": "A"}))).await;
+    let (_, _, other) = call(
+        &t.router,
+        score_req(json!({"name": "mail.wikipedia.org", "qtype": "A"})),
+    )
+    .await;
     assert_eq!(other["scope"], "registered_domain");
 }
 
@@ -160,11 +190,22 @@ async fn configured_thresholds_override_the_card() {
         c.verdicts.monitor_threshold = Some(0.05);
     })
     .await;
-    let (_, _, body) = call(&t.router, score_req(json!({"name": "google.com", "qtype": "A"}))).await;
+    let (_, _, body) = call(
+        &t.router,
+        score_req(json!({"name": "google.com", "qtype": "A"})),
+    )
+    .await;
     let score = body["score"].as_f64().unwrap();
-    assert!((0.05..0.99).contains(&score), "placeholder score moved: {score}");
+    assert!(
+        (0.05..0.99).contains(&score),
+        "placeholder score moved: {score}"
+    );
     assert_eq!(body["verdict"], "monitor");
-    let (_, _, model) = call(&t.router, Request::get("/v1/model").body(Body::empty()).unwrap()).await;
+    let (_, _, model) = call(
+        &t.router,
+        Request::get("/v1/model").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert!((model["thresholds_in_force"]["block"].as_f64().unwrap() - 0.99).abs() < 1e-6);
 }
 
@@ -176,33 +217,88 @@ async fn errors_are_problem_json_with_the_right_status() {
     })
     .await;
     let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
-        (post_json("/v1/score", "{not json"), StatusCode::BAD_REQUEST, "malformed-request"),
-        (score_req(json!({"qtype": "A"})), StatusCode::BAD_REQUEST, "malformed-request"),
-        (score_req(json!({"name": 5, "qtype": "A"})), StatusCode::BAD_REQUEST, "malformed-request"),
-        (score_req(json!({"names": "x"})), StatusCode::BAD_REQUEST, "malformed-request"),
-        (post_json("/v1/score", "x".repeat(4096)), StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
         (
-            score_req(json!({"names": (0..4).map(|i| json!({"name": format!("n{i}.com"), "qtype": "A"})).collect::<Vec<_>>()})),
+            post_json("/v1/score", "{not json"),
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+        ),
+        (
+            score_req(json!({"qtype": "A"})),
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+        ),
+        (
+            score_req(json!({"name": 5, "qtype": "A"})),
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+        ),
+        (
+            score_req(json!({"names": "x"})),
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+        ),
+        (
+            post_json("/v1/score", "x".repeat(4096)),
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-large",
         ),
         (
-            Request::post("/v1/score").header(header::CONTENT_TYPE, "text/plain").body(Body::from("{}")).unwrap(),
+            score_req(
+                json!({"names": (0..4).map(|i| json!({"name": format!("n{i}.com"), "qtype": "A"})).collect::<Vec<_>>()}),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+        ),
+        (
+            Request::post("/v1/score")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("{}"))
+                .unwrap(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
         ),
-        (Request::post("/v1/score").body(Body::from("{}")).unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
-        (score_req(json!({"name": "bad name.com", "qtype": "A"})), StatusCode::UNPROCESSABLE_ENTITY, "invalid-name"),
-        (score_req(json!({"name": "a..com", "qtype": "A"})), StatusCode::UNPROCESSABLE_ENTITY, "invalid-name"),
-        (score_req(json!({"name": "", "qtype": "A"})), StatusCode::UNPROCESSABLE_ENTITY, "invalid-name"),
-        (score_req(json!({"name": "a.com", "qtype": "A B"})), StatusCode::UNPROCESSABLE_ENTITY, "invalid-name"),
-        (score_req(json!({"name": "a.com", "qtype": "A", "client": "not-an-ip"})), StatusCode::UNPROCESSABLE_ENTITY, "invalid-name"),
         (
-            score_req(json!({"names": [{"name": "ok.com", "qtype": "A"}, {"name": "b\u{fc}.com", "qtype": "A"}]})),
+            Request::post("/v1/score").body(Body::from("{}")).unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+        (
+            score_req(json!({"name": "bad name.com", "qtype": "A"})),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-name",
         ),
-        (Request::get("/nope").body(Body::empty()).unwrap(), StatusCode::NOT_FOUND, "not-found"),
+        (
+            score_req(json!({"name": "a..com", "qtype": "A"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            score_req(json!({"name": "", "qtype": "A"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            score_req(json!({"name": "a.com", "qtype": "A B"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            score_req(json!({"name": "a.com", "qtype": "A", "client": "not-an-ip"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            score_req(
+                json!({"names": [{"name": "ok.com", "qtype": "A"}, {"name": "b\u{fc}.com", "qtype": "A"}]}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-name",
+        ),
+        (
+            Request::get("/nope").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+            "not-found",
+        ),
     ];
     for (req, want, slug) in cases {
         let what = format!("{} {}", req.method(), req.uri());
@@ -216,11 +312,19 @@ async fn errors_are_problem_json_with_the_right_status() {
     // A batch with one bad name is refused as a whole and names the index: nothing logged.
     let (_, _, body) = call(
         &t.router,
-        score_req(json!({"names": [{"name": "ok.com", "qtype": "A"}, {"name": "b b", "qtype": "A"}]})),
+        score_req(
+            json!({"names": [{"name": "ok.com", "qtype": "A"}, {"name": "b b", "qtype": "A"}]}),
+        ),
     )
     .await;
-    assert!(body["detail"].as_str().unwrap().contains("names[1]"), "{body}");
-    assert_eq!(t.app.metrics.sink.queued.get() + t.app.metrics.sink.spooled.get(), 0);
+    assert!(
+        body["detail"].as_str().unwrap().contains("names[1]"),
+        "{body}"
+    );
+    assert_eq!(
+        t.app.metrics.sink.queued.get() + t.app.metrics.sink.spooled.get(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -228,7 +332,10 @@ async fn health_ready_model_and_metrics() {
     let t = app().await;
     let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
     let (status, _, body) = call(&t.router, get("/healthz")).await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
 
     let (status, _, body) = call(&t.router, get("/readyz")).await;
     assert_eq!(status, StatusCode::OK);
@@ -242,18 +349,36 @@ async fn health_ready_model_and_metrics() {
     assert_eq!(body["card"]["name"], card["name"]);
     assert_eq!(body["device"], "cpu");
 
-    call(&t.router, score_req(json!({"name": "xjw3kq9z.com", "qtype": "A"}))).await;
-    call(&t.router, score_req(json!({"name": "www.xjw3kq9z.com", "qtype": "A"}))).await;
+    call(
+        &t.router,
+        score_req(json!({"name": "xjw3kq9z.com", "qtype": "A"})),
+    )
+    .await;
+    call(
+        &t.router,
+        score_req(json!({"name": "www.xjw3kq9z.com", "qtype": "A"})),
+    )
+    .await;
     // Spool-only mode: the writer spools both verdicts shortly after.
     let sink = t.app.metrics.sink.clone();
-    eventually("2 verdicts spooled", std::time::Duration::from_secs(10), || {
-        let n = sink.spooled.get();
-        async move { n == 2 }
-    })
+    eventually(
+        "2 verdicts spooled",
+        std::time::Duration::from_secs(10),
+        || {
+            let n = sink.spooled.get();
+            async move { n == 2 }
+        },
+    )
     .await;
     let resp = t.router.clone().oneshot(get("/metrics")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let text = String::from_utf8(to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    let text = String::from_utf8(
+        to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
     for needle in [
         "dohguard_scorer_http_requests_total{route=\"/v1/score\",status=\"200\"} 2",
         "dohguard_scorer_http_request_duration_seconds_bucket",
@@ -278,7 +403,11 @@ async fn admin_reload_validates_and_keeps_the_old_model_on_failure() {
     let card_json: Value = serde_json::from_str(&std::fs::read_to_string(&card).unwrap()).unwrap();
     let onnx_name = card_json["onnx_file"].as_str().unwrap();
     std::fs::copy(&card, dir.path().join("model.card.json")).unwrap();
-    std::fs::copy(card.parent().unwrap().join(onnx_name), dir.path().join(onnx_name)).unwrap();
+    std::fs::copy(
+        card.parent().unwrap().join(onnx_name),
+        dir.path().join(onnx_name),
+    )
+    .unwrap();
     let copied = dir.path().join("model.card.json");
     let t = app_with(|c| c.model.card = copied.clone()).await;
     let reload = || Request::post("/admin/reload").body(Body::empty()).unwrap();
@@ -291,8 +420,15 @@ async fn admin_reload_validates_and_keeps_the_old_model_on_failure() {
     let (status, ctype, body) = call(&t.router, reload()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(ctype.as_deref(), Some("application/problem+json"));
-    assert!(body["detail"].as_str().unwrap().contains("sha256"), "{body}");
-    let (status, _, scored) = call(&t.router, score_req(json!({"name": "xjw3kq9z.com", "qtype": "A"}))).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("sha256"),
+        "{body}"
+    );
+    let (status, _, scored) = call(
+        &t.router,
+        score_req(json!({"name": "xjw3kq9z.com", "qtype": "A"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(scored["verdict"], "block");
 }
@@ -315,7 +451,11 @@ async fn serves_over_a_real_socket() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["results"][0]["verdict"], "block");
     assert_eq!(body["results"][1]["verdict"], "allow");
-    let health = client.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    let health = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     server.abort();
 }

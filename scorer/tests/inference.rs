@@ -34,7 +34,10 @@ fn batching() -> BatcherConfig {
 /// Every model card in the repository, with its sha256.
 fn cards() -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(repo_root().join("models")).unwrap().flatten() {
+    for entry in std::fs::read_dir(repo_root().join("models"))
+        .unwrap()
+        .flatten()
+    {
         let card = entry.path().join("model.card.json");
         if card.is_file() {
             let c = ModelCard::load(&card).unwrap_or_else(|e| panic!("{}: {e}", card.display()));
@@ -62,12 +65,18 @@ fn fixtures() -> Vec<PathBuf> {
 /// Checks one fixture against the card it was made for: text (when the fixture has names),
 /// ids and scores through the real runtime.
 async fn check_fixture(fixture_path: &Path) {
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path).unwrap()).unwrap();
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_path).unwrap()).unwrap();
     let sha = fixture["model"]["sha256"].as_str().unwrap();
     let (card, _) = cards()
         .into_iter()
         .find(|(_, s)| s == sha)
-        .unwrap_or_else(|| panic!("{}: no model card in models/ has sha256 {sha} (stale fixture?)", fixture_path.display()));
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no model card in models/ has sha256 {sha} (stale fixture?)",
+                fixture_path.display()
+            )
+        });
     let tolerance = fixture["score_tolerance"].as_f64().unwrap();
     let model = start_model(&card, Device::Cpu, batching(), Metrics::new());
     let info = model.info();
@@ -79,10 +88,25 @@ async fn check_fixture(fixture_path: &Path) {
         if let Some(raw) = case["name"].as_str() {
             let n = name::normalize(raw).unwrap();
             let rd = name::registered_domain(&n);
-            assert_eq!(info.encoder.text_of(&n, rd), text, "{}: model text of {raw}", fixture_path.display());
+            assert_eq!(
+                info.encoder.text_of(&n, rd),
+                text,
+                "{}: model text of {raw}",
+                fixture_path.display()
+            );
         }
-        let ids: Vec<i64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-        assert_eq!(info.encoder.encode(text), ids, "{}: ids of {text:?}", fixture_path.display());
+        let ids: Vec<i64> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            info.encoder.encode(text),
+            ids,
+            "{}: ids of {text:?}",
+            fixture_path.display()
+        );
         texts.push(text.to_owned());
     }
     let scored = model.score(texts.clone()).await.unwrap();
@@ -105,7 +129,12 @@ async fn default_model_matches_its_fixture() {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
             v["model"]["sha256"] == default_sha.as_str()
         })
-        .unwrap_or_else(|| panic!("no fixture in models/ is made for the default model {}", default_card().display()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no fixture in models/ is made for the default model {}",
+                default_card().display()
+            )
+        });
     check_fixture(&fixture).await;
 }
 
@@ -138,7 +167,12 @@ async fn concurrent_requests_are_coalesced_into_batches() {
     let requests = 200;
     let calls = (0..requests).map(|i| {
         let m = model.clone();
-        async move { m.score(vec![format!("n{i}x.example")]).await.unwrap().scores[0] }
+        async move {
+            m.score(vec![format!("n{i}x.example")])
+                .await
+                .unwrap()
+                .scores[0]
+        }
     });
     let scores = futures::future::join_all(calls).await;
     assert_eq!(scores.len(), requests);
@@ -156,9 +190,16 @@ async fn concurrent_requests_are_coalesced_into_batches() {
         .parse()
         .unwrap();
     assert_eq!(sum, requests as f64, "every name scored exactly once");
-    assert!(count < requests as f64 / 2.0, "{requests} requests ran in {count} model calls: not coalesced");
+    assert!(
+        count < requests as f64 / 2.0,
+        "{requests} requests ran in {count} model calls: not coalesced"
+    );
     // Same name, same score, whatever batch it landed in.
-    let single = model.score(vec!["n7x.example".into()]).await.unwrap().scores[0];
+    let single = model
+        .score(vec!["n7x.example".into()])
+        .await
+        .unwrap()
+        .scores[0];
     assert_eq!(single, scores[7]);
 }
 
@@ -174,7 +215,11 @@ async fn a_lone_request_is_not_held_for_max_wait() {
         let started = Instant::now();
         model.score(vec!["example.com".into()]).await.unwrap();
         // Behaviour, not speed: waiting for max_wait would take 5 s.
-        assert!(started.elapsed() < Duration::from_secs(2), "lone request waited {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "lone request waited {:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -191,7 +236,9 @@ async fn a_full_queue_answers_overloaded() {
         async move { m.score(vec!["example.com".into(); 64]).await }
     });
     let results = futures::future::join_all(calls).await;
-    assert!(results.iter().any(|r| matches!(r, Err(ModelError::Overloaded))));
+    assert!(results
+        .iter()
+        .any(|r| matches!(r, Err(ModelError::Overloaded))));
     assert!(results.iter().any(|r| r.is_ok()));
 }
 
@@ -202,7 +249,15 @@ async fn cuda_on_a_cpu_only_runtime_falls_back_and_says_so() {
     // The PyPI `onnxruntime` package has no CUDA provider: registration fails, CPU serves.
     assert_eq!(model.info().device.as_str(), "cpu");
     assert_eq!(metrics.cpu_fallback.get(), 1);
-    assert_eq!(model.score(vec!["example.com".into()]).await.unwrap().scores.len(), 1);
+    assert_eq!(
+        model
+            .score(vec!["example.com".into()])
+            .await
+            .unwrap()
+            .scores
+            .len(),
+        1
+    );
 }
 
 fn copy_model(to: &Path) -> PathBuf {
@@ -225,31 +280,53 @@ async fn reload_is_validated_and_a_failure_keeps_the_old_model() {
     let card = copy_model(dir.path());
     let model = start_model(&card, Device::Cpu, batching(), Metrics::new());
     let before = model.info().model_version.clone();
-    let score_before = model.score(vec!["xjw3kq9z.com".into()]).await.unwrap().scores[0];
+    let score_before = model
+        .score(vec!["xjw3kq9z.com".into()])
+        .await
+        .unwrap()
+        .scores[0];
 
     // Wrong checksum in the card.
     rewrite_card(&card, |v| v["sha256"] = Value::String("0".repeat(64)));
     let err = model.reload(None).await.unwrap_err();
     assert!(matches!(err, ModelError::Checksum { .. }), "{err}");
     // A card that breaks the contract.
-    rewrite_card(&card, |v| v["input"]["dtype"] = Value::String("float32".into()));
-    assert!(matches!(model.reload(None).await.unwrap_err(), ModelError::Card { .. }));
+    rewrite_card(&card, |v| {
+        v["input"]["dtype"] = Value::String("float32".into())
+    });
+    assert!(matches!(
+        model.reload(None).await.unwrap_err(),
+        ModelError::Card { .. }
+    ));
     // Bytes that are not ONNX, with a matching checksum.
     let junk = b"definitely not an onnx model".to_vec();
-    let onnx = dir.path().join(ModelCard::load(&default_card()).unwrap().onnx_file);
+    let onnx = dir
+        .path()
+        .join(ModelCard::load(&default_card()).unwrap().onnx_file);
     let good_bytes = std::fs::read(&onnx).unwrap();
     std::fs::write(&onnx, &junk).unwrap();
-    let original: Value = serde_json::from_str(&std::fs::read_to_string(default_card()).unwrap()).unwrap();
+    let original: Value =
+        serde_json::from_str(&std::fs::read_to_string(default_card()).unwrap()).unwrap();
     std::fs::write(&card, serde_json::to_string(&original).unwrap()).unwrap();
     rewrite_card(&card, |v| {
         use sha2::Digest;
         v["sha256"] = Value::String(hex::encode(sha2::Sha256::digest(&junk)));
     });
-    assert!(matches!(model.reload(None).await.unwrap_err(), ModelError::Runtime(_)));
+    assert!(matches!(
+        model.reload(None).await.unwrap_err(),
+        ModelError::Runtime(_)
+    ));
 
     // Every failure left the old model serving.
     assert_eq!(model.info().model_version, before);
-    assert_eq!(model.score(vec!["xjw3kq9z.com".into()]).await.unwrap().scores[0], score_before);
+    assert_eq!(
+        model
+            .score(vec!["xjw3kq9z.com".into()])
+            .await
+            .unwrap()
+            .scores[0],
+        score_before
+    );
 
     // A good model with a new version is swapped in.
     std::fs::write(&onnx, &good_bytes).unwrap();
@@ -267,15 +344,22 @@ async fn the_watcher_reloads_when_the_files_change() {
     let dir = tempfile::tempdir().unwrap();
     let card = copy_model(dir.path());
     let model = start_model(&card, Device::Cpu, batching(), Metrics::new());
-    let watcher = tokio::spawn(dohguard_scorer::model::watch::watch(model.clone(), Duration::from_millis(50)));
+    let watcher = tokio::spawn(dohguard_scorer::model::watch::watch(
+        model.clone(),
+        Duration::from_millis(50),
+    ));
     // Let the watcher record the current stamps, then change the card (new mtime).
     tokio::time::sleep(Duration::from_millis(120)).await;
     rewrite_card(&card, |v| v["version"] = Value::String("watched".into()));
     let m = model.clone();
-    eventually("the watcher reloads the changed card", Duration::from_secs(10), || {
-        let v = m.info().model_version.clone();
-        async move { v.ends_with("-watched") }
-    })
+    eventually(
+        "the watcher reloads the changed card",
+        Duration::from_secs(10),
+        || {
+            let v = m.info().model_version.clone();
+            async move { v.ends_with("-watched") }
+        },
+    )
     .await;
     watcher.abort();
 }

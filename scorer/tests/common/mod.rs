@@ -19,15 +19,25 @@ use dohguard_scorer::{
 use serde_json::{json, Value};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// A tool path from the environment; panics with the fix when it is missing.
 pub fn require_env(var: &str) -> PathBuf {
-    let value = std::env::var_os(var)
-        .unwrap_or_else(|| panic!("{var} is not set: run `source scripts/env.sh` before `cargo test -p dohguard-scorer`"));
+    let value = std::env::var_os(var).unwrap_or_else(|| {
+        panic!(
+            "{var} is not set: run `source scripts/env.sh` before `cargo test -p dohguard-scorer`"
+        )
+    });
     let path = PathBuf::from(value);
-    assert!(path.exists(), "{var}={} does not exist: run scripts/setup.sh", path.display());
+    assert!(
+        path.exists(),
+        "{var}={} does not exist: run scripts/setup.sh",
+        path.display()
+    );
     path
 }
 
@@ -40,8 +50,10 @@ pub fn default_card() -> PathBuf {
 /// spool folder, short sink timers so tests settle fast.
 pub fn test_config(es_url: Option<&str>, spool_dir: &Path) -> Config {
     require_env("ORT_DYLIB_PATH");
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".parse().unwrap();
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
     c.model.card = default_card();
     c.model.watch = false;
     c.elasticsearch.url = es_url.map(str::to_owned);
@@ -70,7 +82,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -91,11 +106,16 @@ impl Osmem {
     pub fn start_on(port: u16, seed: Option<&Path>) -> Self {
         let bin = require_env("OSMEM_BIN");
         let mut cmd = Command::new(bin);
-        cmd.args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch", "-no-ja"])
-            .args(["-parent-pid", &std::process::id().to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        cmd.args([
+            "-addr",
+            &format!("127.0.0.1:{port}"),
+            "-no-stdin-watch",
+            "-no-ja",
+        ])
+        .args(["-parent-pid", &std::process::id().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
         if let Some(seed) = seed {
             cmd.arg("-seed").arg(seed);
         }
@@ -106,7 +126,10 @@ impl Osmem {
             .expect("osmem-server prints its address");
         let info: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("osmem-server start line {line:?}: {e}"));
-        let url = info["url"].as_str().expect("url in the start line").to_owned();
+        let url = info["url"]
+            .as_str()
+            .expect("url in the start line")
+            .to_owned();
         let port = url.rsplit(':').next().unwrap().parse().unwrap();
         Self {
             child: Some(child),
@@ -168,16 +191,27 @@ impl Es {
     }
 
     pub async fn count(&self, index: &str) -> u64 {
-        let _ = self.http.post(format!("{}/{index}/_refresh", self.url)).send().await;
+        let _ = self
+            .http
+            .post(format!("{}/{index}/_refresh", self.url))
+            .send()
+            .await;
         let v = self.get(&format!("/{index}/_count")).await;
         v["count"].as_u64().unwrap_or(0)
     }
 
     /// Every document of `index` as (`_id`, `_source`).
     pub async fn all(&self, index: &str) -> Vec<(String, Value)> {
-        let _ = self.http.post(format!("{}/{index}/_refresh", self.url)).send().await;
+        let _ = self
+            .http
+            .post(format!("{}/{index}/_refresh", self.url))
+            .send()
+            .await;
         let v = self
-            .post(&format!("/{index}/_search"), json!({"size": 10000, "query": {"match_all": {}}}))
+            .post(
+                &format!("/{index}/_search"),
+                json!({"size": 10000, "query": {"match_all": {}}}),
+            )
             .await;
         v["hits"]["hits"]
             .as_array()

@@ -1,0 +1,359 @@
+//! The Elasticsearch sink against a real `osmem-server` process (the Elasticsearch-API test
+//! server, started and stopped here on ephemeral ports): documents land with the ECS fields
+//! and the template's mapping; a stopped server loses nothing and duplicates nothing; a full
+//! queue spools; a replay of already stored documents is harmless.
+
+mod common;
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use common::*;
+use dohguard_core::contract::ScoreRequest;
+use dohguard_scorer::{
+    config::{Config, DEFAULT_INDEX},
+    sink::{Doc, Spool},
+    App,
+};
+use serde_json::json;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn req(name: &str, client: Option<&str>) -> ScoreRequest {
+    ScoreRequest {
+        name: name.to_owned(),
+        qtype: "A".to_owned(),
+        client: client.map(str::to_owned),
+    }
+}
+
+async fn wait_stored(es: &Es, n: u64) {
+    eventually(
+        &format!("{n} documents in {DEFAULT_INDEX}"),
+        SETTLE,
+        || async move { es.count(DEFAULT_INDEX).await == n },
+    )
+    .await;
+}
+
+/// Every document exactly once: the set of names equals `names`, no two documents share a
+/// name, and no two share an `_id`.
+async fn assert_exactly_once(es: &Es, names: &[String]) {
+    let docs = es.all(DEFAULT_INDEX).await;
+    let ids: HashSet<&str> = docs.iter().map(|(id, _)| id.as_str()).collect();
+    let stored: Vec<&str> = docs
+        .iter()
+        .map(|(_, s)| s["dns"]["question"]["name"].as_str().unwrap())
+        .collect();
+    let stored_set: HashSet<&str> = stored.iter().copied().collect();
+    let want: HashSet<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(docs.len(), names.len(), "document count");
+    assert_eq!(ids.len(), docs.len(), "duplicate _id");
+    assert_eq!(stored_set.len(), stored.len(), "a verdict stored twice");
+    assert_eq!(stored_set, want, "stored names differ from scored names");
+}
+
+fn assert_nothing_dropped(app: &App) {
+    assert_eq!(app.metrics.sink.dropped.get(), 0, "dropped");
+    assert_eq!(app.metrics.sink.rejected.get(), 0, "rejected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_land_with_ecs_fields_and_the_template() {
+    let osmem = Osmem::start();
+    let es = Es::new(&osmem.url);
+    let spool = tempfile::tempdir().unwrap();
+    let (app, _tasks) = start(test_config(Some(&osmem.url), spool.path())).await;
+
+    let replies = app
+        .scorer
+        .score(vec![
+            req("www.xjw3kq9z.com", Some("192.0.2.7")),
+            req("mail.example.co.uk", Some("2001:db8::5")),
+            req("google.com", None),
+        ])
+        .await
+        .unwrap();
+    wait_stored(&es, 3).await;
+
+    // The template was installed and shaped the index.
+    let template = es.get("/_index_template/dohguard-verdicts").await;
+    assert_eq!(
+        template["index_templates"][0]["index_template"]["index_patterns"],
+        json!(["logs-dohguard.verdicts-*"])
+    );
+    let mapping = es.get(&format!("/{DEFAULT_INDEX}/_mapping")).await;
+    let props = &mapping[DEFAULT_INDEX]["mappings"]["properties"];
+    assert_eq!(props["source"]["properties"]["ip"]["type"], "ip");
+    assert_eq!(props["@timestamp"]["type"], "date");
+    assert_eq!(props["dohguard"]["properties"]["score"]["type"], "float");
+    assert_eq!(mapping[DEFAULT_INDEX]["mappings"]["dynamic"], "strict");
+
+    let docs = es.all(DEFAULT_INDEX).await;
+    let by_name = |n: &str| {
+        docs.iter()
+            .map(|(_, s)| s)
+            .find(|s| s["dns"]["question"]["name"] == n)
+            .unwrap_or_else(|| panic!("no document for {n}"))
+            .clone()
+    };
+    let d = by_name("www.xjw3kq9z.com");
+    assert!(d["@timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(d["event"]["kind"], "alert");
+    assert_eq!(d["event"]["category"], json!(["network"]));
+    assert_eq!(d["event"]["type"], json!(["denied"]));
+    assert_eq!(d["event"]["action"], "dns-block");
+    assert_eq!(d["event"]["outcome"], "success");
+    assert_eq!(d["dns"]["question"]["type"], "A");
+    assert_eq!(d["dns"]["question"]["registered_domain"], "xjw3kq9z.com");
+    assert_eq!(d["dns"]["question"]["subdomain"], "www");
+    assert_eq!(d["dns"]["question"]["top_level_domain"], "com");
+    assert_eq!(d["source"]["ip"], "192.0.2.7");
+    assert_eq!(d["dohguard"]["verdict"], "block");
+    assert_eq!(d["dohguard"]["reason"], "model");
+    assert_eq!(
+        d["dohguard"]["model_version"],
+        replies[0].model_version.as_str()
+    );
+    assert!((d["dohguard"]["score"].as_f64().unwrap() - f64::from(replies[0].score)).abs() < 1e-6);
+    assert!(d["dohguard"]["latency_us"].as_u64().is_some());
+
+    let uk = by_name("mail.example.co.uk");
+    assert_eq!(uk["dns"]["question"]["top_level_domain"], "co.uk");
+    assert_eq!(uk["source"]["ip"], "2001:db8::5");
+    let g = by_name("google.com");
+    assert_eq!(g["event"]["kind"], "event");
+    assert_eq!(g["dohguard"]["verdict"], "allow");
+    assert!(g.get("source").is_none(), "no client, no source.ip");
+
+    // The ip mapping works: a CIDR term query finds the IPv4 client only.
+    let hits = es
+        .post(
+            &format!("/{DEFAULT_INDEX}/_search"),
+            json!({"query": {"term": {"source.ip": "192.0.2.0/24"}}}),
+        )
+        .await;
+    assert_eq!(hits["hits"]["total"]["value"], 1, "{hits}");
+
+    assert_eq!(app.metrics.sink.sent.get(), 3);
+    assert_eq!(app.metrics.sink.spooled.get(), 0);
+    assert_nothing_dropped(&app);
+}
+
+async fn score_names(app: &Arc<App>, names: &[String]) {
+    for chunk in names.chunks(16) {
+        let reqs = chunk.iter().map(|n| req(n, Some("198.51.100.9"))).collect();
+        let replies = app
+            .scorer
+            .score(reqs)
+            .await
+            .expect("scoring never waits on Elasticsearch");
+        assert_eq!(replies.len(), chunk.len());
+    }
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{prefix}{i}.fault-test.example"))
+        .collect()
+}
+
+/// osmem-server keeps data in memory; a real Elasticsearch keeps it across a restart.
+/// Stand in for that by dumping the index before the stop and seeding the new process with it.
+async fn snapshot(es: &Es, dir: &std::path::Path) -> std::path::PathBuf {
+    let mut ndjson = String::new();
+    for (id, source) in es.all(DEFAULT_INDEX).await {
+        ndjson.push_str(&json!({"create": {"_index": DEFAULT_INDEX, "_id": id}}).to_string());
+        ndjson.push('\n');
+        ndjson.push_str(&source.to_string());
+        ndjson.push('\n');
+    }
+    let path = dir.join("snapshot.ndjson");
+    std::fs::write(&path, ndjson).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_loses_nothing_and_duplicates_nothing() {
+    let mut osmem = Osmem::start();
+    let port = osmem.port;
+    let es = Es::new(&osmem.url);
+    let spool = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let (app, _tasks) = start(test_config(Some(&osmem.url), spool.path())).await;
+
+    // Phase 1: server up.
+    let before = names("before", 200);
+    score_names(&app, &before).await;
+    wait_stored(&es, 200).await;
+    let seed = snapshot(&es, scratch.path()).await;
+
+    // Phase 2: server stopped; scoring goes on and every reply still comes back.
+    osmem.stop();
+    let during = names("during", 300);
+    let started = std::time::Instant::now();
+    score_names(&app, &during).await;
+    let scoring_time = started.elapsed();
+    let m = app.metrics.sink.clone();
+    eventually("the outage's verdicts are spooled", SETTLE, || {
+        let spooled = m.spooled.get();
+        async move { spooled >= 300 }
+    })
+    .await;
+    assert_eq!(app.sink().state().as_str(), "spooling");
+
+    // Phase 3: the server comes back on the same port (with its data); more scoring meanwhile.
+    let osmem2 = Osmem::start_on(port, Some(&seed));
+    assert_eq!(osmem2.port, port);
+    let after = names("after", 100);
+    score_names(&app, &after).await;
+    wait_stored(&es, 600).await;
+    eventually("the sink is live again", SETTLE, || {
+        let live = app.sink().state().as_str() == "live";
+        async move { live }
+    })
+    .await;
+
+    let all: Vec<String> = before
+        .iter()
+        .chain(&during)
+        .chain(&after)
+        .cloned()
+        .collect();
+    assert_exactly_once(&es, &all).await;
+    let s = &app.metrics.sink;
+    assert!(s.replayed.get() >= 300, "replayed {}", s.replayed.get());
+    assert!(s.retried.get() > 0 || s.spooled.get() > 0);
+    assert_eq!(s.sent.get() + s.replayed.get(), 600, "stored once each");
+    assert!(app.sink().spool().is_empty(), "spool drained");
+    assert_nothing_dropped(&app);
+    eprintln!("scored 300 names during the outage in {scoring_time:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_spools_and_everything_arrives_once() {
+    let osmem = Osmem::start();
+    let es = Es::new(&osmem.url);
+    let spool = tempfile::tempdir().unwrap();
+    let mut config: Config = test_config(Some(&osmem.url), spool.path());
+    config.elasticsearch.queue_capacity = 4;
+    config.elasticsearch.bulk_max_docs = 8;
+    config.elasticsearch.max_in_flight = 1;
+    let (app, _tasks) = start(config).await;
+
+    let all = names("burst", 400);
+    let reqs: Vec<ScoreRequest> = all.iter().map(|n| req(n, None)).collect();
+    app.scorer.score(reqs).await.unwrap();
+    assert!(
+        app.metrics.sink.spooled.get() > 0,
+        "a 4-document queue must overflow to the spool"
+    );
+    wait_stored(&es, 400).await;
+    assert_exactly_once(&es, &all).await;
+    assert_nothing_dropped(&app);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_documents_already_stored_is_harmless() {
+    // A crash after Elasticsearch stored a spooled segment but before the segment was
+    // deleted: at the next start the segment is replayed, and `create` answers 409.
+    let spool = tempfile::tempdir().unwrap();
+    let seed_dir = tempfile::tempdir().unwrap();
+    let docs: Vec<Doc> = (0..20)
+        .map(|i| {
+            dohguard_scorer::sink::VerdictEvent {
+                timestamp: std::time::SystemTime::now(),
+                name: format!("r{i}.replay.example"),
+                qtype: "A".into(),
+                client: None,
+                registered_domain: Some("replay.example".into()),
+                subdomain: Some(format!("r{i}")),
+                top_level_domain: Some("example".into()),
+                score: 0.5,
+                verdict: dohguard_core::contract::Verdict::Monitor,
+                reason: dohguard_core::contract::Reason::Model,
+                scope: dohguard_core::contract::Scope::Name,
+                model_version: "test".into(),
+                latency_us: 1,
+            }
+            .to_doc(DEFAULT_INDEX)
+        })
+        .collect();
+    // The first 12 are already in Elasticsearch; all 20 wait in the spool.
+    let mut seed = String::new();
+    for d in &docs[..12] {
+        let mut lines = Vec::new();
+        d.write_bulk_lines(&mut lines);
+        seed.push_str(std::str::from_utf8(&lines).unwrap());
+    }
+    let seed_path = seed_dir.path().join("seed.ndjson");
+    std::fs::write(&seed_path, seed).unwrap();
+    {
+        let s = Spool::open(
+            spool.path(),
+            dohguard_scorer::config::FsyncPolicy::Always,
+            Duration::from_secs(1),
+            1 << 20,
+        )
+        .unwrap();
+        s.append(&docs).unwrap();
+    }
+    let osmem = Osmem::start_on(0, Some(&seed_path));
+    let es = Es::new(&osmem.url);
+    assert_eq!(es.count(DEFAULT_INDEX).await, 12);
+
+    let (app, _tasks) = start(test_config(Some(&osmem.url), spool.path())).await;
+    wait_stored(&es, 20).await;
+    let m = app.metrics.sink.clone();
+    eventually("replay counted", SETTLE, || {
+        let done = m.replayed.get() == 8 && m.duplicates.get() == 12;
+        async move { done }
+    })
+    .await;
+    let names: Vec<String> = (0..20).map(|i| format!("r{i}.replay.example")).collect();
+    assert_exactly_once(&es, &names).await;
+    let stored_ids: HashSet<String> = es
+        .all(DEFAULT_INDEX)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let spooled_ids: HashSet<String> = docs.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(
+        stored_ids, spooled_ids,
+        "ids are the ones generated with the verdicts"
+    );
+    eventually("spool emptied", SETTLE, || {
+        let empty = app.sink().spool().is_empty();
+        async move { empty }
+    })
+    .await;
+    assert_nothing_dropped(&app);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_with_elasticsearch_down_spools_until_it_appears() {
+    // Reserve a port, then free it: nothing listens there at start.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let spool = tempfile::tempdir().unwrap();
+    let (app, _tasks) = start(test_config(Some(&url), spool.path())).await;
+    assert_eq!(app.sink().state().as_str(), "spooling");
+    let early = names("early", 50);
+    score_names(&app, &early).await;
+
+    let osmem = Osmem::start_on(port, None);
+    let es = Es::new(&osmem.url);
+    wait_stored(&es, 50).await;
+    // The template went in before the first document.
+    let mapping = es.get(&format!("/{DEFAULT_INDEX}/_mapping")).await;
+    assert_eq!(
+        mapping[DEFAULT_INDEX]["mappings"]["dynamic"], "strict",
+        "{mapping}"
+    );
+    assert_exactly_once(&es, &early).await;
+    assert_nothing_dropped(&app);
+}
