@@ -128,7 +128,6 @@ fn http_call_reply_resumes_and_failure_or_timeout_is_delivered() {
         .unwrap()
         .expect_http_call("scorer")
         .leave_pending();
-    drop(stream);
     filter.advance_clock(Duration::from_millis(499));
     assert!(filter.expire_http_calls().unwrap().is_empty());
     filter.advance_clock(Duration::from_millis(1));

@@ -1,0 +1,9 @@
+//! Behaviour tests of the real dohguard filter (`target/dohguard_filter.wasm`,
+//! built by `cargo xtask wasm`) running in this crate's wasmtime host. One
+//! test binary, so the filter is compiled once for all of them.
+
+mod common;
+mod configuration;
+mod doh_requests;
+mod policy_and_answers;
+mod scorer_and_cache;
