@@ -239,8 +239,10 @@ impl std::fmt::Display for CalloutFailure {
     }
 }
 
-/// Checks a callout reply. Envoy reports both timeouts and connection failures as a reply
-/// with no headers; one that came after at least the timeout is taken as a timeout.
+/// Checks a callout reply. Envoy does not tell the plugin why a callout failed: a timeout
+/// arrives as a synthesised `504` (or, for resets, as a reply with no status at all). A failed
+/// reply that arrives once the timeout has passed is therefore counted as a timeout; the 1 ms
+/// slack covers both clock readings being truncated to whole milliseconds.
 pub fn parse_reply(
     status: Option<&str>,
     body: Option<&[u8]>,
@@ -248,8 +250,8 @@ pub fn parse_reply(
     timeout_ms: u64,
 ) -> Result<ScoreReply, CalloutFailure> {
     match status {
-        None if elapsed_ms >= timeout_ms => return Err(CalloutFailure::Timeout),
         Some("200") => {}
+        _ if elapsed_ms + 1 >= timeout_ms => return Err(CalloutFailure::Timeout),
         other => return Err(CalloutFailure::Status(other.map(str::to_owned))),
     }
     let body = body.unwrap_or_default();

@@ -60,7 +60,7 @@ impl RootContext for FilterRoot {
         let settings = match Settings::from_json(&bytes) {
             Ok(settings) => settings,
             Err(err) => {
-                error!("dohguard: invalid plugin configuration: {err}");
+                error!("invalid plugin configuration: {err}");
                 return false;
             }
         };
@@ -69,7 +69,7 @@ impl RootContext for FilterRoot {
             .map(|c| hostcalls::define_metric(MetricType::Counter, c.name()).ok())
             .collect();
         info!(
-            "dohguard: configured: {} allow + {} deny rules, scorer {}, mode {:?}",
+            "configured: {} allow + {} deny rules, scorer {}, mode {:?}",
             settings.policy.allow.len(),
             settings.policy.deny.len(),
             settings
@@ -198,7 +198,7 @@ impl DohContext {
             }
             Err(status) => {
                 let failure = decision::CalloutFailure::Dispatch(format!("{status:?}"));
-                warn!("dohguard: scorer callout for {name}: {failure}");
+                warn!("scorer callout for {name}: {failure}");
                 shared.bump(failure.counter());
                 self.carry_out(&query, Decision::from_failure(scorer.failure_mode))
             }
@@ -221,7 +221,7 @@ impl DohContext {
                 Action::Pause
             }
             Err(err) => {
-                error!("dohguard: could not build the block answer: {err}");
+                error!("could not build the block answer: {err}");
                 self.send_http_response(
                     500,
                     vec![("content-type", "text/plain")],
@@ -267,15 +267,12 @@ impl Context for DohContext {
                     settings.cache_max_ttl,
                 );
                 if let Err(err) = cache.insert(&pending.name, &reply, self.now_ms()) {
-                    warn!(
-                        "dohguard: could not cache the verdict for {}: {err}",
-                        pending.name
-                    );
+                    warn!("could not cache the verdict for {}: {err}", pending.name);
                 }
                 Decision::from_reply(&reply)
             }
             Err(failure) => {
-                warn!("dohguard: scorer callout for {}: {failure}", pending.name);
+                warn!("scorer callout for {}: {failure}", pending.name);
                 shared.bump(failure.counter());
                 Decision::from_failure(scorer.failure_mode)
             }
