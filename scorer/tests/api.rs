@@ -459,3 +459,25 @@ async fn serves_over_a_real_socket() {
     assert_eq!(health.status(), 200);
     server.abort();
 }
+
+#[test]
+fn openapi_describes_every_route() {
+    let spec = std::fs::read_to_string(repo_root().join("scorer/openapi.yaml")).unwrap();
+    assert!(spec.starts_with("openapi: 3.1"));
+    for route in [
+        "/v1/score",
+        "/v1/model",
+        "/admin/reload",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            spec.contains(&format!("\n  {route}:\n")),
+            "openapi.yaml lacks {route}"
+        );
+    }
+    for status in ["'400'", "'413'", "'415'", "'422'", "'503'"] {
+        assert!(spec.contains(status), "openapi.yaml lacks status {status}");
+    }
+}

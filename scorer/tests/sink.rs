@@ -357,3 +357,20 @@ async fn starting_with_elasticsearch_down_spools_until_it_appears() {
     assert_exactly_once(&es, &early).await;
     assert_nothing_dropped(&app);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delivers_what_is_queued() {
+    let osmem = Osmem::start();
+    let es = Es::new(&osmem.url);
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = test_config(Some(&osmem.url), spool.path());
+    // A long flush interval: without the shutdown flush nothing would be sent yet.
+    config.elasticsearch.flush_interval_ms = 60_000;
+    let (app, tasks) = start(config).await;
+    let all = names("shutdown", 50);
+    score_names(&app, &all).await;
+    assert_eq!(es.count(DEFAULT_INDEX).await, 0);
+    drop(app);
+    tasks.shutdown().await;
+    assert_exactly_once(&es, &all).await;
+}
