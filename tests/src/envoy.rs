@@ -147,11 +147,14 @@ impl Envoy {
             config_path.display()
         )))?;
         validate(&config_path)?;
+        // DOHGUARD_ENVOY_LOG_LEVEL (e.g. `debug`) helps when a test fails; the filter logs at info.
+        let log_level =
+            std::env::var("DOHGUARD_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
         let mut command = Command::new(tools::find(Tool::Envoy)?);
         command
             .arg("-c")
             .arg(&config_path)
-            .args(["--disable-hot-restart", "--log-level", "warn"])
+            .args(["--disable-hot-restart", "--log-level", &log_level])
             .arg("--concurrency")
             .arg(options.concurrency.to_string());
         let mut process = ManagedProcess::spawn("envoy", command, &dir.join("envoy.log"))?;

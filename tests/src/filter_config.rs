@@ -20,6 +20,8 @@ pub struct FilterConfig {
     /// Call the scorer cluster on a cache miss.
     pub scorer: bool,
     pub failure_mode: FailureMode,
+    /// Callout timeout (`scorer.timeout_ms`).
+    pub scorer_timeout_ms: u32,
     /// Extra top-level fields merged over the generated ones (overrides win).
     pub overrides: Map<String, Value>,
 }
@@ -31,6 +33,7 @@ impl Default for FilterConfig {
             deny: Vec::new(),
             scorer: false,
             failure_mode: FailureMode::Open,
+            scorer_timeout_ms: 1000,
             overrides: Map::new(),
         }
     }
@@ -41,14 +44,21 @@ impl FilterConfig {
         let mut config = json!({
             "allow": self.allow,
             "deny": self.deny,
-            "failure_mode": match self.failure_mode {
-                FailureMode::Open => "open",
-                FailureMode::Closed => "closed",
-            },
         });
         let fields = config.as_object_mut().expect("built as an object");
         if self.scorer {
-            fields.insert("scorer_cluster".into(), json!(SCORER_CLUSTER));
+            let failure_mode = match self.failure_mode {
+                FailureMode::Open => "open",
+                FailureMode::Closed => "closed",
+            };
+            fields.insert(
+                "scorer".into(),
+                json!({
+                    "cluster": SCORER_CLUSTER,
+                    "timeout_ms": self.scorer_timeout_ms,
+                    "failure_mode": failure_mode,
+                }),
+            );
         }
         for (key, value) in &self.overrides {
             fields.insert(key.clone(), value.clone());
@@ -79,13 +89,15 @@ mod tests {
     }
 
     #[test]
-    fn scorer_cluster_only_when_asked_and_overrides_win() {
+    fn scorer_block_only_when_asked_and_overrides_win() {
         let mut c = FilterConfig::default();
-        assert!(c.to_json().get("scorer_cluster").is_none());
+        assert!(c.to_json().get("scorer").is_none());
         c.scorer = true;
-        c.overrides.insert("failure_mode".into(), json!("closed"));
+        c.failure_mode = FailureMode::Closed;
+        c.overrides.insert("mode".into(), json!("monitor"));
         let v = c.to_json();
-        assert_eq!(v["scorer_cluster"], SCORER_CLUSTER);
-        assert_eq!(v["failure_mode"], "closed");
+        assert_eq!(v["scorer"]["cluster"], SCORER_CLUSTER);
+        assert_eq!(v["scorer"]["failure_mode"], "closed");
+        assert_eq!(v["mode"], "monitor");
     }
 }

@@ -195,3 +195,53 @@ impl Stack {
         self.tls.as_ref().map(|t| t.cert.as_path())
     }
 }
+
+impl Stack {
+    /// Asks the gateway's TLS listener with the real kdig (EDNS on, as kdig does by default).
+    pub fn kdig(
+        &self,
+        method: crate::kdig::Method,
+        name: &str,
+        rtype: &str,
+    ) -> Result<crate::kdig::KdigReply, LaunchError> {
+        let ca = self.ca().ok_or(LaunchError::MissingFile {
+            what: "the TLS listener's certificate",
+            path: self.dir().join("tls"),
+            hint: "start the stack with `tls: true`",
+        })?;
+        crate::kdig::query_doh(
+            self.envoy.ports.https,
+            ca,
+            tls::TLS_HOSTNAME,
+            method,
+            name,
+            rtype,
+            true,
+        )
+    }
+
+    /// A raw request to the cleartext listener (HTTP/2 prior knowledge) through curl.
+    pub fn http(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<crate::doh_client::HttpReply, LaunchError> {
+        crate::doh_client::request(
+            &crate::doh_client::Transport::Cleartext {
+                port: self.envoy.ports.http,
+            },
+            method,
+            path_and_query,
+            headers,
+            body,
+        )
+    }
+
+    /// Value of the filter's counter `name` (e.g. `dohguard.verdict.block`) in Envoy's
+    /// `/stats`, where proxy-wasm metrics live under `wasmcustom.`; 0 when not yet defined.
+    pub fn filter_counter(&self, name: &str) -> Result<u64, LaunchError> {
+        Ok(self.envoy.stat(&format!("wasmcustom.{name}"))?.unwrap_or(0))
+    }
+}

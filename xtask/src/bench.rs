@@ -278,9 +278,10 @@ fn measure(
     eprintln!("measuring {system}, {case}, {} ...", method.name());
     let figures = h2load::run(port, method, query, load, work)?;
     ensure!(
-        figures.failed == 0 && figures.non_2xx == 0,
-        "{system} {case} {}: {} failed, {} non-2xx requests",
+        figures.succeeded > 0 && figures.failed == 0 && figures.non_2xx == 0,
+        "{system} {case} {}: {} succeeded, {} failed, {} non-2xx requests",
         method.name(),
+        figures.succeeded,
         figures.failed,
         figures.non_2xx
     );

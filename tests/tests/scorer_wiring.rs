@@ -1,0 +1,154 @@
+//! End-to-end with every real part: kdig -> Envoy + filter (.wasm in V8) -> dohguard-scorer
+//! (ONNX Runtime, the shipped model card) -> osmem-server (Elasticsearch API); unbound behind.
+//! Needs `cargo xtask wasm` and `cargo build -p dohguard-scorer` first.
+
+use std::time::{Duration, Instant};
+
+use dohguard_e2e::filter_config::{FailureMode, FilterConfig};
+use dohguard_e2e::kdig::Method;
+use dohguard_e2e::osmem::Osmem;
+use dohguard_e2e::scorer::default_model_card;
+use dohguard_e2e::stack::ScorerKind;
+use dohguard_e2e::{Stack, StackOptions};
+use serde_json::Value;
+
+/// Scores >= 0.98 with the placeholder model (models/placeholder/fixture.json); random-looking.
+const DGA_NAME: &str = "kq3jx9zv8w2m.ru";
+/// A popular name; unbound answers it from the demo zone (198.51.100.20).
+const BENIGN_NAME: &str = "www.wikipedia.org";
+
+fn gateway(failure_mode: FailureMode) -> anyhow::Result<Stack> {
+    let config = FilterConfig {
+        deny: vec!["ads.example.test".into()],
+        scorer: true,
+        failure_mode,
+        // A debug-build scorer on a loaded 2-core machine: generous, the test is not timing it.
+        scorer_timeout_ms: 5000,
+        ..FilterConfig::default()
+    };
+    Ok(Stack::start(StackOptions {
+        filter_config: Some(config.to_json()),
+        scorer: ScorerKind::Real {
+            model_card: default_model_card()?,
+        },
+        concurrency: 1,
+        ..StackOptions::default()
+    })?)
+}
+
+/// Polls the store until a verdict document for `name` appears (the scorer's sink batches).
+fn wait_for_verdict(store: &Osmem, name: &str) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(doc) = store.verdicts_for(name)?.into_iter().next() {
+            return Ok(doc);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no verdict document for {name} in Elasticsearch after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dga_name_is_blocked_and_benign_name_resolves_and_both_are_logged() -> anyhow::Result<()> {
+    let stack = gateway(FailureMode::Open)?;
+    let store = stack
+        .osmem
+        .as_ref()
+        .expect("osmem runs with the real scorer");
+
+    let blocked = stack.kdig(Method::Post, DGA_NAME, "A")?;
+    assert_eq!(blocked.status, "NXDOMAIN", "{}", blocked.raw);
+    assert_eq!(
+        blocked.ede,
+        [17],
+        "model verdicts carry EDE 17 Filtered: {}",
+        blocked.raw
+    );
+
+    let benign = stack.kdig(Method::Get, BENIGN_NAME, "A")?;
+    assert_eq!(benign.status, "NOERROR", "{}", benign.raw);
+    assert_eq!(benign.answer_data("A"), ["198.51.100.20"], "{}", benign.raw);
+
+    let doc = wait_for_verdict(store, DGA_NAME)?;
+    assert_eq!(doc["dns"]["question"]["name"], DGA_NAME, "{doc}");
+    assert_eq!(doc["dns"]["question"]["type"], "A", "{doc}");
+    assert_eq!(
+        doc["dns"]["question"]["registered_domain"], DGA_NAME,
+        "{doc}"
+    );
+    assert_eq!(doc["source"]["ip"], "127.0.0.1", "{doc}");
+    assert_eq!(doc["event"]["kind"], "alert", "{doc}");
+    assert_eq!(doc["event"]["action"], "dns-block", "{doc}");
+    assert_eq!(doc["event"]["type"], serde_json::json!(["denied"]), "{doc}");
+    assert_eq!(
+        doc["event"]["category"],
+        serde_json::json!(["network"]),
+        "{doc}"
+    );
+    assert!(doc["@timestamp"].is_string(), "{doc}");
+    assert_eq!(doc["dohguard"]["verdict"], "block", "{doc}");
+    assert_eq!(doc["dohguard"]["reason"], "model", "{doc}");
+    assert!(
+        doc["dohguard"]["score"].as_f64().unwrap_or(0.0) >= 0.9,
+        "{doc}"
+    );
+
+    let doc = wait_for_verdict(store, BENIGN_NAME)?;
+    assert_eq!(doc["dohguard"]["verdict"], "allow", "{doc}");
+    assert_eq!(doc["event"]["action"], "dns-allow", "{doc}");
+    assert_eq!(
+        doc["dns"]["question"]["registered_domain"], "wikipedia.org",
+        "{doc}"
+    );
+
+    // Deny-list hits are decided in the filter and never reach the scorer.
+    let denied = stack.kdig(Method::Post, "ads.example.test", "A")?;
+    assert_eq!(denied.ede, [15], "{}", denied.raw);
+    assert_eq!(stack.filter_counter("dohguard.callout.sent")?, 2);
+    assert_eq!(stack.filter_counter("dohguard.callout.error")?, 0);
+    Ok(())
+}
+
+#[test]
+fn with_the_scorer_stopped_the_gateway_fails_open_or_closed() -> anyhow::Result<()> {
+    for mode in [FailureMode::Open, FailureMode::Closed] {
+        let mut stack = gateway(mode)?;
+        // Wired and working first.
+        let before = stack.kdig(Method::Post, BENIGN_NAME, "A")?;
+        assert_eq!(before.answer_data("A"), ["198.51.100.20"], "{}", before.raw);
+
+        stack.scorer.as_mut().expect("real scorer").process().stop();
+
+        // Cached verdicts keep working without the scorer.
+        let cached = stack.kdig(Method::Get, BENIGN_NAME, "A")?;
+        assert_eq!(cached.answer_data("A"), ["198.51.100.20"], "{}", cached.raw);
+        // An unseen name needs the scorer: the failure mode decides.
+        let unseen = stack.kdig(Method::Post, "github.com", "A")?;
+        match mode {
+            FailureMode::Open => {
+                assert_eq!(
+                    unseen.answer_data("A"),
+                    ["198.51.100.21"],
+                    "{mode:?}: {}",
+                    unseen.raw
+                )
+            }
+            FailureMode::Closed => {
+                assert_eq!(unseen.status, "NXDOMAIN", "{mode:?}: {}", unseen.raw);
+                assert_eq!(unseen.ede, [17], "{}", unseen.raw);
+            }
+        }
+        assert_eq!(
+            stack.filter_counter("dohguard.reason.scorer_failure")?,
+            1,
+            "{mode:?}"
+        );
+        let failures = stack.filter_counter("dohguard.callout.error")?
+            + stack.filter_counter("dohguard.callout.timeout")?;
+        assert_eq!(failures, 1, "{mode:?}");
+    }
+    Ok(())
+}
