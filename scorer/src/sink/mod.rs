@@ -187,8 +187,9 @@ impl Sink {
             }
             Err(mpsc::error::TrySendError::Full(doc))
             | Err(mpsc::error::TrySendError::Closed(doc)) => {
+                // Overflow only: Elasticsearch may be fine, so the sink stays live and the
+                // replayer sends the spooled documents alongside the live batches.
                 spool_docs(&self.shared, std::slice::from_ref(&doc));
-                self.shared.live.store(false, Ordering::SeqCst);
             }
         }
     }
