@@ -1,1 +1,244 @@
-fn main() {}
+//! Per-request cost of the real filter in the wasmtime host, and VM memory
+//! with a large deny list. Prints figures; asserts only that each path does
+//! what it should (so a broken filter cannot produce a fast-looking number).
+//!
+//! Run: `cargo bench -p dohguard-host-test --bench filter_cost` (release build).
+//! Baseline: a request on a non-DoH path through the same filter and host in
+//! the same run (context create, request/response headers, done/log/delete),
+//! so the ratios isolate the filter's DoH work from the host's fixed cost.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use dohguard_host_test::{dohguard_filter_wasm, Filter, Plugin};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use serde_json::json;
+
+const SCORER: &str = "dohguard_scorer";
+const DENY_LIST_SIZE: usize = 100_000;
+const BLOCKED_NAME: &str = "blocked.deny.bench.test";
+const CACHED_NAME: &str = "xjw3kq9z.com";
+/// Measured requests per path; `DOHGUARD_BENCH_ITERATIONS` overrides it (a
+/// smoke run of a debug build uses a few).
+const DEFAULT_ITERATIONS: usize = 20_000;
+
+fn iterations() -> usize {
+    std::env::var("DOHGUARD_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_ITERATIONS)
+}
+
+fn main() {
+    let path = dohguard_filter_wasm().unwrap_or_else(|e| fail(&e.to_string()));
+    let compile_started = Instant::now();
+    let plugin = Plugin::load(&path).unwrap_or_else(|e| fail(&e.to_string()));
+    println!(
+        "filter: {} (compiled in {:.2?})",
+        path.display(),
+        compile_started.elapsed()
+    );
+
+    let deny: Vec<String> = (1..DENY_LIST_SIZE)
+        .map(|i| format!("host-{i:06}.deny.bench.test"))
+        .chain([BLOCKED_NAME.to_owned()])
+        .collect();
+    let empty_config = json!({ "scorer": { "cluster": SCORER } }).to_string();
+    let big_config = json!({ "deny": deny, "scorer": { "cluster": SCORER } }).to_string();
+
+    let (mut empty_vm, empty_start) = start(&plugin, &empty_config);
+    let (mut big_vm, big_start) = start(&plugin, &big_config);
+    let empty_memory = empty_vm.memory_size();
+    let big_memory = big_vm.memory_size();
+
+    let baseline = measure(
+        "pass-through (non-DoH path), baseline",
+        &mut big_vm,
+        pass_through,
+    );
+    let deny_hit = measure(
+        "deny-list hit (100k list), answered locally",
+        &mut big_vm,
+        deny_list_hit,
+    );
+    warm_cache(&mut big_vm);
+    let cache_hit = measure("verdict-cache hit, forwarded", &mut big_vm, cache_hit);
+    let empty_baseline = measure("pass-through, empty list VM", &mut empty_vm, pass_through);
+
+    println!();
+    println!("| path | mean | p50 | p99 | ratio to baseline |");
+    println!("|---|---|---|---|---|");
+    for row in [&baseline, &deny_hit, &cache_hit, &empty_baseline] {
+        println!(
+            "| {} | {:.2?} | {:.2?} | {:.2?} | {:.2} |",
+            row.label,
+            row.mean,
+            row.p50,
+            row.p99,
+            row.mean.as_secs_f64() / baseline.mean.as_secs_f64()
+        );
+    }
+    println!();
+    println!("| VM | linear memory | start-up (vm_start + configure) |");
+    println!("|---|---|---|");
+    println!(
+        "| empty deny list | {} KiB | {empty_start:.2?} |",
+        empty_memory / 1024
+    );
+    println!(
+        "| {DENY_LIST_SIZE} deny entries | {} KiB | {big_start:.2?} |",
+        big_memory / 1024
+    );
+    println!(
+        "memory ratio {:.1}x, {:.0} bytes per entry",
+        big_memory as f64 / empty_memory as f64,
+        (big_memory - empty_memory) as f64 / DENY_LIST_SIZE as f64
+    );
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(1)
+}
+
+fn start(plugin: &Plugin, config: &str) -> (Filter, Duration) {
+    let started = Instant::now();
+    let vm = plugin
+        .vm()
+        .configuration(config)
+        .clusters(&[SCORER])
+        .start()
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    (vm, started.elapsed())
+}
+
+struct Row {
+    label: &'static str,
+    mean: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn measure(label: &'static str, vm: &mut Filter, request: fn(&mut Filter)) -> Row {
+    let iterations = iterations();
+    for _ in 0..iterations / 10 {
+        request(vm);
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    let started = Instant::now();
+    for _ in 0..iterations {
+        let one = Instant::now();
+        request(vm);
+        samples.push(one.elapsed());
+    }
+    let mean = started.elapsed() / iterations as u32;
+    samples.sort();
+    vm.clear_logs(); // keep the capture from growing across cases
+    Row {
+        label,
+        mean,
+        p50: samples[iterations / 2],
+        p99: samples[iterations * 99 / 100],
+    }
+}
+
+fn dns_get_path(name: &str) -> String {
+    let mut message = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    format!(
+        "/dns-query?dns={}",
+        URL_SAFE_NO_PAD.encode(message.to_vec().unwrap())
+    )
+}
+
+fn pass_through(vm: &mut Filter) {
+    let mut stream = vm.stream().unwrap();
+    stream
+        .request_headers(
+            &[
+                (":method", "GET"),
+                (":authority", "doh.example"),
+                (":path", "/healthz"),
+            ],
+            true,
+        )
+        .unwrap()
+        .expect_continue();
+    stream
+        .response_headers(&[(":status", "200")], true)
+        .unwrap()
+        .expect_continue();
+    stream.finish().unwrap();
+}
+
+fn deny_list_hit(vm: &mut Filter) {
+    thread_local! { static PATH: String = dns_get_path(BLOCKED_NAME); }
+    let path = PATH.with(Clone::clone);
+    let mut stream = vm.stream().unwrap();
+    let reply = stream
+        .request_headers(
+            &[
+                (":method", "GET"),
+                (":authority", "doh.example"),
+                (":path", &path),
+            ],
+            true,
+        )
+        .unwrap()
+        .expect_local_response(200);
+    black_box(reply);
+    stream.finish().unwrap();
+}
+
+fn warm_cache(vm: &mut Filter) {
+    let path = dns_get_path(CACHED_NAME);
+    let reply = json!({
+        "name": CACHED_NAME, "registered_domain": CACHED_NAME, "score": 0.01,
+        "verdict": "allow", "reason": "model", "scope": "registered_domain",
+        "model_version": "bench", "ttl": 86_400,
+    });
+    let mut stream = vm.stream().unwrap();
+    stream
+        .request_headers(
+            &[
+                (":method", "GET"),
+                (":authority", "doh.example"),
+                (":path", &path),
+            ],
+            true,
+        )
+        .unwrap()
+        .expect_http_call(SCORER)
+        .returning(200, reply.to_string())
+        .unwrap()
+        .expect_continue();
+    stream.finish().unwrap();
+}
+
+fn cache_hit(vm: &mut Filter) {
+    thread_local! { static PATH: String = dns_get_path(CACHED_NAME); }
+    let path = PATH.with(Clone::clone);
+    let mut stream = vm.stream().unwrap();
+    stream
+        .request_headers(
+            &[
+                (":method", "GET"),
+                (":authority", "doh.example"),
+                (":path", &path),
+            ],
+            true,
+        )
+        .unwrap()
+        .expect_no_http_call()
+        .expect_continue();
+    stream
+        .response_headers(&[(":status", "200")], true)
+        .unwrap()
+        .expect_continue();
+    stream.finish().unwrap();
+}
