@@ -420,8 +420,9 @@ impl Filter {
         Ok(local)
     }
 
-    /// Delivers a reply (`Some`) or a failure (`None`: reset, timeout) to the
-    /// context that made HTTP call `token`.
+    /// Delivers a reply (`Some`) or a failure (`None`: no headers, no body, as
+    /// Envoy reports a reset or unreachable cluster) to the context that made
+    /// HTTP call `token`.
     pub fn deliver_http_call(
         &mut self,
         token: u32,
@@ -465,8 +466,8 @@ impl Filter {
         self.finish_step(call.context_id, None)
     }
 
-    /// Fails every HTTP call whose deadline has passed on the clock, as
-    /// Envoy's timeout does; returns what each affected stream did.
+    /// Times out every HTTP call whose deadline has passed on the clock
+    /// (see [`Filter::time_out_http_call`]); returns what each affected stream did.
     pub fn expire_http_calls(&mut self) -> Result<Vec<(u32, Step)>, HostError> {
         let now = self.clock().now_nanos();
         let expired: Vec<u32> = self
@@ -479,8 +480,29 @@ impl Filter {
             .collect();
         expired
             .into_iter()
-            .map(|token| Ok((token, self.deliver_http_call(token, None)?)))
+            .map(|token| Ok((token, self.time_out_http_call(token)?)))
             .collect()
+    }
+
+    /// Delivers what Envoy delivers when a call's timeout fires: its async
+    /// client answers with a synthesised `504` ("upstream request timeout"),
+    /// not with a failure. The clock is moved to the call's deadline first.
+    pub fn time_out_http_call(&mut self, token: u32) -> Result<Step, HostError> {
+        let deadline = self
+            .store
+            .data()
+            .http_calls
+            .get(&token)
+            .ok_or(HostError::UnknownHttpCall { token })?
+            .deadline_nanos;
+        self.clock().advance_to(deadline);
+        let body = b"upstream request timeout".to_vec();
+        let headers = HeaderMap::from_pairs(&[
+            (":status", "504"),
+            ("content-length", &body.len().to_string()),
+            ("content-type", "text/plain"),
+        ]);
+        self.deliver_http_call(token, Some((headers, body)))
     }
 
     /// Calls in flight, oldest first.

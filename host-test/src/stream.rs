@@ -356,11 +356,14 @@ impl<'s> PendingCall<'s> {
         })
     }
 
-    /// Moves the clock to the call's deadline and fails it, as Envoy's
-    /// timeout does.
+    /// Moves the clock to the call's deadline and answers with the `504`
+    /// Envoy synthesises when a call times out.
     pub fn timing_out(self) -> Result<Outcome<'s>, HostError> {
-        self.filter.clock().advance_to(self.call.deadline_nanos);
-        self.failing()
+        let step = self.filter.time_out_http_call(self.call.token)?;
+        Ok(Outcome {
+            filter: self.filter,
+            step,
+        })
     }
 
     /// Leaves the call unanswered (see `Filter::expire_http_calls`).

@@ -111,15 +111,34 @@ fn http_call_reply_resumes_and_failure_or_timeout_is_delivered() {
         Some(r#"{"verdict":"allow"}"#)
     );
 
+    // A reset (no headers) versus a timeout (Envoy's synthesised 504).
     let mut stream = filter.stream().unwrap();
     let reply = stream
         .request_headers(&[(":method", "GET"), (":path", "/call")], true)
         .unwrap()
         .expect_http_call("scorer")
-        .timing_out()
+        .failing()
         .unwrap()
         .expect_local_response(503);
     assert_eq!(reply.body_text(), "call failed");
+    let mut stream = filter.stream().unwrap();
+    let before = filter_clock_nanos(&stream);
+    stream
+        .request_headers(&[(":method", "GET"), (":path", "/call")], true)
+        .unwrap()
+        .expect_http_call("scorer")
+        .timing_out()
+        .unwrap()
+        .expect_continue();
+    assert_eq!(
+        stream.request_header_map().get("x-call-body").as_deref(),
+        Some("upstream request timeout")
+    );
+    assert_eq!(
+        filter_clock_nanos(&stream) - before,
+        500_000_000,
+        "clock moved to the deadline"
+    );
 
     // A call nobody answers fails once the clock passes its deadline.
     let mut stream = filter.stream().unwrap();
@@ -134,8 +153,29 @@ fn http_call_reply_resumes_and_failure_or_timeout_is_delivered() {
     let expired = filter.expire_http_calls().unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].0, pending.token);
-    assert_eq!(expired[0].1.local_response().map(|r| r.status), Some(503));
+    assert!(
+        expired[0].1.resumed_request(),
+        "the 504 reply reached the guest"
+    );
     assert!(filter.pending_http_calls().is_empty());
+}
+
+fn filter_clock_nanos(stream: &dohguard_host_test::HttpStream<'_>) -> u64 {
+    stream.filter().clock().now_nanos()
+}
+
+#[test]
+fn a_guest_trap_is_an_error_naming_the_callback() {
+    let mut filter = probe().vm().configuration("{}").start().unwrap();
+    let mut stream = filter.stream().unwrap();
+    let err = stream
+        .request_headers(&[(":path", "/unreachable")], true)
+        .unwrap_err();
+    assert!(err.is_trap(), "{err}");
+    assert!(
+        err.to_string().contains("proxy_on_request_headers"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -82,6 +82,11 @@ fn callout_carries_the_contract_request() {
     assert_eq!(body["qtype"], "AAAA");
     assert_eq!(body["client"], "198.51.100.23");
     assert_eq!(metric(&filter, "dohguard.callout.sent"), 1);
+    assert!(
+        filter.unknown_property_paths().is_empty(),
+        "the filter read properties the host does not provide: {:?}",
+        filter.unknown_property_paths()
+    );
 }
 
 #[test]

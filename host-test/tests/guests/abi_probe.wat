@@ -77,7 +77,8 @@
 
   ;; Logs :path and source.address, stores the path in shared data, tags the
   ;; request; "/b..." is answered 403, "/c..." calls the scorer, "/s..." tries
-  ;; a stale CAS, "/t..." reads the clock, "/g..." calls an unhosted import.
+  ;; a stale CAS, "/t..." reads the clock, "/g..." calls an unhosted import,
+  ;; "/u..." traps.
   (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32)
     (local $path i32) (local $path_len i32) (local $first i32)
     (drop (call $increment_metric (i32.load (i32.const 32)) (i64.const 1)))
@@ -112,6 +113,8 @@
       (then
         (drop (call $now (i32.const 24)))
         (drop (call $set_shared (i32.const 496) (i32.const 9) (i32.const 24) (i32.const 8) (i32.const 0)))))
+    (if (i32.eq (local.get $first) (i32.const 117)) ;; 'u'
+      (then (unreachable)))
     (if (i32.eq (local.get $first) (i32.const 103)) ;; 'g'
       (then
         (drop (call $grpc_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
@@ -119,9 +122,9 @@
     (i32.const 0))
 
   ;; A reply body becomes request header x-call-body and the request resumes;
-  ;; a failed call (no body) is answered 503.
+  ;; a failed call (no headers) is answered 503.
   (func (export "proxy_on_http_call_response") (param $ctx i32) (param $token i32) (param $nh i32) (param $size i32) (param $nt i32)
-    (if (i32.eqz (local.get $size))
+    (if (i32.eqz (local.get $nh))
       (then
         (drop (call $local_response (i32.const 503) (i32.const 0) (i32.const 0)
           (i32.const 440) (i32.const 11) (i32.const 0) (i32.const 0) (i32.const -1)))
