@@ -270,3 +270,26 @@ fn a_missing_module_file_is_a_clear_error() {
     assert!(matches!(err, HostError::ReadWasm { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/filter.wasm"));
 }
+
+#[test]
+fn bad_guest_arguments_get_a_status_not_a_crash() {
+    let mut filter = probe().vm().configuration("{}").start().unwrap();
+    for path in ["/pointer", "/header-map"] {
+        filter
+            .stream()
+            .unwrap()
+            .request_headers(&[(":path", path)], true)
+            .unwrap()
+            .expect_continue()
+            .expect_no_http_call();
+    }
+    assert!(
+        filter.logged(LogLevel::Warn, "bad pointer refused"),
+        "InvalidMemoryAccess"
+    );
+    assert!(
+        filter.logged(LogLevel::Warn, "bad map refused"),
+        "SerializationFailure"
+    );
+    assert!(filter.pending_http_calls().is_empty());
+}

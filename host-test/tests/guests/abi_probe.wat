@@ -41,6 +41,8 @@
   (data (i32.const 472) "1")
   (data (i32.const 480) "cas mismatch")
   (data (i32.const 496) "time read")
+  (data (i32.const 600) "bad pointer refused")
+  (data (i32.const 624) "bad map refused")
   ;; Header map {":method": "POST", ":path": "/v1/score", ":authority": "scorer"}, 75 bytes.
   (data (i32.const 512)
     "\03\00\00\00"
@@ -78,7 +80,7 @@
   ;; Logs :path and source.address, stores the path in shared data, tags the
   ;; request; "/b..." is answered 403, "/c..." calls the scorer, "/s..." tries
   ;; a stale CAS, "/t..." reads the clock, "/g..." calls an unhosted import,
-  ;; "/u..." traps.
+  ;; "/u..." traps, "/p..." logs from a bad pointer, "/h..." sends a truncated map.
   (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32)
     (local $path i32) (local $path_len i32) (local $first i32)
     (drop (call $increment_metric (i32.load (i32.const 32)) (i64.const 1)))
@@ -113,6 +115,16 @@
       (then
         (drop (call $now (i32.const 24)))
         (drop (call $set_shared (i32.const 496) (i32.const 9) (i32.const 24) (i32.const 8) (i32.const 0)))))
+    (if (i32.eq (local.get $first) (i32.const 112)) ;; 'p'
+      (then
+        (if (i32.eq (i32.const 6) (call $log (i32.const 2) (i32.const -16) (i32.const 100)))
+          (then (drop (call $log (i32.const 3) (i32.const 600) (i32.const 19)))))))
+    (if (i32.eq (local.get $first) (i32.const 104)) ;; 'h'
+      (then
+        (if (i32.eq (i32.const 3)
+              (call $http_call (i32.const 344) (i32.const 6) (i32.const 512) (i32.const 30)
+                (i32.const 352) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 500) (i32.const 16)))
+          (then (drop (call $log (i32.const 3) (i32.const 624) (i32.const 15)))))))
     (if (i32.eq (local.get $first) (i32.const 117)) ;; 'u'
       (then (unreachable)))
     (if (i32.eq (local.get $first) (i32.const 103)) ;; 'g'
