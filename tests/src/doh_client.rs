@@ -14,6 +14,10 @@ use crate::LaunchError;
 pub enum Transport {
     /// `http://127.0.0.1:PORT`, HTTP/2 prior knowledge.
     Cleartext { port: u16 },
+    /// `http://127.0.0.1:PORT`, HTTP/1.1. For early answers to large uploads (413): Envoy sends
+    /// the whole response and then resets the HTTP/2 stream with NO_ERROR (RFC 9113 8.1
+    /// allows it), and curl 7.88 then drops the response it already has.
+    CleartextHttp1 { port: u16 },
     /// `https://localhost:PORT`, HTTP/2 negotiated by ALPN, trusting `ca`.
     Tls { port: u16, ca: PathBuf },
 }
@@ -57,6 +61,10 @@ pub fn request(
     let url = match transport {
         Transport::Cleartext { port } => {
             command.arg("--http2-prior-knowledge");
+            format!("http://127.0.0.1:{port}{path_and_query}")
+        }
+        Transport::CleartextHttp1 { port } => {
+            command.arg("--http1.1");
             format!("http://127.0.0.1:{port}{path_and_query}")
         }
         Transport::Tls { port, ca } => {

@@ -228,15 +228,24 @@ impl Stack {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Result<crate::doh_client::HttpReply, LaunchError> {
-        crate::doh_client::request(
-            &crate::doh_client::Transport::Cleartext {
-                port: self.envoy.ports.http,
-            },
-            method,
-            path_and_query,
-            headers,
-            body,
-        )
+        self.http_over(false, method, path_and_query, headers, body)
+    }
+
+    /// Like [`Stack::http`], over HTTP/1.1 when `http1` (see `Transport::CleartextHttp1`).
+    pub fn http_over(
+        &self,
+        http1: bool,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<crate::doh_client::HttpReply, LaunchError> {
+        let port = self.envoy.ports.http;
+        let transport = match http1 {
+            true => crate::doh_client::Transport::CleartextHttp1 { port },
+            false => crate::doh_client::Transport::Cleartext { port },
+        };
+        crate::doh_client::request(&transport, method, path_and_query, headers, body)
     }
 
     /// Value of the filter's counter `name` (e.g. `dohguard.verdict.block`) in Envoy's
