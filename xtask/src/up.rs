@@ -149,7 +149,7 @@ fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
     println!("  DoH (cleartext): {}", stack.envoy.http_url());
     println!(
         "  Envoy admin:     {}",
-        stack.envoy.admin_url("/stats?filter=dohguard")
+        stack.envoy.admin_url("/stats?filter=wasmcustom")
     );
     if let Some(scorer) = &stack.scorer {
         println!("  scorer:          {}/metrics", scorer.url());
