@@ -115,10 +115,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         let stats = stack.envoy.stats()?;
-        let dohguard: Vec<&str> = stats.lines().filter(|l| l.contains("dohguard")).collect();
+        // The filter's own counters (proxy-wasm metrics live under `wasmcustom.`), non-zero only.
+        let counters: Vec<&str> = stats
+            .lines()
+            .filter(|l| l.starts_with("wasmcustom.dohguard.") && !l.ends_with(": 0"))
+            .collect();
         println!(
             "filter counters after the runs:\n  {}",
-            dohguard.join("\n  ")
+            counters.join("\n  ")
         );
         answer
     };
