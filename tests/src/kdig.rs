@@ -66,7 +66,7 @@ pub fn query_doh(
         })
         .arg(format!("+tls-ca={}", ca.display()))
         .arg(format!("+tls-hostname={tls_hostname}"))
-        .args(["+timeout=3", "+retry=0"])
+        .args(["+timeout=5", "+retry=0"])
         .arg(if edns { "+edns" } else { "+noedns" })
         .args([name, rtype]);
     let output = command.output().map_err(LaunchError::io("running kdig"))?;

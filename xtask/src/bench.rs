@@ -8,7 +8,9 @@
 //! - the peer: Debian dnsdist serving DoH with the same deny list and the same unbound.
 //!
 //! Both run with a deny list of `--deny-list-size` names; the filter's scorer is the in-process
-//! stand-in, warmed so the measured path is the verdict-cache hit.
+//! stand-in, warmed so the measured path is the verdict-cache hit. All configurations run at
+//! once and are measured in interleaved rounds (the machine is shared and its load drifts);
+//! the tables show medians over rounds and medians of within-round ratios.
 
 mod h2load;
 
@@ -34,10 +36,10 @@ const ALLOWED_NAME: &str = "www.example.test";
 #[derive(clap::Args)]
 pub struct Args {
     /// Measured seconds per run (after the warm-up).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     duration: u32,
     /// Warm-up seconds per run (not measured).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     warm_up: u32,
     /// h2load connections.
     #[arg(long, default_value_t = 8)]
@@ -57,16 +59,29 @@ pub struct Args {
     /// Skip the dnsdist peer.
     #[arg(long)]
     no_dnsdist: bool,
+    /// Interleaved rounds (every configuration once per round); figures are medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
 }
 
-struct Row {
+/// One measured configuration: where to send which query.
+struct Target {
+    system: &'static str,
+    case: &'static str,
+    port: u16,
+    query: Vec<u8>,
+}
+
+/// Figures of one target and method, one entry per round.
+struct Series {
     system: &'static str,
     case: &'static str,
     method: Method,
-    figures: Figures,
+    rounds: Vec<Figures>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rounds > 0, "--rounds must be at least 1");
     let load = Load {
         connections: args.connections,
         streams: args.streams,
@@ -81,118 +96,134 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&deny_file, deny.join("\n"))?;
     let blocked_query = dns::query(BLOCKED_NAME, Type::A, 0, true)?;
     let allowed_query = dns::query(ALLOWED_NAME, Type::A, 0, true)?;
-    let mut rows = Vec::new();
-    let methods = [Method::Post, Method::Get];
 
     println!(
-        "h2load: {} connections x {} streams, {} s (+{} s warm-up) per run; Envoy --concurrency {}; deny list {} names",
-        args.connections, args.streams, args.duration, args.warm_up, args.envoy_concurrency, deny.len()
+        "h2load: {} connections x {} streams, {} s (+{} s warm-up) per run, {} interleaved rounds; \
+         Envoy --concurrency {}; deny list {} names",
+        args.connections,
+        args.streams,
+        args.duration,
+        args.warm_up,
+        args.rounds,
+        args.envoy_concurrency,
+        deny.len()
     );
 
     // Envoy + filter: blocked (deny-list hit) and allowed (verdict-cache hit, proxied).
-    let block_answer = {
-        let config = FilterConfig {
-            deny: deny.clone(),
-            scorer: true,
-            ..FilterConfig::default()
-        };
-        let stack = start(&args, work.path(), "filter", Some(config.to_json()), None)?;
-        let port = stack.envoy.ports.https;
-        let ca = stack.ca().expect("TLS is on");
-        let answer = check_answer(port, ca, &blocked_query, "NXDomain")?;
-        check_answer(port, ca, &allowed_query, "NoError")?;
-        for (case, query) in [("blocked", &blocked_query), ("allowed", &allowed_query)] {
-            for method in methods {
-                rows.push(measure(
-                    "Envoy + filter",
-                    case,
-                    method,
-                    port,
-                    query,
-                    load,
-                    work.path(),
-                )?);
-            }
-        }
-        let stats = stack.envoy.stats()?;
-        // The filter's own counters (proxy-wasm metrics live under `wasmcustom.`), non-zero only.
-        let counters: Vec<&str> = stats
-            .lines()
-            .filter(|l| l.starts_with("wasmcustom.dohguard.") && !l.ends_with(": 0"))
-            .collect();
-        println!(
-            "filter counters after the runs:\n  {}",
-            counters.join("\n  ")
-        );
-        answer
+    let config = FilterConfig {
+        deny: deny.clone(),
+        scorer: true,
+        ..FilterConfig::default()
     };
+    let filter = start(&args, work.path(), "filter", Some(config.to_json()), None)?;
+    let filter_port = filter.envoy.ports.https;
+    let ca = filter.ca().expect("TLS is on").to_path_buf();
+    let block_answer = check_answer(filter_port, &ca, &blocked_query, "NXDomain")?;
+    check_answer(filter_port, &ca, &allowed_query, "NoError")?; // warms the verdict cache
 
     // Bare Envoy: direct_response with the filter's exact answer bytes, and proxying to unbound.
     let body_file = work.path().join("block-answer.bin");
     std::fs::write(&body_file, &block_answer)?;
-    {
-        let stack = start(&args, work.path(), "bare-direct", None, Some(&body_file))?;
-        for method in methods {
-            let port = stack.envoy.ports.https;
-            rows.push(measure(
-                "bare Envoy",
-                "blocked",
-                method,
-                port,
-                &blocked_query,
-                load,
-                work.path(),
-            )?);
-        }
-    }
-    {
-        let stack = start(&args, work.path(), "bare-proxy", None, None)?;
-        let port = stack.envoy.ports.https;
-        check_answer(
-            port,
-            stack.ca().expect("TLS is on"),
-            &allowed_query,
-            "NoError",
-        )?;
-        for method in methods {
-            rows.push(measure(
-                "bare Envoy",
-                "allowed",
-                method,
-                port,
-                &allowed_query,
-                load,
-                work.path(),
-            )?);
-        }
-    }
+    let bare_direct = start(&args, work.path(), "bare-direct", None, Some(&body_file))?;
+    let bare_proxy = start(&args, work.path(), "bare-proxy", None, None)?;
+    check_answer(bare_proxy.envoy.ports.https, &ca, &allowed_query, "NoError")?;
 
-    // The peer: dnsdist with the same deny list in front of the same kind of unbound.
-    if !args.no_dnsdist {
+    let mut targets = vec![
+        target("Envoy + filter", "blocked", filter_port, &blocked_query),
+        target(
+            "bare Envoy",
+            "blocked",
+            bare_direct.envoy.ports.https,
+            &blocked_query,
+        ),
+        target("Envoy + filter", "allowed", filter_port, &allowed_query),
+        target(
+            "bare Envoy",
+            "allowed",
+            bare_proxy.envoy.ports.https,
+            &allowed_query,
+        ),
+    ];
+
+    // The peer: dnsdist with the same deny list in front of its own, identically configured unbound.
+    let _peer = if args.no_dnsdist {
+        None
+    } else {
         let dir = work.path().join("dnsdist");
         std::fs::create_dir_all(&dir)?;
         let unbound = Unbound::start(&dir, &UnboundOptions::default())?;
         let dnsdist = Dnsdist::start(&dir, &tls, unbound.dns_port, ALLOWED_NAME, &deny_file)?;
         wait_for_backend(dnsdist.doh_port, &tls.cert, &allowed_query)?;
         check_answer(dnsdist.doh_port, &tls.cert, &blocked_query, "NXDomain")?;
-        for (case, query) in [("blocked", &blocked_query), ("allowed", &allowed_query)] {
-            for method in methods {
-                rows.push(measure(
-                    "dnsdist",
-                    case,
-                    method,
-                    dnsdist.doh_port,
-                    query,
-                    load,
-                    work.path(),
-                )?);
+        targets.push(target(
+            "dnsdist",
+            "blocked",
+            dnsdist.doh_port,
+            &blocked_query,
+        ));
+        targets.push(target(
+            "dnsdist",
+            "allowed",
+            dnsdist.doh_port,
+            &allowed_query,
+        ));
+        Some((dnsdist, unbound))
+    };
+
+    // Interleaved rounds: every target once per round, so a change in the machine's load (it
+    // is shared) hits all of them alike, and ratios are taken within a round.
+    let mut series: Vec<Series> = Vec::new();
+    for round in 1..=args.rounds {
+        for method in [Method::Post, Method::Get] {
+            for t in &targets {
+                eprintln!(
+                    "round {round}/{}: {}, {}, {} ...",
+                    args.rounds,
+                    t.system,
+                    t.case,
+                    method.name()
+                );
+                let figures = measure(t, method, load, work.path())?;
+                match series
+                    .iter_mut()
+                    .find(|s| s.system == t.system && s.case == t.case && s.method == method)
+                {
+                    Some(s) => s.rounds.push(figures),
+                    None => series.push(Series {
+                        system: t.system,
+                        case: t.case,
+                        method,
+                        rounds: vec![figures],
+                    }),
+                }
             }
         }
     }
 
-    print_table(&rows);
-    print_ratios(&rows);
+    let stats = filter.envoy.stats()?;
+    // The filter's own counters (proxy-wasm metrics live under `wasmcustom.`), non-zero only:
+    // they show which path was measured (deny-list hits and verdict-cache hits, one callout).
+    let counters: Vec<&str> = stats
+        .lines()
+        .filter(|l| l.starts_with("wasmcustom.dohguard.") && !l.ends_with(": 0"))
+        .collect();
+    println!(
+        "\nfilter counters after the runs:\n  {}",
+        counters.join("\n  ")
+    );
+
+    print_table(&series);
+    print_ratios(&series);
     Ok(())
+}
+
+fn target(system: &'static str, case: &'static str, port: u16, query: &[u8]) -> Target {
+    Target {
+        system,
+        case,
+        port,
+        query: query.to_vec(),
+    }
 }
 
 /// `deny_list_size` synthetic names plus the name the benchmark queries.
@@ -270,70 +301,86 @@ fn wait_for_backend(port: u16, ca: &Path, query: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-fn measure(
-    system: &'static str,
-    case: &'static str,
-    method: Method,
-    port: u16,
-    query: &[u8],
-    load: Load,
-    work: &Path,
-) -> anyhow::Result<Row> {
-    eprintln!("measuring {system}, {case}, {} ...", method.name());
-    let figures = h2load::run(port, method, query, load, work)?;
+fn measure(t: &Target, method: Method, load: Load, work: &Path) -> anyhow::Result<Figures> {
+    let figures = h2load::run(t.port, method, &t.query, load, work)?;
     ensure!(
         figures.succeeded > 0 && figures.failed == 0 && figures.non_2xx == 0,
-        "{system} {case} {}: {} succeeded, {} failed, {} non-2xx requests",
+        "{} {} {}: {} succeeded, {} failed, {} non-2xx requests",
+        t.system,
+        t.case,
         method.name(),
         figures.succeeded,
         figures.failed,
         figures.non_2xx
     );
-    Ok(Row {
-        system,
-        case,
-        method,
-        figures,
-    })
+    Ok(figures)
 }
 
-fn print_table(rows: &[Row]) {
-    println!("\n| system | query | method | req/s | p50 (ms) | p99 (ms) | requests |");
-    println!("|---|---|---|---:|---:|---:|---:|");
-    for r in rows {
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn print_table(series: &[Series]) {
+    println!("\nmedian over rounds (req/s of every round in brackets):\n");
+    println!("| system | query | method | req/s | p50 (ms) | p99 (ms) | rounds (req/s) |");
+    println!("|---|---|---|---:|---:|---:|---|");
+    for s in series {
+        let per_round: Vec<String> = s
+            .rounds
+            .iter()
+            .map(|f| format!("{:.0}", f.requests_per_s))
+            .collect();
         println!(
             "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |",
-            r.system,
-            r.case,
-            r.method.name(),
-            r.figures.requests_per_s,
-            r.figures.p50_us as f64 / 1000.0,
-            r.figures.p99_us as f64 / 1000.0,
-            r.figures.succeeded
+            s.system,
+            s.case,
+            s.method.name(),
+            median(s.rounds.iter().map(|f| f.requests_per_s).collect()),
+            median(s.rounds.iter().map(|f| f.p50_us as f64).collect()) / 1000.0,
+            median(s.rounds.iter().map(|f| f.p99_us as f64).collect()) / 1000.0,
+            per_round.join(", ")
         );
     }
 }
 
-fn print_ratios(rows: &[Row]) {
-    let find = |system: &str, case: &str, method: Method| {
-        rows.iter()
-            .find(|r| r.system == system && r.case == case && r.method == method)
-            .map(|r| r.figures.requests_per_s)
+/// Median over rounds of the within-round throughput ratio ours / theirs.
+fn paired_ratio(series: &[Series], case: &str, method: Method, other: &str) -> Option<f64> {
+    let find = |system: &str| {
+        series
+            .iter()
+            .find(|s| s.system == system && s.case == case && s.method == method)
     };
-    println!("\n| query | method | filter / bare Envoy (goal >= 0.9) | filter / dnsdist |");
+    let (ours, theirs) = (find("Envoy + filter")?, find(other)?);
+    let ratios: Vec<f64> = ours
+        .rounds
+        .iter()
+        .zip(&theirs.rounds)
+        .filter(|(_, b)| b.requests_per_s > 0.0)
+        .map(|(a, b)| a.requests_per_s / b.requests_per_s)
+        .collect();
+    (!ratios.is_empty()).then(|| median(ratios))
+}
+
+fn print_ratios(series: &[Series]) {
+    let show = |r: Option<f64>| r.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
+    println!("\nthroughput ratios (median of within-round ratios):\n");
+    println!(
+        "| query | method | Envoy + filter / bare Envoy (goal >= 0.9) | Envoy + filter / dnsdist |"
+    );
     println!("|---|---|---:|---:|");
     for case in ["blocked", "allowed"] {
         for method in [Method::Post, Method::Get] {
-            let ours = find("Envoy + filter", case, method);
-            let ratio = |other: Option<f64>| match (ours, other) {
-                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-                _ => "n/a".to_owned(),
-            };
             println!(
                 "| {case} | {} | {} | {} |",
                 method.name(),
-                ratio(find("bare Envoy", case, method)),
-                ratio(find("dnsdist", case, method))
+                show(paired_ratio(series, case, method, "bare Envoy")),
+                show(paired_ratio(series, case, method, "dnsdist"))
             );
         }
     }
