@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
     t.add_argument("--subsample", type=float, default=1.0,
                    help="keep this fraction of every split (quick experiments)")
+    t.add_argument("--kinds", default=None,
+                   help="comma-separated kinds to train and evaluate on "
+                        "(default: benign,dga,phishing,malware)")
+    t.add_argument("--phishing-weight", type=float, default=None,
+                   help="loss weight of phishing and malware rows (default 0.5; DGA is 1)")
     t.add_argument("--held-out", default=None,
                    help="comma-separated DGA families kept out of training (test only)")
 
@@ -98,6 +103,10 @@ def _train(args) -> int:
             setattr(cfg.train, attr, value)
     if args.seed is not None:
         cfg.prep.seed = args.seed
+    if args.kinds is not None:
+        cfg.prep.kinds = tuple(k for k in args.kinds.split(",") if k)
+    if args.phishing_weight is not None:
+        cfg.train.kind_weights.update(phishing=args.phishing_weight, malware=args.phishing_weight)
     if args.held_out is not None:
         cfg.prep.held_out_families = tuple(f for f in args.held_out.split(",") if f)
     report = pipeline.run(cfg)

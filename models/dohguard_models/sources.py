@@ -172,13 +172,13 @@ SOURCES: list[Source] = [
     Source("bambenek_2017/dga-cryptolocke-1000.txt", bambenek("cryptolocker")),
     Source("bambenek_2017/dga-post-tovar-goz-1000.txt", bambenek("gameover")),
     # dga_unlabelled/ is left out: with no family it could leak held-out families.
-    # Benign. The opendns-* files in the DGA folders are benign lists.
+    # Benign. The OpenDNS lists (in the DGA folders) are left out: ranked by query volume or
+    # sampled from queries, they hold botnet traffic (qljqtnmqx.cn, jmkdxyk.ws, grxhhiqszb.biz)
+    # that poisons the benign label; the ranked lists below cover the same popular sites.
     Source("tranco/tranco_top_50k.csv", rank_csv("benign", "tranco")),
     Source("tranco/tranco_top_10k.csv", rank_csv("benign", "tranco")),
     Source("tranco/tranco_top_100k.csv", rank_csv("benign", "tranco")),
     Source("tranco/tranco_top-10k_2025-06.csv", rank_csv("benign", "tranco")),
-    Source("andrewaeva_dga/opendns-top-domains.txt", one_per_line("benign", "opendns")),
-    Source("andrewaeva_dga/opendns-random-domains.txt", one_per_line("benign", "opendns")),
     Source("netlab360_2017/top-1m.csv", rank_csv("benign", "alexa")),
     Source("alexa_legacy/alexa_top_10w.txt", rank_csv("benign", "alexa")),
     Source("alexa_legacy/AlexaTop1M_NoSeparate.tar.gz", alexa_1m_tar),
