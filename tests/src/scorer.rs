@@ -79,15 +79,12 @@ pub fn binary() -> Result<PathBuf, LaunchError> {
         return Ok(PathBuf::from(path));
     }
     let root = repo_root();
-    let newest_source = [
-        "scorer/src",
-        "core/src",
-        "scorer/Cargo.toml",
-        "core/Cargo.toml",
-    ]
-    .iter()
-    .filter_map(|p| newest_mtime(&root.join(p)))
-    .max();
+    // Only Rust sources: cargo rebuilds the binary whenever one of them changes, while other
+    // files (docs, a manifest's dev-dependencies) can change without a rebuild.
+    let newest_source = ["scorer/src", "core/src"]
+        .iter()
+        .filter_map(|p| newest_mtime(&root.join(p)))
+        .max();
     let built = [
         "target/debug/dohguard-scorer",
         "target/release/dohguard-scorer",
@@ -119,7 +116,8 @@ fn modified(path: &Path) -> Option<SystemTime> {
 fn newest_mtime(path: &Path) -> Option<SystemTime> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_dir() {
-        return meta.modified().ok();
+        let is_rust = path.extension().is_some_and(|e| e == "rs");
+        return if is_rust { meta.modified().ok() } else { None };
     }
     std::fs::read_dir(path)
         .ok()?
