@@ -1,0 +1,73 @@
+//! Fuzzes the filter's decode path with untrusted bytes, the way a DoH client can send them:
+//! the first byte picks GET (the rest is the query string, base64url decoded by the filter)
+//! or POST (the rest is the body). Whatever decodes must round-trip: the parsed query
+//! re-encodes to a message that parses to the same question, every block answer parses back
+//! with the query's ID and question, and the normalised name is a fixed point of `normalize`.
+
+#![no_main]
+
+use dohguard_core::name::normalize;
+use dohguard_filter::answer::{block_answer, BlockCause};
+use dohguard_filter::config::BlockAnswer;
+use dohguard_filter::dns::DnsQuery;
+use dohguard_filter::doh::{check_body_size, classify, RequestKind, DNS_MESSAGE};
+use hickory_proto::op::Message;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let wire = if selector & 1 == 0 {
+        let Ok(query) = std::str::from_utf8(rest) else {
+            return;
+        };
+        match classify("/dns-query", "GET", &format!("/dns-query?{query}"), None, None) {
+            Ok(RequestKind::Get(bytes)) => bytes,
+            Ok(other) => panic!("GET on the DoH path classified as {other:?}"),
+            Err(rejection) => {
+                assert!(matches!(rejection.status, 400 | 413), "{rejection:?}");
+                return;
+            }
+        }
+    } else {
+        let kind = classify("/dns-query", "POST", "/dns-query", Some(DNS_MESSAGE), None);
+        assert_eq!(kind, Ok(RequestKind::Post));
+        if check_body_size(rest.len()).is_err() {
+            return;
+        }
+        rest.to_vec()
+    };
+
+    let Ok(query) = DnsQuery::parse(&wire) else {
+        return;
+    };
+    let question = query.message.queries[0].clone();
+    if let Some(name) = &query.name {
+        assert_eq!(normalize(name).as_deref(), Ok(name.as_str()));
+    }
+
+    // Round trip of the query itself.
+    if let Ok(bytes) = query.message.to_vec() {
+        let again = Message::from_vec(&bytes).expect("re-encoded query parses");
+        assert_eq!(again.queries, query.message.queries);
+        assert_eq!(again.metadata.id, query.message.metadata.id);
+    }
+
+    let kinds = [
+        BlockAnswer::Nxdomain,
+        BlockAnswer::Refused,
+        BlockAnswer::Nodata,
+        BlockAnswer::Sinkhole,
+        BlockAnswer::Addresses(vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()]),
+    ];
+    for kind in &kinds {
+        for cause in [BlockCause::DenyList, BlockCause::Model] {
+            let answer = block_answer(&query, kind, 300, cause).expect("block answer builds");
+            let parsed = Message::from_vec(&answer).expect("block answer parses");
+            assert_eq!(parsed.metadata.id, query.message.metadata.id);
+            assert_eq!(parsed.queries, vec![question.clone()]);
+            assert_eq!(parsed.edns.is_some(), query.has_edns());
+        }
+    }
+});
