@@ -37,9 +37,12 @@ pub struct UnboundOptions {
 }
 
 impl Default for UnboundOptions {
+    /// Hermetic: the demo zone plus the offline stand-ins for popular names, no recursion.
     fn default() -> Self {
+        let mut zones = demo_zones().unwrap_or_default();
+        zones.extend(offline_popular_zones().unwrap_or_default());
         Self {
-            zones: demo_zones().unwrap_or_default(),
+            zones,
             recursion: false,
             threads: 1,
             doh_port: None,
@@ -48,10 +51,21 @@ impl Default for UnboundOptions {
     }
 }
 
-/// Parses `envoy/demo-zone.txt`: `zone NAME KIND` lines start a zone, other non-comment lines
-/// are records of the current zone.
+/// `envoy/demo-zone.txt`: the demo names (`*.example.test`), always served.
 pub fn demo_zones() -> Result<Vec<LocalZone>, LaunchError> {
-    let path = paths::envoy_dir().join("demo-zone.txt");
+    read_zones("demo-zone.txt")
+}
+
+/// `envoy/offline-popular-zone.txt`: documentation addresses for a few popular names, only
+/// for hermetic runs (they would shadow the real answers when unbound recurses).
+pub fn offline_popular_zones() -> Result<Vec<LocalZone>, LaunchError> {
+    read_zones("offline-popular-zone.txt")
+}
+
+/// Parses a zone file under `envoy/`: `zone NAME KIND` lines start a zone, other non-comment
+/// lines are records of the current zone.
+fn read_zones(file: &str) -> Result<Vec<LocalZone>, LaunchError> {
+    let path = paths::envoy_dir().join(file);
     let text = std::fs::read_to_string(&path)
         .map_err(LaunchError::io(format!("reading {}", path.display())))?;
     Ok(parse_zones(&text))
@@ -152,5 +166,6 @@ mod tests {
         assert!(text.contains("local-zone: \".\" refuse"));
         assert!(text.contains("https-port: 1000"));
         assert!(text.contains("local-data: \"www.example.test. 300 IN A 192.0.2.10\""));
+        assert!(text.contains("local-data: \"www.wikipedia.org. 300 IN A 198.51.100.20\""));
     }
 }

@@ -1,6 +1,6 @@
 //! `cargo xtask up`: builds the filter (and the scorer), generates the TLS certificate if
 //! missing, and runs the whole gateway on fixed, documented ports until Ctrl-C: unbound
-//! (recursing when the internet is reachable, with the demo zone from `envoy/demo-zone.txt`),
+//! (recursing, with the demo zone from `envoy/demo-zone.txt` so the examples work offline),
 //! osmem-server (the Elasticsearch-API store), the scorer, and Envoy with the filter and the
 //! demo deny list. Configurations and logs go to `run/gateway/`, the certificate to `run/tls/`.
 
@@ -17,7 +17,7 @@ use dohguard_e2e::paths::repo_root;
 use dohguard_e2e::scorer::default_model_card;
 use dohguard_e2e::stack::ScorerKind;
 use dohguard_e2e::tls::TLS_HOSTNAME;
-use dohguard_e2e::unbound::UnboundOptions;
+use dohguard_e2e::unbound::{demo_zones, UnboundOptions};
 use dohguard_e2e::{Stack, StackOptions};
 
 #[derive(clap::Args)]
@@ -99,6 +99,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         scorer,
         tls: true,
         unbound: UnboundOptions {
+            // Offline stand-ins for popular names only when not recursing: they would shadow
+            // the real answers.
+            zones: if args.offline {
+                UnboundOptions::default().zones
+            } else {
+                demo_zones()?
+            },
             recursion: !args.offline,
             doh_port: Some(args.unbound_doh_port),
             dns_port: Some(args.unbound_dns_port),
