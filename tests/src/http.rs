@@ -26,7 +26,8 @@ pub fn get_text(url: &str) -> Result<(u16, String), LaunchError> {
     Ok((status, body))
 }
 
-/// POST a JSON body to `url`; returns the status and the parsed JSON reply.
+/// POST a JSON body to `url`; returns the status and the reply parsed as JSON, or as a JSON
+/// string holding the raw text when the reply is not JSON (error pages).
 pub fn post_json(
     url: &str,
     body: &serde_json::Value,
@@ -37,6 +38,7 @@ pub fn post_json(
     };
     let mut response = agent().post(url).send_json(body).map_err(fail)?;
     let status = response.status().as_u16();
-    let value = response.body_mut().read_json().map_err(fail)?;
+    let text = response.body_mut().read_to_string().map_err(fail)?;
+    let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     Ok((status, value))
 }

@@ -3,7 +3,8 @@
 //! the scorer (or a stand-in that speaks the callout contract) and `osmem-server` (the
 //! Elasticsearch-API store). Every process runs on ephemeral ports with configuration rendered
 //! from the templates in `envoy/` into a temporary directory, is awaited by polling (never a
-//! fixed sleep) and is stopped by PID when its handle drops. Tools are found through
+//! fixed sleep) and is stopped by PID when its handle drops (`cargo xtask up` uses fixed,
+//! documented ports and `run/gateway/` instead). Tools are found through
 //! `ENVOY_BIN`, `OSMEM_BIN` and `PATH` (see `scripts/env.sh`); a missing one is an error that
 //! names it.
 

@@ -1,5 +1,5 @@
-//! A minimal HTTP scorer speaking the callout contract (`POST /v1/score`, docs/contracts.md)
-//! for tests that exercise the filter's callout without the real model: names equal to or
+//! A minimal HTTP scorer speaking the callout contract (`POST /v1/score`, docs/contracts.md,
+//! with the shared types of `dohguard_core::contract`) for tests that exercise the filter's callout without the real model: names equal to or
 //! under `dga.test` are blocked, every other name is allowed. It counts the requests it
 //! served and can be switched to answer 500 or garbage, to exercise the filter's failure modes.
 
@@ -8,12 +8,15 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use dohguard_core::contract::{
+    BatchReply, BatchRequest, Reason, Scope, ScoreReply, ScoreRequest, Verdict,
+};
 use tokio::sync::oneshot;
 
 use crate::LaunchError;
@@ -109,65 +112,66 @@ impl Drop for StandInScorer {
     }
 }
 
-async fn score(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+async fn score(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     shared.requests.fetch_add(1, Ordering::SeqCst);
     match shared.behaviour.load(Ordering::SeqCst) {
         1 => return (StatusCode::INTERNAL_SERVER_ERROR, "stand-in failure").into_response(),
         2 => return (StatusCode::OK, "{\"not\": \"a verdict\"").into_response(),
         _ => {}
     }
-    if let Some(names) = body.get("names").and_then(Value::as_array) {
-        let results: Vec<Value> = names.iter().map(verdict_for).collect();
-        return Json(json!({ "results": results })).into_response();
+    if let Ok(batch) = serde_json::from_slice::<BatchRequest>(&body) {
+        let results = batch.names.iter().map(verdict_for).collect();
+        return Json(BatchReply { results }).into_response();
     }
-    if body.get("name").and_then(Value::as_str).is_none() {
-        return (StatusCode::BAD_REQUEST, "missing name").into_response();
+    match serde_json::from_slice::<ScoreRequest>(&body) {
+        Ok(request) => Json(verdict_for(&request)).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("not a score request: {e}")).into_response(),
     }
-    Json(verdict_for(&body)).into_response()
 }
 
-/// The contract reply for one `{"name": ..}` request.
-pub fn verdict_for(request: &Value) -> Value {
-    let name = request
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+/// The contract reply for one request: block at or under [`BLOCKED_SUFFIX`], allow the rest.
+pub fn verdict_for(request: &ScoreRequest) -> ScoreReply {
+    let name = request.name.trim_end_matches('.').to_ascii_lowercase();
     let blocked = name == BLOCKED_SUFFIX || name.ends_with(&format!(".{BLOCKED_SUFFIX}"));
-    json!({
-        "name": name,
-        "registered_domain": name,
-        "score": if blocked { 0.99 } else { 0.01 },
-        "verdict": if blocked { "block" } else { "allow" },
-        "reason": "model",
-        "scope": "name",
-        "model_version": "stand-in",
-        "ttl": 60,
-    })
+    ScoreReply {
+        registered_domain: Some(name.clone()),
+        name,
+        score: if blocked { 0.99 } else { 0.01 },
+        verdict: if blocked {
+            Verdict::Block
+        } else {
+            Verdict::Allow
+        },
+        reason: Reason::Model,
+        scope: Scope::Name,
+        model_version: "stand-in".to_owned(),
+        ttl: 60,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn request(name: &str) -> ScoreRequest {
+        ScoreRequest {
+            name: name.to_owned(),
+            qtype: "A".to_owned(),
+            client: None,
+        }
+    }
+
     #[test]
     fn blocks_the_suffix_and_allows_the_rest() {
         assert_eq!(
-            verdict_for(&json!({"name": "x1y2.dga.test"}))["verdict"],
-            "block"
+            verdict_for(&request("x1y2.dga.test")).verdict,
+            Verdict::Block
         );
+        assert_eq!(verdict_for(&request("dga.test.")).verdict, Verdict::Block);
+        assert_eq!(verdict_for(&request("notdga.test")).verdict, Verdict::Allow);
         assert_eq!(
-            verdict_for(&json!({"name": "dga.test."}))["verdict"],
-            "block"
-        );
-        assert_eq!(
-            verdict_for(&json!({"name": "notdga.test"}))["verdict"],
-            "allow"
-        );
-        assert_eq!(
-            verdict_for(&json!({"name": "www.example.test"}))["verdict"],
-            "allow"
+            verdict_for(&request("www.example.test")).verdict,
+            Verdict::Allow
         );
     }
 
@@ -175,11 +179,25 @@ mod tests {
     fn serves_the_contract_over_http() {
         let scorer = StandInScorer::start().unwrap();
         let url = format!("http://{}/v1/score", scorer.addr);
-        let (status, reply) =
-            crate::http::post_json(&url, &json!({"name": "a.dga.test", "qtype": "A"})).unwrap();
+        let one = serde_json::json!({"name": "a.dga.test", "qtype": "A"});
+        let (status, reply) = crate::http::post_json(&url, &one).unwrap();
         assert_eq!(status, 200);
-        assert_eq!(reply["verdict"], "block");
-        assert_eq!(reply["ttl"], 60);
-        assert_eq!(scorer.requests(), 1);
+        let reply: ScoreReply = serde_json::from_value(reply).unwrap();
+        assert_eq!((reply.verdict, reply.ttl), (Verdict::Block, 60));
+
+        let batch = serde_json::json!({"names": [{"name": "a.test", "qtype": "A"}, one]});
+        let (status, reply) = crate::http::post_json(&url, &batch).unwrap();
+        assert_eq!(status, 200);
+        let reply: BatchReply = serde_json::from_value(reply).unwrap();
+        let verdicts: Vec<Verdict> = reply.results.iter().map(|r| r.verdict).collect();
+        assert_eq!(verdicts, [Verdict::Allow, Verdict::Block]);
+
+        let (status, text) = crate::http::post_json(&url, &serde_json::json!({"nom": 1})).unwrap();
+        assert_eq!(status, 400);
+        assert!(
+            text.as_str().unwrap().contains("not a score request"),
+            "{text}"
+        );
+        assert_eq!(scorer.requests(), 3);
     }
 }
