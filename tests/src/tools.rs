@@ -19,6 +19,7 @@ pub enum Tool {
     Curl,
     H2load,
     Dnsdist,
+    Dnsperf,
 }
 
 impl Tool {
@@ -32,6 +33,7 @@ impl Tool {
             Tool::Curl => "curl",
             Tool::H2load => "h2load",
             Tool::Dnsdist => "dnsdist",
+            Tool::Dnsperf => "dnsperf",
         }
     }
 

@@ -12,6 +12,7 @@
 //! once and are measured in interleaved rounds (the machine is shared and its load drifts);
 //! the tables show medians over rounds and medians of within-round ratios.
 
+mod dnsperf;
 mod h2load;
 
 use std::path::Path;
@@ -59,6 +60,9 @@ pub struct Args {
     /// Skip the dnsdist peer.
     #[arg(long)]
     no_dnsdist: bool,
+    /// Seconds of the low-concurrency dnsperf check per system and method (0 skips it).
+    #[arg(long, default_value_t = 3)]
+    dnsperf_seconds: u32,
     /// Interleaved rounds (every configuration once per round); figures are medians.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
@@ -196,6 +200,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         rounds: vec![figures],
                     }),
                 }
+            }
+        }
+    }
+
+    // Low-concurrency correctness and latency with dnsperf (not a throughput figure).
+    if args.dnsperf_seconds > 0 {
+        println!("\ndnsperf, 1 client, 1 query in flight, {} s per run, names alternating blocked/allowed:\n", args.dnsperf_seconds);
+        println!("| system | method | completed | lost | avg latency (ms) | response codes |");
+        println!("|---|---|---:|---:|---:|---|");
+        let mut ports = vec![("Envoy + filter", filter_port)];
+        if let Some((dnsdist, _)) = &_peer {
+            ports.push(("dnsdist", dnsdist.doh_port));
+        }
+        for (system, port) in ports {
+            for method in [Method::Post, Method::Get] {
+                let c = dnsperf::run(
+                    port,
+                    method,
+                    &[BLOCKED_NAME, ALLOWED_NAME],
+                    args.dnsperf_seconds,
+                    work.path(),
+                )?;
+                println!(
+                    "| {system} | {} | {} | {} | {:.3} | {} |",
+                    method.name(),
+                    c.completed,
+                    c.lost,
+                    c.average_latency_ms,
+                    c.rcodes
+                );
             }
         }
     }
