@@ -407,7 +407,8 @@ async fn main() -> Result<()> {
     let opts = Opts {
         scorer_bin: arg(&args, "--scorer-bin")
             .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target/release/dohguard-scorer")),
+            // Built by `cargo bench` itself, with the bench (release) profile.
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dohguard-scorer"))),
         card: arg(&args, "--model")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join(dohguard_scorer::config::DEFAULT_MODEL_CARD)),

@@ -1,4 +1,4 @@
-//! `cargo xtask scorer-bench`: builds the release scorer and runs the scorer benchmark
+//! `cargo xtask scorer-bench`: builds (release) and runs the scorer benchmark
 //! (`scorer/benches/scorer_bench.rs`), which prints markdown figures: the raw ONNX Runtime
 //! ceiling, HTTP throughput and latency at several concurrencies, the Flask baseline, and
 //! sink documents/s against a plain bulk loader. Needs `source scripts/env.sh`.
@@ -31,21 +31,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "dohguard-scorer",
-            "--bin",
-            "dohguard-scorer",
-        ])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("building the release scorer failed");
-    }
+    // `cargo bench` also builds the scorer binary (release-based bench profile) and the
+    // benchmark starts that one.
     let mut bench = Command::new(&cargo);
     bench
         .current_dir(&root)
@@ -57,8 +44,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "scorer_bench",
             "--",
         ])
-        .arg("--scorer-bin")
-        .arg(root.join("target/release/dohguard-scorer"))
         .args(["--seconds", &args.seconds.to_string()])
         .args(["--sink-docs", &args.sink_docs.to_string()]);
     if let Some(model) = &args.model {
