@@ -1,11 +1,18 @@
 //! The expectation-style test API for one HTTP stream:
 //!
-//! ```ignore
+//! ```no_run
+//! # fn main() -> Result<(), dohguard_host_test::HostError> {
+//! use dohguard_host_test::{dohguard_filter_wasm, Plugin};
+//!
+//! let plugin = Plugin::load(dohguard_filter_wasm()?)?;
+//! let mut filter = plugin.vm().configuration(r#"{"scorer": {"cluster": "scorer"}}"#).start()?;
 //! let mut req = filter.stream()?;
 //! req.request_headers(&[(":method", "GET"), (":path", "/dns-query?dns=...")], true)?
 //!     .expect_http_call("scorer")
-//!     .returning(200, r#"{"verdict":"allow", ...}"#)?
+//!     .returning(200, r#"{"verdict": "allow", "...": "..."}"#)?
 //!     .expect_continue();
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Each call runs one guest callback and returns an [`Outcome`] describing
