@@ -69,12 +69,14 @@ def test_fixture_scores_match_the_shipped_model(fixture):
 
 
 def test_shipped_model_separates_obvious_cases(card, fixture):
+    # Loose on purpose: these must hold for any sound retrained model, not just this one.
     scores = {c["name"]: c["score"] for c in fixture["cases"]}
-    block = card["thresholds"]["block"]
-    assert scores["google.com"] < card["thresholds"]["monitor"]
-    assert scores["www.wikipedia.org"] < card["thresholds"]["monitor"]
-    assert scores["1fs5192h14cdp39i51hok3m6n.org"] >= block
-    assert scores["xjw3kq9z.com"] > scores["google.com"]
+    monitor = card["thresholds"]["monitor"]
+    benign = ["google.com", "www.wikipedia.org", "www.bbc.co.uk", "mail.example.co.uk"]
+    dga = ["uhbqolxf.org", "1fs5192h14cdp39i51hok3m6n.org", "obuvifkoa.ddns.net"]
+    assert all(scores[n] < monitor for n in benign)
+    assert all(scores[n] >= monitor for n in dga)
+    assert min(scores[n] for n in dga) > max(scores[n] for n in benign)
 
 
 def test_report_covers_the_issue(card):
