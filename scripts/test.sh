@@ -17,6 +17,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "filter wasm build (cargo xtask wasm)"
 cargo xtask wasm
 
+step "scorer binary (the end-to-end tests start the real process)"
+cargo build -p dohguard-scorer --locked
+
 step "Rust tests: core, filter, host-test (real .wasm), scorer, end-to-end (real Envoy, unbound, scorer, osmem)"
 cargo test --workspace --locked
 
