@@ -152,6 +152,20 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Guest-supplied bytes never panic the decoder.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = HeaderMap::decode(&bytes);
+        }
+
+        #[test]
+        fn any_map_round_trips(pairs in proptest::collection::vec(("[a-z:-]{0,12}", "[ -~]{0,24}"), 0..8)) {
+            let map = HeaderMap::from_pairs(&pairs);
+            proptest::prop_assert_eq!(HeaderMap::decode(&map.encode()), Some(map));
+        }
+    }
+
     #[test]
     fn replace_keeps_one_value_and_get_joins() {
         let mut map = HeaderMap::from_pairs(&[("a", "1"), ("B", "2"), ("a", "3")]);

@@ -293,3 +293,17 @@ fn bad_guest_arguments_get_a_status_not_a_crash() {
     );
     assert!(filter.pending_http_calls().is_empty());
 }
+
+#[test]
+fn a_guest_panic_message_reaches_the_error() {
+    let mut filter = probe().vm().configuration("{}").start().unwrap();
+    let mut stream = filter.stream().unwrap();
+    let err = stream
+        .request_headers(&[(":path", "/whoops")], true)
+        .unwrap_err();
+    assert!(err.is_trap(), "{err}");
+    assert!(
+        err.to_string().contains("probe panicked: on purpose"),
+        "{err}"
+    );
+}

@@ -16,6 +16,7 @@
   (import "env" "proxy_increment_metric" (func $increment_metric (param i32 i64) (result i32)))
   (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick_period (param i32) (result i32)))
   (import "env" "proxy_get_current_time_nanoseconds" (func $now (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_grpc_call" (func $grpc_call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
 
   (memory (export "memory") 2)
@@ -43,6 +44,9 @@
   (data (i32.const 496) "time read")
   (data (i32.const 600) "bad pointer refused")
   (data (i32.const 624) "bad map refused")
+  (data (i32.const 640) "probe panicked: on purpose\n")
+  ;; iovec for fd_write: {ptr 640, len 27}
+  (data (i32.const 672) "\80\02\00\00\1b\00\00\00")
   ;; Header map {":method": "POST", ":path": "/v1/score", ":authority": "scorer"}, 75 bytes.
   (data (i32.const 512)
     "\03\00\00\00"
@@ -80,7 +84,7 @@
   ;; Logs :path and source.address, stores the path in shared data, tags the
   ;; request; "/b..." is answered 403, "/c..." calls the scorer, "/s..." tries
   ;; a stale CAS, "/t..." reads the clock, "/g..." calls an unhosted import,
-  ;; "/u..." traps, "/p..." logs from a bad pointer, "/h..." sends a truncated map.
+  ;; "/u..." traps, "/w..." writes a panic message to stderr and traps, "/p..." logs from a bad pointer, "/h..." sends a truncated map.
   (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32)
     (local $path i32) (local $path_len i32) (local $first i32)
     (drop (call $increment_metric (i32.load (i32.const 32)) (i64.const 1)))
@@ -127,6 +131,10 @@
           (then (drop (call $log (i32.const 3) (i32.const 624) (i32.const 15)))))))
     (if (i32.eq (local.get $first) (i32.const 117)) ;; 'u'
       (then (unreachable)))
+    (if (i32.eq (local.get $first) (i32.const 119)) ;; 'w'
+      (then
+        (drop (call $fd_write (i32.const 2) (i32.const 672) (i32.const 1) (i32.const 680)))
+        (unreachable)))
     (if (i32.eq (local.get $first) (i32.const 103)) ;; 'g'
       (then
         (drop (call $grpc_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
