@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::common::*;
-use dohguard_host_test::{Action, Filter, HttpStream, SharedData, Step};
+use dohguard_host_test::{Action, Filter, HeaderMap, HttpStream, SharedData, Step};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use serde_json::{json, Value};
@@ -421,4 +421,56 @@ fn verdict_header_can_be_renamed_or_turned_off() {
         .response_headers(&[(":status", "200")], false)
         .unwrap();
     assert_eq!(stream.response_header_map().get(VERDICT_HEADER), None);
+}
+
+#[test]
+fn post_query_is_scored_from_the_body_callback() {
+    let mut filter = filter(scorer_config(json!({})));
+    let mut stream = filter.stream().unwrap();
+    let reply = doh_post(
+        &mut stream,
+        &wire(&query("xjw3kq9z.com.", RecordType::A, true)),
+    )
+    .expect_pause()
+    .expect_http_call(SCORER)
+    .returning(
+        200,
+        verdict("xjw3kq9z.com", "xjw3kq9z.com", "block", "name", 60),
+    )
+    .unwrap()
+    .expect_local_response(200);
+    assert_eq!(dns_answer(&reply).metadata.id, 0x1234);
+}
+
+#[test]
+fn concurrent_callouts_resume_their_own_streams() {
+    let mut filter = filter(scorer_config(json!({})));
+    let mut pending = Vec::new();
+    for name in ["first.example.", "second.example."] {
+        let mut stream = filter.stream().unwrap();
+        let call = doh_get(&mut stream, &wire(&query(name, RecordType::A, false)))
+            .expect_http_call(SCORER)
+            .leave_pending();
+        pending.push(call);
+    }
+    assert_ne!(pending[0].context_id, pending[1].context_id);
+    let reply = |verdict_name: &str, answer: &str| {
+        let body = verdict(verdict_name, verdict_name, answer, "name", 60);
+        Some((
+            HeaderMap::from_pairs(&[(":status", "200")]),
+            body.into_bytes(),
+        ))
+    };
+    // Answer the second stream first: each reply must land on its own request.
+    let second = filter
+        .deliver_http_call(pending[1].token, reply("second.example", "block"))
+        .unwrap();
+    let answer = dns_answer(second.local_response().expect("second is blocked"));
+    assert_eq!(answer.queries[0].name().to_ascii(), "second.example.");
+    let first = filter
+        .deliver_http_call(pending[0].token, reply("first.example", "allow"))
+        .unwrap();
+    assert!(first.continues(), "first is allowed and resumed: {first:?}");
+    assert_eq!(metric(&filter, "dohguard.verdict.block"), 1);
+    assert_eq!(metric(&filter, "dohguard.verdict.allow"), 1);
 }
