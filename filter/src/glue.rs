@@ -89,6 +89,7 @@ impl RootContext for FilterRoot {
         Some(Box::new(DohContext {
             shared: Rc::clone(&self.shared),
             awaiting_body: false,
+            answered: false,
             pending: None,
             decision: None,
         }))
@@ -110,6 +111,8 @@ struct Pending {
 struct DohContext {
     shared: Rc<Shared>,
     awaiting_body: bool,
+    /// A local reply (4xx or block answer) was sent: nothing of the request may move on.
+    answered: bool,
     pending: Option<Pending>,
     /// Set once decided; labels the response.
     decision: Option<Decision>,
@@ -137,6 +140,7 @@ impl DohContext {
 
     fn reject(&mut self, rejection: Rejection) -> Action {
         self.shared.bump(Counter::MalformedRequests);
+        self.answered = true;
         let body = format!("{}\n", rejection.message);
         let mut headers = vec![("content-type", "text/plain; charset=utf-8")];
         if rejection.status == 405 {
@@ -217,10 +221,12 @@ impl DohContext {
         match decision::action_for(settings, query, &decision) {
             Ok(decision::Action::Forward) => Action::Continue,
             Ok(decision::Action::Answer(body)) => {
+                self.answered = true;
                 self.send_http_response(200, vec![("content-type", doh::DNS_MESSAGE)], Some(&body));
                 Action::Pause
             }
             Err(err) => {
+                self.answered = true;
                 error!("could not build the block answer: {err}");
                 self.send_http_response(
                     500,
@@ -312,7 +318,13 @@ impl HttpContext for DohContext {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if !self.awaiting_body {
-            return Action::Continue;
+            // Body data of a GET (or after the decision): while a callout is pending or a local
+            // reply went out, continuing here would forward the request behind the filter's back.
+            return if self.pending.is_some() || self.answered {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
         }
         if body_size > MAX_DNS_MESSAGE {
             self.awaiting_body = false;

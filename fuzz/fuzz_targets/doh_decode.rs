@@ -22,7 +22,13 @@ fuzz_target!(|data: &[u8]| {
         let Ok(query) = std::str::from_utf8(rest) else {
             return;
         };
-        match classify("/dns-query", "GET", &format!("/dns-query?{query}"), None, None) {
+        match classify(
+            "/dns-query",
+            "GET",
+            &format!("/dns-query?{query}"),
+            None,
+            None,
+        ) {
             Ok(RequestKind::Get(bytes)) => bytes,
             Ok(other) => panic!("GET on the DoH path classified as {other:?}"),
             Err(rejection) => {
@@ -59,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
         BlockAnswer::Refused,
         BlockAnswer::Nodata,
         BlockAnswer::Sinkhole,
-        BlockAnswer::Addresses(vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()]),
+        BlockAnswer::Addresses(vec![
+            "192.0.2.1".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        ]),
     ];
     for kind in &kinds {
         for cause in [BlockCause::DenyList, BlockCause::Model] {

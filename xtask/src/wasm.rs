@@ -2,8 +2,8 @@
 //!
 //! rustup here has no wasm32 std, so the build uses Debian's `rustc-web` toolchain with
 //! `-Zbuild-std` over its matching std sources (`rust-web-src`), Debian's `wasm-ld-22` as the
-//! linker and `wasi-libc` for the wasip1 start-up objects; `docs`/`toolchain.md` in the shared
-//! notes explain why each variable is needed. The build uses its own target directory
+//! linker and `wasi-libc` for the wasip1 start-up objects (the project's toolchain notes
+//! record why each variable is needed). The build uses its own target directory
 //! (`target/wasm-build`) so it never invalidates the native build's fingerprints, then
 //! `wasm-opt -Oz` writes `target/dohguard_filter.wasm`.
 
