@@ -18,7 +18,7 @@ use thiserror::Error;
 /// The model the scorer loads when none is configured (relative to the working directory,
 /// which is the repository root for `./dohguard up` and the tests). Switch this one line
 /// when the trained model becomes the default.
-pub const DEFAULT_MODEL_CARD: &str = "models/placeholder/model.card.json";
+pub const DEFAULT_MODEL_CARD: &str = "models/dga-cnn/model.card.json";
 
 /// Default write target: the `logs-<dataset>-<namespace>` naming of Elastic data streams.
 pub const DEFAULT_INDEX: &str = "logs-dohguard.verdicts-default";

@@ -341,7 +341,7 @@ async fn health_ready_model_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["sink"], "spool_only");
 
-    let card_text = std::fs::read_to_string(default_card()).unwrap();
+    let card_text = std::fs::read_to_string(placeholder_card()).unwrap();
     let card: Value = serde_json::from_str(&card_text).unwrap();
     let (status, _, body) = call(&t.router, get("/v1/model")).await;
     assert_eq!(status, StatusCode::OK);
@@ -399,7 +399,7 @@ async fn health_ready_model_and_metrics() {
 #[tokio::test]
 async fn admin_reload_validates_and_keeps_the_old_model_on_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let card = default_card();
+    let card = placeholder_card();
     let card_json: Value = serde_json::from_str(&std::fs::read_to_string(&card).unwrap()).unwrap();
     let onnx_name = card_json["onnx_file"].as_str().unwrap();
     std::fs::copy(&card, dir.path().join("model.card.json")).unwrap();

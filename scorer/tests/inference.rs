@@ -86,7 +86,10 @@ async fn check_fixture(fixture_path: &Path) {
     for case in cases {
         let text = case["text"].as_str().unwrap();
         if let Some(raw) = case["name"].as_str() {
-            let n = name::normalize(raw).unwrap();
+            // The fixture also holds names the scorer refuses (a label over 63 octets gets a
+            // 422 before any encoding); their text is still checked, computed the Python way.
+            let n = name::normalize(raw)
+                .unwrap_or_else(|_| raw.trim_end_matches('.').to_ascii_lowercase());
             let rd = name::registered_domain(&n);
             assert_eq!(
                 info.encoder.text_of(&n, rd),

@@ -46,7 +46,13 @@ pub fn default_card() -> PathBuf {
     repo_root().join(DEFAULT_MODEL_CARD)
 }
 
-/// A configuration for tests: default model, ephemeral port, no file watching, a private
+/// The placeholder model: API and sink tests pin it, because they assert verdicts of
+/// particular names and must not change when the default model is switched.
+pub fn placeholder_card() -> PathBuf {
+    repo_root().join("models/placeholder/model.card.json")
+}
+
+/// A configuration for tests: the placeholder model, ephemeral port, no file watching, a private
 /// spool folder, short sink timers so tests settle fast.
 pub fn test_config(es_url: Option<&str>, spool_dir: &Path) -> Config {
     require_env("ORT_DYLIB_PATH");
@@ -54,7 +60,7 @@ pub fn test_config(es_url: Option<&str>, spool_dir: &Path) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     };
-    c.model.card = default_card();
+    c.model.card = placeholder_card();
     c.model.watch = false;
     c.elasticsearch.url = es_url.map(str::to_owned);
     c.elasticsearch.flush_interval_ms = 20;
