@@ -128,11 +128,13 @@ fn check_tools(args: &Args) -> Result<()> {
     let missing = |what: &str, package: &str| {
         format!("{what} is missing: install Debian package {package} ({SETUP_HINT})")
     };
-    if !args.cargo.is_file() || !args.rustc.is_file() {
-        bail!(missing(
-            "Debian rustc-web toolchain (/usr/bin/cargo, /usr/bin/rustc)",
-            "rustc-web cargo-web"
-        ));
+    for tool in [&args.cargo, &args.rustc] {
+        if !tool.is_file() {
+            bail!(missing(
+                &format!("Debian rustc-web toolchain ({})", tool.display()),
+                "rustc-web cargo-web"
+            ));
+        }
     }
     if !Path::new(RUST_SRC).join("library").is_dir() {
         bail!(missing(
