@@ -374,3 +374,71 @@ async fn shutdown_delivers_what_is_queued() {
     tasks.shutdown().await;
     assert_exactly_once(&es, &all).await;
 }
+
+/// osmem-server never answers 429 or 5xx, so this one test uses a tiny scripted stand-in for
+/// the bulk endpoint: a 503 for the whole request, then per-item 429/201/400 answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_retries_throttled_items_and_dead_letters_invalid_ones() {
+    use axum::{routing::post, Json, Router};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = Router::new().route(
+        "/_bulk",
+        post(move |body: String| {
+            let call = seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let ids: Vec<String> = body
+                    .lines()
+                    .step_by(2)
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["create"]["_id"].as_str().unwrap().to_owned())
+                    .collect();
+                if call == 0 {
+                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "busy"})));
+                }
+                // Second call: item 1 throttled, item 2 invalid; third call: whatever is left is stored.
+                let items: Vec<_> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| {
+                        let status = match (call, i) {
+                            (1, 1) => 429,
+                            (1, 2) => 400,
+                            _ => 201,
+                        };
+                        json!({"create": {"_id": id, "status": status, "error": if status >= 400 { json!({"type": "x"}) } else { json!(null) }}})
+                    })
+                    .collect();
+                (axum::http::StatusCode::OK, Json(json!({"errors": true, "items": items})))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let spool = tempfile::tempdir().unwrap();
+    let config = test_config(Some(&url), spool.path());
+    let client = dohguard_scorer::sink::EsClient::new(&url, &config.elasticsearch).unwrap();
+    let counters = dohguard_scorer::metrics::SinkCounters::default();
+    let docs: Vec<Doc> = (0..4)
+        .map(|i| {
+            serde_json::from_value(
+                json!({"_index": DEFAULT_INDEX, "_id": format!("d{i}"), "source": {"n": i}}),
+            )
+            .unwrap()
+        })
+        .collect();
+    let d = client.deliver(docs, &counters).await;
+    assert_eq!(
+        d.stored, 3,
+        "3 stored: two on the second call, the throttled one on the third"
+    );
+    assert_eq!(d.rejected.len(), 1);
+    assert_eq!(d.rejected[0].0.id, "d2");
+    assert!(d.undelivered.is_empty());
+    assert_eq!(counters.retried.get(), 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    server.abort();
+}
