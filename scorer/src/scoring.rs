@@ -267,6 +267,7 @@ impl Scorer {
         let latency_us = started.elapsed().as_micros() as u64;
         let timestamp = SystemTime::now();
         let mut replies = Vec::with_capacity(queries.len());
+        let mut events = Vec::with_capacity(queries.len());
         for (q, text) in queries.into_iter().zip(texts) {
             let parts = name::split(&q.name);
             let registered_domain = parts.registered_domain.map(str::to_owned);
@@ -312,7 +313,7 @@ impl Scorer {
                     reason: reason.as_str(),
                 })
                 .inc();
-            self.sink.submit(VerdictEvent {
+            events.push(VerdictEvent {
                 timestamp,
                 name: q.name.clone(),
                 qtype: q.qtype,
@@ -338,6 +339,7 @@ impl Scorer {
                 ttl,
             });
         }
+        self.sink.submit_all(events);
         Ok(replies)
     }
 }

@@ -178,19 +178,29 @@ impl Sink {
 
     /// Hands a verdict to the sink without waiting: queue, else spool, else counted as dropped.
     pub fn submit(&self, event: VerdictEvent) {
-        let doc = event.to_doc(&self.shared.config.index);
+        self.submit_all(std::iter::once(event));
+    }
+
+    /// [`Sink::submit`] for the verdicts of one request: whatever overflows the queue is
+    /// spooled in one append (one write) rather than one per document.
+    pub fn submit_all(&self, events: impl IntoIterator<Item = VerdictEvent>) {
         let m = &self.shared.metrics;
-        match self.tx.try_send(doc) {
-            Ok(()) => {
-                m.sink.queued.inc();
-                m.sink_queue_depth.inc();
+        let mut overflow = Vec::new();
+        for event in events {
+            let doc = event.to_doc(&self.shared.config.index);
+            match self.tx.try_send(doc) {
+                Ok(()) => {
+                    m.sink.queued.inc();
+                    m.sink_queue_depth.inc();
+                }
+                Err(mpsc::error::TrySendError::Full(doc))
+                | Err(mpsc::error::TrySendError::Closed(doc)) => overflow.push(doc),
             }
-            Err(mpsc::error::TrySendError::Full(doc))
-            | Err(mpsc::error::TrySendError::Closed(doc)) => {
-                // Overflow only: Elasticsearch may be fine, so the sink stays live and the
-                // replayer sends the spooled documents alongside the live batches.
-                spool_docs(&self.shared, std::slice::from_ref(&doc));
-            }
+        }
+        if !overflow.is_empty() {
+            // Overflow only: Elasticsearch may be fine, so the sink stays live and the
+            // replayer sends the spooled documents alongside the live batches.
+            spool_docs(&self.shared, &overflow);
         }
     }
 
