@@ -12,9 +12,15 @@ pub struct Args {
     /// Seconds per HTTP measurement.
     #[arg(long, default_value_t = 4.0)]
     seconds: f64,
-    /// Documents for the sink measurement.
-    #[arg(long, default_value_t = 100_000)]
+    /// Documents per sink measurement run.
+    #[arg(long, default_value_t = 20_000)]
     sink_docs: usize,
+    /// Sink rounds (sink and plain loader alternate; best of each compared).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Run only `http` (ceiling, HTTP, Flask) or `sink`.
+    #[arg(long, default_value = "all")]
+    only: String,
     /// Model card to benchmark (default: the scorer's default model).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -45,7 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--",
         ])
         .args(["--seconds", &args.seconds.to_string()])
-        .args(["--sink-docs", &args.sink_docs.to_string()]);
+        .args(["--sink-docs", &args.sink_docs.to_string()])
+        .args(["--rounds", &args.rounds.to_string()])
+        .args(["--only", &args.only]);
     if let Some(model) = &args.model {
         bench.arg("--model").arg(model);
     }
