@@ -423,7 +423,7 @@ async fn main() -> Result<()> {
         sink_docs: arg(&args, "--sink-docs")
             .map(|s| s.parse())
             .transpose()?
-            .unwrap_or(100_000),
+            .unwrap_or(20_000),
         python: env_path("DOHGUARD_PYTHON")?,
         osmem: env_path("OSMEM_BIN")?,
         only: arg(&args, "--only").unwrap_or_else(|| "all".into()),
