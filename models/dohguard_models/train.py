@@ -29,7 +29,7 @@ from .prepare import Row
 @dataclass
 class TrainConfig:
     seed: int = 20261121
-    epochs: int = 6
+    epochs: int = 4
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
