@@ -35,9 +35,20 @@ def tiny_run(tmp_path_factory):
                         + "".join(f"{n},1\n" for n in dga))
     out = tmp / "model"
     code = cli.main(["train", "--csv", str(csv_path), "--out", str(out), "--epochs", "3",
-                     "--channels", "16", "--threads", "1", "--version", "test.1"])
+                     "--channels", "16", "--threads", "1", "--version", "test.1",
+                     "--max-minutes", "0"])
     assert code == 0
     return out
+
+
+def test_training_is_reproducible(tiny_run, tmp_path):
+    """Same data, seeds and (steps-only) schedule -> the same model file, byte for byte."""
+    csv_path = tiny_run.parent / "names.csv"
+    again = tmp_path / "again"
+    assert cli.main(["train", "--csv", str(csv_path), "--out", str(again), "--epochs", "3",
+                     "--channels", "16", "--threads", "1", "--version", "test.1",
+                     "--max-minutes", "0"]) == 0
+    assert export.sha256_of(again / "model.onnx") == export.sha256_of(tiny_run / "model.onnx")
 
 
 def test_tiny_run_writes_every_output(tiny_run):
