@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -294,9 +293,3 @@ def render_markdown(r: dict) -> str:
           "![score histograms](score_histograms.png)", "", "![calibration](calibration.png)", ""]
     return "\n".join(L)
 
-
-def group_rows(rows: list[Row]) -> dict[str, list[Row]]:
-    out: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
-        out[r.split].append(r)
-    return out
