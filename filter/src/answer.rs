@@ -4,6 +4,7 @@
 //! RFC 8914 Extended DNS Error explains the block to clients that sent EDNS.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::OnceLock;
 
 use hickory_proto::op::{Edns, Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
@@ -109,9 +110,21 @@ pub fn block_answer(
 }
 
 fn synthetic_soa(ttl: u32) -> Result<SOA, ProtoError> {
+    // The two names never change: parse them once per VM, not once per blocked query.
+    static NAMES: OnceLock<(Name, Name)> = OnceLock::new();
+    let (mname, rname) = match NAMES.get() {
+        Some(names) => names,
+        None => {
+            let names = (
+                Name::from_ascii("dohguard.invalid.")?,
+                Name::from_ascii("hostmaster.dohguard.invalid.")?,
+            );
+            NAMES.get_or_init(|| names)
+        }
+    };
     Ok(SOA::new(
-        Name::from_ascii("dohguard.invalid.")?,
-        Name::from_ascii("hostmaster.dohguard.invalid.")?,
+        mname.clone(),
+        rname.clone(),
         1,
         3600,
         600,

@@ -79,7 +79,11 @@ impl Decision {
 
     /// Value of the verdict response header (format in CONFIG.md).
     pub fn header_value(&self, mode: Mode) -> String {
-        let mut value = format!("{}; reason={}", self.verdict.as_str(), self.basis.as_str());
+        // Plain pushes rather than `format!`: this runs for every decided request.
+        let mut value = String::with_capacity(48);
+        value.push_str(self.verdict.as_str());
+        value.push_str("; reason=");
+        value.push_str(self.basis.as_str());
         if self.from_cache {
             value.push_str("; cache=hit");
         }
@@ -137,12 +141,13 @@ pub enum LocalOutcome {
     AskScorer,
 }
 
-/// Lists first, then the cache (reporting hit or miss), then the no-scorer fallback.
+/// Lists first, then the cache (reporting hit or miss), then the no-scorer fallback. `now_ms`
+/// is called only when the cache is consulted (reading the clock is a host call).
 pub fn decide_locally<S: SharedStore>(
     settings: &Settings,
     cache: &VerdictCache<'_, S>,
     name: &str,
-    now_ms: u64,
+    now_ms: impl FnOnce() -> u64,
     counters: &mut Vec<Counter>,
 ) -> LocalOutcome {
     if let Some(list) = settings.policy.decide(name) {
@@ -150,7 +155,7 @@ pub fn decide_locally<S: SharedStore>(
         return LocalOutcome::Decided(Decision::new(list.verdict(), basis));
     }
     if cache.enabled() {
-        if let Some(hit) = cache.lookup(name, now_ms) {
+        if let Some(hit) = cache.lookup(name, now_ms()) {
             counters.push(Counter::CacheHit);
             return LocalOutcome::Decided(Decision {
                 verdict: hit.verdict,
@@ -282,7 +287,7 @@ mod tests {
         let cache = VerdictCache::new(store, settings.cache_max_entries, settings.cache_max_ttl);
         let mut counters = Vec::new();
         (
-            decide_locally(settings, &cache, name, 0, &mut counters),
+            decide_locally(settings, &cache, name, || 0, &mut counters),
             counters,
         )
     }

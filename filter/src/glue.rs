@@ -14,7 +14,7 @@ use crate::cache::{SharedStore, VerdictCache};
 use crate::config::{Settings, MAX_DNS_MESSAGE};
 use crate::decision::{self, callout_body, decide_locally, parse_reply, Decision, LocalOutcome};
 use crate::dns::DnsQuery;
-use crate::doh::{self, check_body_size, classify, Rejection, RequestKind};
+use crate::doh::{self, check_body_size, classify, is_doh_route, Rejection, RequestKind};
 use crate::metrics::Counter;
 
 proxy_wasm::main! {{
@@ -151,11 +151,12 @@ impl DohContext {
     }
 
     fn handle_query(&mut self, bytes: &[u8]) -> Action {
-        let query = match DnsQuery::parse(bytes) {
+        let mut query = match DnsQuery::parse(bytes) {
             Ok(query) => query,
             Err(rejection) => return self.reject(rejection),
         };
-        let Some(name) = query.name.clone() else {
+        // The name moves out: later steps take it separately from the query.
+        let Some(name) = query.name.take() else {
             return Action::Continue; // root queries carry no name to judge
         };
         let shared = Rc::clone(&self.shared);
@@ -163,7 +164,8 @@ impl DohContext {
         let store = HostStore;
         let cache = VerdictCache::new(&store, settings.cache_max_entries, settings.cache_max_ttl);
         let mut counters = Vec::new();
-        let outcome = decide_locally(settings, &cache, &name, self.now_ms(), &mut counters);
+        // The clock (a host call) is read only if the lists leave the name to the cache.
+        let outcome = decide_locally(settings, &cache, &name, || self.now_ms(), &mut counters);
         counters.into_iter().for_each(|c| shared.bump(c));
         match outcome {
             LocalOutcome::Decided(decision) => self.carry_out(&query, decision),
@@ -209,6 +211,22 @@ impl DohContext {
         }
     }
 
+    /// Sends a local reply for a decided request. The verdict header goes out with it, so the
+    /// reply's pass back through `on_http_response_headers` needs no further host call.
+    fn answer_locally(&mut self, status: u32, content_type: &str, body: &[u8]) {
+        self.answered = true;
+        let settings = &self.shared.settings;
+        let verdict = self
+            .decision
+            .zip(settings.verdict_header.as_deref())
+            .map(|(decision, header)| (header, decision.header_value(settings.mode)));
+        let mut headers = vec![("content-type", content_type)];
+        if let Some((header, value)) = &verdict {
+            headers.push((*header, value.as_str()));
+        }
+        self.send_http_response(status, headers, Some(body));
+    }
+
     /// Counts the decision and forwards or answers; returns the action for the current callback.
     fn carry_out(&mut self, query: &DnsQuery, decision: Decision) -> Action {
         let shared = Rc::clone(&self.shared);
@@ -221,18 +239,12 @@ impl DohContext {
         match decision::action_for(settings, query, &decision) {
             Ok(decision::Action::Forward) => Action::Continue,
             Ok(decision::Action::Answer(body)) => {
-                self.answered = true;
-                self.send_http_response(200, vec![("content-type", doh::DNS_MESSAGE)], Some(&body));
+                self.answer_locally(200, doh::DNS_MESSAGE, &body);
                 Action::Pause
             }
             Err(err) => {
-                self.answered = true;
                 error!("could not build the block answer: {err}");
-                self.send_http_response(
-                    500,
-                    vec![("content-type", "text/plain")],
-                    Some(b"internal error\n"),
-                );
+                self.answer_locally(500, "text/plain", b"internal error\n");
                 Action::Pause
             }
         }
@@ -291,10 +303,21 @@ impl Context for DohContext {
 
 impl HttpContext for DohContext {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        let method = self.get_http_request_header(":method").unwrap_or_default();
+        // Every header read is a host call: the path alone settles most non-DoH traffic, and
+        // only a POST's content type and length matter to `classify`.
         let path = self.get_http_request_header(":path").unwrap_or_default();
-        let content_type = self.get_http_request_header("content-type");
-        let content_length = self.get_http_request_header("content-length");
+        if !is_doh_route(&self.shared.settings.doh_path, &path) {
+            return Action::Continue;
+        }
+        let method = self.get_http_request_header(":method").unwrap_or_default();
+        let (content_type, content_length) = if method == "POST" {
+            (
+                self.get_http_request_header("content-type"),
+                self.get_http_request_header("content-length"),
+            )
+        } else {
+            (None, None)
+        };
         let kind = classify(
             &self.shared.settings.doh_path,
             &method,
@@ -344,6 +367,9 @@ impl HttpContext for DohContext {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if self.answered {
+            return Action::Continue; // a local reply: it already carries the verdict header
+        }
         if let (Some(decision), Some(header)) =
             (self.decision, &self.shared.settings.verdict_header)
         {
