@@ -7,8 +7,8 @@ generator as the Rust scorer.
 It follows the same model card contract: registered domain from the public suffix list
 (private section included, via `publicsuffixlist`), character ids, left truncation and padding.
 
-Run: DOHGUARD_MODEL_CARD=models/placeholder/model.card.json \
-     gunicorn -w 2 -b 127.0.0.1:8780 --chdir scorer/bench flask_baseline:app
+Run: gunicorn -w 2 -b 127.0.0.1:8780 --chdir scorer/bench flask_baseline:app
+(serves the shipped model, models/dga-cnn/; DOHGUARD_MODEL_CARD=<card path> picks another).
 """
 
 import hashlib
@@ -21,7 +21,9 @@ import onnxruntime as ort
 from flask import Flask, jsonify, request
 from publicsuffixlist import PublicSuffixList
 
-CARD_PATH = pathlib.Path(os.environ.get("DOHGUARD_MODEL_CARD", "models/placeholder/model.card.json"))
+# Default resolved from this file, not the working directory (gunicorn runs with --chdir).
+SHIPPED_CARD = pathlib.Path(__file__).resolve().parents[2] / "models/dga-cnn/model.card.json"
+CARD_PATH = pathlib.Path(os.environ.get("DOHGUARD_MODEL_CARD", SHIPPED_CARD))
 DEBIAN_PSL = pathlib.Path("/usr/share/publicsuffix/public_suffix_list.dat")
 
 card = json.loads(CARD_PATH.read_text())

@@ -184,7 +184,7 @@ async fn allow_and_deny_lists_win_over_the_model() {
 
 #[tokio::test]
 async fn configured_thresholds_override_the_card() {
-    // google.com scores about 0.07 with the placeholder: put it in the monitor band.
+    // google.com scores about 0.07 with the test model: put it in the monitor band.
     let t = app_with(|c| {
         c.verdicts.block_threshold = Some(0.99);
         c.verdicts.monitor_threshold = Some(0.05);
@@ -198,7 +198,7 @@ async fn configured_thresholds_override_the_card() {
     let score = body["score"].as_f64().unwrap();
     assert!(
         (0.05..0.99).contains(&score),
-        "placeholder score moved: {score}"
+        "test model score moved: {score}"
     );
     assert_eq!(body["verdict"], "monitor");
     let (_, _, model) = call(
@@ -341,7 +341,7 @@ async fn health_ready_model_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["sink"], "spool_only");
 
-    let card_text = std::fs::read_to_string(placeholder_card()).unwrap();
+    let card_text = std::fs::read_to_string(test_model_card()).unwrap();
     let card: Value = serde_json::from_str(&card_text).unwrap();
     let (status, _, body) = call(&t.router, get("/v1/model")).await;
     assert_eq!(status, StatusCode::OK);
@@ -399,7 +399,7 @@ async fn health_ready_model_and_metrics() {
 #[tokio::test]
 async fn admin_reload_validates_and_keeps_the_old_model_on_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let card = placeholder_card();
+    let card = test_model_card();
     let card_json: Value = serde_json::from_str(&std::fs::read_to_string(&card).unwrap()).unwrap();
     let onnx_name = card_json["onnx_file"].as_str().unwrap();
     std::fs::copy(&card, dir.path().join("model.card.json")).unwrap();

@@ -31,14 +31,23 @@ fn batching() -> BatcherConfig {
     }
 }
 
+/// Folders that may hold a model: each shipped model under `models/`, and the scorer's test
+/// model.
+fn model_dirs() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(repo_root().join("models"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    out.push(test_model_card().parent().unwrap().to_owned());
+    out
+}
+
 /// Every model card in the repository, with its sha256.
 fn cards() -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(repo_root().join("models"))
-        .unwrap()
-        .flatten()
-    {
-        let card = entry.path().join("model.card.json");
+    for dir in model_dirs() {
+        let card = dir.join("model.card.json");
         if card.is_file() {
             let c = ModelCard::load(&card).unwrap_or_else(|e| panic!("{}: {e}", card.display()));
             out.push((card, c.sha256));
@@ -47,18 +56,28 @@ fn cards() -> Vec<(PathBuf, String)> {
     out
 }
 
-/// Fixture files: the placeholder's and the trained model's shared encoding fixture.
+/// The shipped model's encoding fixture (shared with the Python side's tests).
+fn shipped_fixture() -> PathBuf {
+    repo_root().join("models/fixtures/encoding.json")
+}
+
+/// The test model's fixture, written by its `make_test_model.py`.
+fn test_model_fixture() -> PathBuf {
+    test_model_card().with_file_name("fixture.json")
+}
+
+/// Fixture files: both named above (they must exist) and any `fixture.json` beside a model.
 fn fixtures() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(repo_root().join("models"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("fixture.json"))
-        .filter(|p| p.is_file())
-        .collect();
-    let shared = repo_root().join("models/fixtures/encoding.json");
-    if shared.is_file() {
-        out.push(shared);
+    let mut out = vec![shipped_fixture(), test_model_fixture()];
+    for f in &out {
+        assert!(f.is_file(), "fixture {} is missing", f.display());
     }
+    let others: Vec<PathBuf> = model_dirs()
+        .into_iter()
+        .map(|d| d.join("fixture.json"))
+        .filter(|p| p.is_file() && !out.contains(p))
+        .collect();
+    out.extend(others);
     out
 }
 
@@ -73,7 +92,7 @@ async fn check_fixture(fixture_path: &Path) {
         .find(|(_, s)| s == sha)
         .unwrap_or_else(|| {
             panic!(
-                "{}: no model card in models/ has sha256 {sha} (stale fixture?)",
+                "{}: no model card in the repository has sha256 {sha} (stale fixture?)",
                 fixture_path.display()
             )
         });
@@ -134,18 +153,18 @@ async fn default_model_matches_its_fixture() {
         })
         .unwrap_or_else(|| {
             panic!(
-                "no fixture in models/ is made for the default model {}",
+                "no fixture is made for the default model {}",
                 default_card().display()
             )
         });
     check_fixture(&fixture).await;
 }
 
+/// The shipped model's encoding fixture and the test model's fixture at least (`fixtures`
+/// fails when either is missing).
 #[tokio::test]
 async fn every_fixture_in_the_repository_matches_its_model() {
-    let all = fixtures();
-    assert!(!all.is_empty(), "models/placeholder/fixture.json at least");
-    for f in all {
+    for f in fixtures() {
         check_fixture(&f).await;
     }
 }

@@ -58,19 +58,19 @@ impl Scorer {
     }
 }
 
-/// The default model card: the trained model when present, else the placeholder.
+/// The shipped model's card, `models/dga-cnn/model.card.json`: the only model the stack runs
+/// (the scorer's hand-weighted test model is for its own unit tests, never a fallback here).
 pub fn default_model_card() -> Result<PathBuf, LaunchError> {
-    let models = repo_root().join("models");
-    let candidates = ["dga-cnn/model.card.json", "placeholder/model.card.json"];
-    candidates
-        .iter()
-        .map(|c| models.join(c))
-        .find(|p| p.is_file())
-        .ok_or(LaunchError::MissingFile {
-            what: "a model card",
-            path: models.join(candidates[0]),
-            hint: "train a model (./dohguard train) or generate the placeholder (see models/)",
+    let card = repo_root().join("models/dga-cnn/model.card.json");
+    if card.is_file() {
+        Ok(card)
+    } else {
+        Err(LaunchError::MissingFile {
+            what: "the shipped model card",
+            path: card,
+            hint: "it is committed under models/dga-cnn/: restore it from git, or retrain it with `./dohguard train`",
         })
+    }
 }
 
 /// Path of a `dohguard-scorer` build that is newer than the scorer's and core's sources.
