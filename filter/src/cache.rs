@@ -110,19 +110,29 @@ impl<'a, S: SharedStore> VerdictCache<'a, S> {
         Some((verdict_from(value[1])?, reason_from(value[2])?, score))
     }
 
+    /// `dohguard/cache/<n>`. Keys are built with pushes and `itoa` rather than `format!`:
+    /// a lookup builds up to four of them per request.
     fn slot(&self, key: &str) -> String {
-        format!(
-            "dohguard/cache/{}",
-            fnv1a(key.as_bytes()) % u64::from(self.max_entries)
-        )
+        const PREFIX: &str = "dohguard/cache/";
+        let index = fnv1a(key.as_bytes()) % u64::from(self.max_entries);
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(index);
+        let mut slot = String::with_capacity(PREFIX.len() + digits.len());
+        slot.push_str(PREFIX);
+        slot.push_str(digits);
+        slot
     }
 }
 
 fn entry_key(scope: Scope, name: &str) -> String {
-    match scope {
-        Scope::Name => format!("n:{name}"),
-        Scope::RegisteredDomain => format!("d:{name}"),
-    }
+    let prefix = match scope {
+        Scope::Name => "n:",
+        Scope::RegisteredDomain => "d:",
+    };
+    let mut key = String::with_capacity(prefix.len() + name.len());
+    key.push_str(prefix);
+    key.push_str(name);
+    key
 }
 
 /// FNV-1a: a slot index must be the same in every VM copy and every build, which std's

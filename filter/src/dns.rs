@@ -65,7 +65,8 @@ impl DnsQuery {
 /// wire; a byte that is not a host-name character (including a `.` inside a label) is refused
 /// instead of escaped, because such names cannot be matched against lists or scored.
 fn name_text<'a>(labels: impl Iterator<Item = &'a [u8]>) -> Result<String, Rejection> {
-    let mut text = String::new();
+    // Sized for a typical name up front instead of growing by doubling.
+    let mut text = String::with_capacity(64);
     for label in labels {
         if !text.is_empty() {
             text.push('.');

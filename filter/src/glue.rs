@@ -233,7 +233,6 @@ impl DohContext {
         let settings = &shared.settings;
         decision
             .counters(settings.mode)
-            .into_iter()
             .for_each(|c| shared.bump(c));
         self.decision = Some(decision);
         match decision::action_for(settings, query, &decision) {
