@@ -175,7 +175,7 @@ fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
     println!("  {}", kdig("ads.example.test"));
     if stack.scorer.is_some() {
         println!("scored by the model (a DGA-looking name):");
-        println!("  {}", kdig("xjw3kq9zpl7vbd2m.com"));
+        println!("  {}", kdig("uhbqolxf.org"));
     }
     println!();
     println!("Ctrl-C stops everything.");
