@@ -93,6 +93,24 @@ impl Stack {
             Some(_) => Some(paths::filter_wasm()?),
             None => None,
         };
+        Self::start_with(options, wasm)
+    }
+
+    /// Like [`Stack::start`], but loads the module at `wasm` instead of the dohguard filter
+    /// (the benchmark's no-op filter), with `options.filter_config` as its configuration.
+    pub fn start_with_module(options: StackOptions, wasm: &Path) -> Result<Self, LaunchError> {
+        if !wasm.is_file() {
+            return Err(LaunchError::MissingFile {
+                what: "the filter .wasm",
+                path: wasm.to_path_buf(),
+                hint: "build it first (`cargo xtask bench` builds the no-op filter)",
+            });
+        }
+        let wasm = options.filter_config.as_ref().map(|_| wasm.to_path_buf());
+        Self::start_with(options, wasm)
+    }
+
+    fn start_with(options: StackOptions, wasm: Option<PathBuf>) -> Result<Self, LaunchError> {
         let dir = match &options.run_dir {
             Some(path) => {
                 std::fs::create_dir_all(path)
@@ -252,5 +270,23 @@ impl Stack {
     /// `/stats`, where proxy-wasm metrics live under `wasmcustom.`; 0 when not yet defined.
     pub fn filter_counter(&self, name: &str) -> Result<u64, LaunchError> {
         Ok(self.envoy.stat(&format!("wasmcustom.{name}"))?.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_module_is_named_before_anything_starts() {
+        let missing = Path::new("/nonexistent/noop_filter.wasm");
+        let options = StackOptions {
+            filter_config: Some(serde_json::json!({})),
+            ..StackOptions::default()
+        };
+        match Stack::start_with_module(options, missing) {
+            Err(LaunchError::MissingFile { path, .. }) => assert_eq!(path, missing),
+            other => panic!("expected MissingFile, got {other:?}"),
+        }
     }
 }

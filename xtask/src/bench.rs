@@ -5,6 +5,10 @@
 //!   `direct_response` with the very same answer bytes (the bound for any Envoy filter);
 //! - allowed name: Envoy + filter (verdict-cache hit, proxied to unbound) vs bare Envoy
 //!   proxying to the same unbound;
+//! - both cases again with a no-op proxy-wasm filter (`bench/noop-filter`, built here with the
+//!   same recipe and profile as the dohguard filter) in front of the same route: the fixed cost
+//!   of running any proxy-wasm filter in Envoy's V8, which splits the gap to bare Envoy into that
+//!   cost (no-op / bare) and dohguard's own work (filter / no-op);
 //! - the peer: Debian dnsdist serving DoH with the same deny list and the same unbound.
 //!
 //! Both run with a deny list of `--deny-list-size` names; the filter's scorer is the in-process
@@ -15,7 +19,7 @@
 mod dnsperf;
 mod h2load;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context};
 
@@ -29,10 +33,17 @@ use dohguard_e2e::unbound::{Unbound, UnboundOptions};
 use dohguard_e2e::{Stack, StackOptions};
 use h2load::{Figures, Load, Method};
 
+use crate::wasm;
+
 /// Name on the deny list in every measured configuration.
 const BLOCKED_NAME: &str = "blocked.bench.test";
 /// Name unbound answers from its local zone (also dnsdist's health-check name).
 const ALLOWED_NAME: &str = "www.example.test";
+/// System names in the tables (ratios are looked up by them).
+const FILTER: &str = "Envoy + filter";
+const NOOP: &str = "Envoy + no-op wasm filter";
+const BARE: &str = "bare Envoy";
+const DNSDIST: &str = "dnsdist";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -66,6 +77,19 @@ pub struct Args {
     /// Interleaved rounds (every configuration once per round); figures are medians.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// The toolchain that builds the no-op filter (as for `cargo xtask wasm`).
+    #[command(flatten)]
+    toolchain: wasm::Toolchain,
+}
+
+/// What runs in Envoy's HTTP filter chain before the route.
+enum Filter {
+    /// Nothing: bare Envoy.
+    None,
+    /// The dohguard filter with this plugin configuration (and the stand-in scorer).
+    Dohguard(serde_json::Value),
+    /// The no-op filter module at this path.
+    Noop(PathBuf),
 }
 
 /// One measured configuration: where to send which query.
@@ -93,6 +117,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         warm_up_s: args.warm_up,
         duration_s: args.duration,
     };
+    let noop_wasm = wasm::build(&args.toolchain, &wasm::Module::noop_filter(), true)
+        .context("building the no-op filter")?;
     let work = tempfile::tempdir()?;
     let tls = tls::ensure_self_signed(&work.path().join("tls"))?;
     let deny = deny_list(args.deny_list_size);
@@ -119,7 +145,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         scorer: true,
         ..FilterConfig::default()
     };
-    let filter = start(&args, work.path(), "filter", Some(config.to_json()), None)?;
+    let filter = start(
+        &args,
+        work.path(),
+        "filter",
+        Filter::Dohguard(config.to_json()),
+        None,
+    )?;
     let filter_port = filter.envoy.ports.https;
     let ca = filter.ca().expect("TLS is on").to_path_buf();
     let block_answer = check_answer(filter_port, &ca, &blocked_query, "NXDomain")?;
@@ -128,25 +160,47 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Bare Envoy: direct_response with the filter's exact answer bytes, and proxying to unbound.
     let body_file = work.path().join("block-answer.bin");
     std::fs::write(&body_file, &block_answer)?;
-    let bare_direct = start(&args, work.path(), "bare-direct", None, Some(&body_file))?;
-    let bare_proxy = start(&args, work.path(), "bare-proxy", None, None)?;
+    let bare_direct = start(
+        &args,
+        work.path(),
+        "bare-direct",
+        Filter::None,
+        Some(&body_file),
+    )?;
+    let bare_proxy = start(&args, work.path(), "bare-proxy", Filter::None, None)?;
     check_answer(bare_proxy.envoy.ports.https, &ca, &allowed_query, "NoError")?;
 
+    // The no-op filter in front of the very same two routes.
+    let noop_direct = start(
+        &args,
+        work.path(),
+        "noop-direct",
+        Filter::Noop(noop_wasm.clone()),
+        Some(&body_file),
+    )?;
+    let noop_proxy = start(
+        &args,
+        work.path(),
+        "noop-proxy",
+        Filter::Noop(noop_wasm.clone()),
+        None,
+    )?;
+    check_answer(
+        noop_direct.envoy.ports.https,
+        &ca,
+        &blocked_query,
+        "NXDomain",
+    )?;
+    check_answer(noop_proxy.envoy.ports.https, &ca, &allowed_query, "NoError")?;
+
+    let https = |stack: &Stack| stack.envoy.ports.https;
     let mut targets = vec![
-        target("Envoy + filter", "blocked", filter_port, &blocked_query),
-        target(
-            "bare Envoy",
-            "blocked",
-            bare_direct.envoy.ports.https,
-            &blocked_query,
-        ),
-        target("Envoy + filter", "allowed", filter_port, &allowed_query),
-        target(
-            "bare Envoy",
-            "allowed",
-            bare_proxy.envoy.ports.https,
-            &allowed_query,
-        ),
+        target(FILTER, "blocked", filter_port, &blocked_query),
+        target(NOOP, "blocked", https(&noop_direct), &blocked_query),
+        target(BARE, "blocked", https(&bare_direct), &blocked_query),
+        target(FILTER, "allowed", filter_port, &allowed_query),
+        target(NOOP, "allowed", https(&noop_proxy), &allowed_query),
+        target(BARE, "allowed", https(&bare_proxy), &allowed_query),
     ];
 
     // The peer: dnsdist with the same deny list in front of its own, identically configured unbound.
@@ -159,18 +213,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let dnsdist = Dnsdist::start(&dir, &tls, unbound.dns_port, ALLOWED_NAME, &deny_file)?;
         wait_for_backend(dnsdist.doh_port, &tls.cert, &allowed_query)?;
         check_answer(dnsdist.doh_port, &tls.cert, &blocked_query, "NXDomain")?;
-        targets.push(target(
-            "dnsdist",
-            "blocked",
-            dnsdist.doh_port,
-            &blocked_query,
-        ));
-        targets.push(target(
-            "dnsdist",
-            "allowed",
-            dnsdist.doh_port,
-            &allowed_query,
-        ));
+        targets.push(target(DNSDIST, "blocked", dnsdist.doh_port, &blocked_query));
+        targets.push(target(DNSDIST, "allowed", dnsdist.doh_port, &allowed_query));
         Some((dnsdist, unbound))
     };
 
@@ -209,9 +253,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("\ndnsperf, 1 client, 1 query in flight, {} s per run, names alternating blocked/allowed:\n", args.dnsperf_seconds);
         println!("| system | method | completed | lost | avg latency (ms) | response codes |");
         println!("|---|---|---:|---:|---:|---|");
-        let mut ports = vec![("Envoy + filter", filter_port)];
+        let mut ports = vec![(FILTER, filter_port)];
         if let Some((dnsdist, _)) = &_peer {
-            ports.push(("dnsdist", dnsdist.doh_port));
+            ports.push((DNSDIST, dnsdist.doh_port));
         }
         for (system, port) in ports {
             for method in [Method::Post, Method::Get] {
@@ -273,14 +317,16 @@ fn start(
     args: &Args,
     work: &Path,
     name: &str,
-    filter_config: Option<serde_json::Value>,
+    filter: Filter,
     direct_body: Option<&Path>,
 ) -> anyhow::Result<Stack> {
-    let scorer = match filter_config {
-        Some(_) => ScorerKind::StandIn,
-        None => ScorerKind::None,
+    let (filter_config, module, scorer) = match filter {
+        Filter::None => (None, None, ScorerKind::None),
+        Filter::Dohguard(config) => (Some(config), None, ScorerKind::StandIn),
+        // The no-op filter never reads its configuration; the template needs one.
+        Filter::Noop(wasm) => (Some(serde_json::json!({})), Some(wasm), ScorerKind::None),
     };
-    Stack::start(StackOptions {
+    let options = StackOptions {
         filter_config,
         scorer,
         concurrency: args.envoy_concurrency,
@@ -288,7 +334,11 @@ fn start(
         run_dir: Some(work.join(name)),
         tls_dir: Some(work.join("tls")),
         ..StackOptions::default()
-    })
+    };
+    match module {
+        Some(wasm) => Stack::start_with_module(options, &wasm),
+        None => Stack::start(options),
+    }
     .with_context(|| format!("starting the {name} gateway"))
 }
 
@@ -383,14 +433,20 @@ fn print_table(series: &[Series]) {
     }
 }
 
-/// Median over rounds of the within-round throughput ratio ours / theirs.
-fn paired_ratio(series: &[Series], case: &str, method: Method, other: &str) -> Option<f64> {
+/// Median over rounds of the within-round throughput ratio `ours` / `theirs`.
+fn paired_ratio(
+    series: &[Series],
+    case: &str,
+    method: Method,
+    ours: &str,
+    theirs: &str,
+) -> Option<f64> {
     let find = |system: &str| {
         series
             .iter()
             .find(|s| s.system == system && s.case == case && s.method == method)
     };
-    let (ours, theirs) = (find("Envoy + filter")?, find(other)?);
+    let (ours, theirs) = (find(ours)?, find(theirs)?);
     let ratios: Vec<f64> = ours
         .rounds
         .iter()
@@ -405,16 +461,20 @@ fn print_ratios(series: &[Series]) {
     let show = |r: Option<f64>| r.map_or("n/a".to_owned(), |r| format!("{r:.2}"));
     println!("\nthroughput ratios (median of within-round ratios):\n");
     println!(
-        "| query | method | Envoy + filter / bare Envoy (goal >= 0.9) | Envoy + filter / dnsdist |"
+        "| query | method | filter / bare Envoy (goal >= 0.9) | no-op filter / bare Envoy \
+         | filter / no-op filter | filter / dnsdist |"
     );
-    println!("|---|---|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|");
     for case in ["blocked", "allowed"] {
         for method in [Method::Post, Method::Get] {
+            let ratio = |ours, theirs| show(paired_ratio(series, case, method, ours, theirs));
             println!(
-                "| {case} | {} | {} | {} |",
+                "| {case} | {} | {} | {} | {} | {} |",
                 method.name(),
-                show(paired_ratio(series, case, method, "bare Envoy")),
-                show(paired_ratio(series, case, method, "dnsdist"))
+                ratio(FILTER, BARE),
+                ratio(NOOP, BARE),
+                ratio(FILTER, NOOP),
+                ratio(FILTER, DNSDIST)
             );
         }
     }
