@@ -78,11 +78,7 @@ impl RuleSet {
     /// A bad line is reported with `index` = its line number counted from 0.
     pub fn from_list_text(text: &str) -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::default();
-        for (index, line) in text.lines().enumerate() {
-            let entry = line.split('#').next().unwrap_or("").trim();
-            if entry.is_empty() {
-                continue;
-            }
+        for (index, entry) in list_entries(text) {
             set.insert(entry).map_err(|source| RuleError {
                 index,
                 entry: entry.to_owned(),
@@ -93,17 +89,14 @@ impl RuleSet {
     }
 
     fn insert(&mut self, entry: &str) -> Result<(), NameError> {
-        let trimmed = entry.trim();
-        let (base, set_flag): (&str, fn(&mut Rules)) =
-            if let Some(rest) = trimmed.strip_prefix("*.") {
-                (rest, |r| r.subdomains = true)
-            } else if let Some(rest) = trimmed.strip_prefix('.') {
-                (rest, |r| r.domain_and_subdomains = true)
-            } else {
-                (trimmed, |r| r.exact = true)
-            };
+        let (form, base) = split_pattern(entry);
         let name = normalize(base)?;
-        set_flag(self.by_name.entry(name.into_boxed_str()).or_default());
+        let rules = self.by_name.entry(name.into_boxed_str()).or_default();
+        match form {
+            MatchKind::Exact => rules.exact = true,
+            MatchKind::Subdomain => rules.subdomains = true,
+            MatchKind::DomainAndSubdomains => rules.domain_and_subdomains = true,
+        }
         self.patterns += 1;
         Ok(())
     }
@@ -141,6 +134,29 @@ impl RuleSet {
             rest = parent;
         }
         None
+    }
+}
+
+/// The entries of a list file with their line numbers (from 0): one pattern per line,
+/// blank lines and `#` comments skipped.
+pub fn list_entries(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(index, line)| (index, line.split('#').next().unwrap_or("").trim()))
+        .filter(|(_, entry)| !entry.is_empty())
+}
+
+/// Splits a pattern into its form and the name it is anchored on (not yet normalised):
+/// `*.example.com` -> (`Subdomain`, `example.com`), `.example.com` ->
+/// (`DomainAndSubdomains`, `example.com`), `example.com` -> (`Exact`, `example.com`).
+pub fn split_pattern(pattern: &str) -> (MatchKind, &str) {
+    let trimmed = pattern.trim();
+    if let Some(rest) = trimmed.strip_prefix("*.") {
+        (MatchKind::Subdomain, rest)
+    } else if let Some(rest) = trimmed.strip_prefix('.') {
+        (MatchKind::DomainAndSubdomains, rest)
+    } else {
+        (MatchKind::Exact, trimmed)
     }
 }
 

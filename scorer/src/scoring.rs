@@ -13,7 +13,7 @@ use std::{
 use dohguard_core::{
     contract::{Reason, Scope, ScoreReply, ScoreRequest, Verdict},
     name::{self, NameError},
-    rules::{Policy, RuleError, RuleSet},
+    rules::{list_entries, split_pattern, ListDecision, Policy, RuleError, RuleSet},
 };
 use thiserror::Error;
 
@@ -69,18 +69,12 @@ pub fn compile_rules(config: &RulesConfig) -> Result<(Policy, HashSet<String>), 
                 path: path.display().to_string(),
                 source,
             })?;
-            patterns.extend(
-                text.lines()
-                    .map(|l| l.split('#').next().unwrap_or("").trim())
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned),
-            );
+            patterns.extend(list_entries(&text).map(|(_, entry)| entry.to_owned()));
         }
         let set = RuleSet::from_patterns(patterns.iter().map(String::as_str))
             .map_err(|source| RulesError::Rule { list, source })?;
         for p in &patterns {
-            let base = p.trim().trim_start_matches("*.").trim_start_matches('.');
-            if let Ok(n) = name::normalize(base) {
+            if let Ok(n) = name::normalize(split_pattern(p).1) {
                 if let Some(rd) = name::registered_domain(&n) {
                     ruled_domains.insert(rd.to_owned());
                 }
@@ -91,6 +85,13 @@ pub fn compile_rules(config: &RulesConfig) -> Result<(Policy, HashSet<String>), 
     let allow = compile("allow", &config.allow, &config.allow_files)?;
     let deny = compile("deny", &config.deny, &config.deny_files)?;
     Ok((Policy { allow, deny }, ruled_domains))
+}
+
+/// How one name of a request is decided: by a list (decided once, up front), or by the
+/// model score of its model input text.
+enum Plan {
+    Listed(ListDecision),
+    Model(String),
 }
 
 /// A model score remembered for a model input text.
@@ -213,15 +214,15 @@ impl Scorer {
         let thresholds = self.thresholds();
 
         // Which names need the model, and for which text; collect unique texts not cached.
-        let mut texts: Vec<Option<String>> = Vec::with_capacity(queries.len());
+        let mut plans: Vec<Plan> = Vec::with_capacity(queries.len());
         let mut known: HashMap<String, (f32, Arc<str>)> = HashMap::new();
         let mut to_score: Vec<String> = Vec::new();
         let mut pending: HashSet<String> = HashSet::new();
         let max_age = Duration::from_secs(u64::from(self.verdicts.ttl_s));
         let version: Arc<str> = Arc::from(model.model_version.as_str());
         for q in &queries {
-            if self.policy.decide(&q.name).is_some() {
-                texts.push(None);
+            if let Some(decision) = self.policy.decide(&q.name) {
+                plans.push(Plan::Listed(decision));
                 continue;
             }
             let text = model
@@ -244,7 +245,7 @@ impl Scorer {
                     }
                 }
             }
-            texts.push(Some(text));
+            plans.push(Plan::Model(text));
         }
         if !to_score.is_empty() {
             let scored = self.model.score(to_score.clone()).await?;
@@ -268,12 +269,11 @@ impl Scorer {
         let timestamp = SystemTime::now();
         let mut replies = Vec::with_capacity(queries.len());
         let mut events = Vec::with_capacity(queries.len());
-        for (q, text) in queries.into_iter().zip(texts) {
+        for (q, plan) in queries.into_iter().zip(plans) {
             let parts = name::split(&q.name);
             let registered_domain = parts.registered_domain.map(str::to_owned);
-            let (score, verdict, reason, scope, model_version, ttl) = match text {
-                None => {
-                    let d = self.policy.decide(&q.name).expect("decided above");
+            let (score, verdict, reason, scope, model_version, ttl) = match plan {
+                Plan::Listed(d) => {
                     let score = if d.reason() == Reason::DenyList {
                         1.0
                     } else {
@@ -288,7 +288,7 @@ impl Scorer {
                         self.verdicts.list_ttl_s,
                     )
                 }
-                Some(text) => {
+                Plan::Model(text) => {
                     let (score, v) = known[&text].clone();
                     let scope = match &registered_domain {
                         Some(rd) if text == *rd && !self.ruled_domains.contains(rd.as_str()) => {
