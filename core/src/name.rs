@@ -74,6 +74,15 @@ pub fn registered_domain(name: &str) -> Option<&str> {
     psl::domain_str(name)
 }
 
+/// Whether the DGA model judges this normalised name. The root (`.`, or empty) and names
+/// under `.arpa` (reverse lookups, ENUM) are not host names anyone registers: `in-addr.arpa`
+/// is a public suffix, so a model verdict on `10.in-addr.arpa` would cover a whole /8.
+/// Lists still apply to them; the model and its cache do not.
+pub fn model_judges(name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    !(name.is_empty() || name == "arpa" || name.ends_with(".arpa"))
+}
+
 /// A normalised name cut at its public suffix, as Elastic Common Schema's
 /// `dns.question.{registered_domain, subdomain, top_level_domain}` fields want it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +114,16 @@ pub fn split(name: &str) -> NameParts<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_model_does_not_judge_the_root_or_arpa() {
+        for name in [".", "", "arpa", "10.in-addr.arpa", "1.0.0.127.in-addr.arpa", "b.ip6.arpa"] {
+            assert!(!model_judges(name), "{name}");
+        }
+        for name in ["example.com", "arpa.example.com", "xarpa", "notarpa.net"] {
+            assert!(model_judges(name), "{name}");
+        }
+    }
 
     #[test]
     fn lower_cases_and_strips_one_trailing_dot() {

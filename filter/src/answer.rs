@@ -20,23 +20,28 @@ pub const EDE_OPTION: u16 = 15;
 /// EDNS payload size advertised in block answers (the DNS flag day 2020 value).
 const EDNS_PAYLOAD: u16 = 1232;
 
-/// Which Extended DNS Error a block answer carries.
+/// RFC 8914 info codes a block answer can carry: 15 "Blocked" is an operator's security
+/// policy (the default, for model verdicts too); 17 "Filtered" is filtering the client asked
+/// for, an opt-in setting (`block.ede`).
+pub const EDE_BLOCKED: u16 = 15;
+pub const EDE_FILTERED: u16 = 17;
+
+/// Why a block answer was sent: the EXTRA-TEXT of its Extended DNS Error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockCause {
-    /// On the deny list: EDE 15 Blocked.
     DenyList,
-    /// The scorer said block: EDE 17 Filtered.
+    /// The scorer said block.
     Model,
-    /// The scorer could not be asked and `failure_mode` is `closed`: EDE 17 Filtered.
+    /// The scorer could not be asked and `failure_mode` is `closed`.
     ScorerUnavailable,
 }
 
 impl BlockCause {
-    pub fn ede(self) -> (u16, &'static str) {
+    pub fn text(self) -> &'static str {
         match self {
-            BlockCause::DenyList => (15, "blocked by deny list"),
-            BlockCause::Model => (17, "filtered by model"),
-            BlockCause::ScorerUnavailable => (17, "scorer unavailable"),
+            BlockCause::DenyList => "blocked by deny list",
+            BlockCause::Model => "blocked by model",
+            BlockCause::ScorerUnavailable => "scorer unavailable",
         }
     }
 }
@@ -47,6 +52,7 @@ pub fn block_answer(
     kind: &BlockAnswer,
     ttl: u32,
     cause: BlockCause,
+    ede_code: u16,
 ) -> Result<Vec<u8>, ProtoError> {
     let request = &query.message;
     let question = &request.queries[0];
@@ -99,7 +105,7 @@ pub fn block_answer(
     if query.has_edns() {
         let mut edns = Edns::new();
         edns.set_max_payload(EDNS_PAYLOAD);
-        let (code, text) = cause.ede();
+        let (code, text) = (ede_code, cause.text());
         let mut data = code.to_be_bytes().to_vec();
         data.extend_from_slice(text.as_bytes());
         edns.options_mut()
@@ -148,7 +154,7 @@ mod tests {
         cause: BlockCause,
     ) -> Message {
         let query = DnsQuery::parse(&query_bytes(name, qtype, edns)).unwrap();
-        Message::from_vec(&block_answer(&query, &kind, 60, cause).unwrap()).unwrap()
+        Message::from_vec(&block_answer(&query, &kind, 60, cause, EDE_BLOCKED).unwrap()).unwrap()
     }
 
     fn ede(msg: &Message) -> Option<(u16, String)> {
@@ -204,7 +210,7 @@ mod tests {
         );
         assert_eq!(msg.metadata.response_code, ResponseCode::Refused);
         assert!(msg.authorities.is_empty());
-        assert_eq!(ede(&msg), Some((17, "filtered by model".into())));
+        assert_eq!(ede(&msg), Some((15, "blocked by model".into())));
     }
 
     #[test]

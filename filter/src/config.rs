@@ -48,8 +48,10 @@ pub struct RawConfig {
     pub block: RawBlock,
     pub scorer: Option<RawScorer>,
     pub cache: RawCache,
-    /// Response header naming the verdict; `null` turns it off.
+    /// Response header naming the verdict; `null` (the default) turns it off.
     pub verdict_header: Option<String>,
+    /// Debug only: the verdict header also names the basis, cache state and monitor mode.
+    pub verdict_header_detail: bool,
 }
 
 impl Default for RawConfig {
@@ -62,7 +64,8 @@ impl Default for RawConfig {
             block: RawBlock::default(),
             scorer: None,
             cache: RawCache::default(),
-            verdict_header: Some("x-dohguard-verdict".into()),
+            verdict_header: None,
+            verdict_header_detail: false,
         }
     }
 }
@@ -84,6 +87,18 @@ pub struct RawBlock {
     pub ttl: u32,
     /// Used only with `answer: "addresses"`.
     pub addresses: Vec<IpAddr>,
+    /// The RFC 8914 code block answers carry: `blocked` (15) or `filtered` (17).
+    pub ede: EdeKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdeKind {
+    /// 15 "Blocked": the operator's security policy.
+    #[default]
+    Blocked,
+    /// 17 "Filtered": filtering the client asked for (opt-in services).
+    Filtered,
 }
 
 impl Default for RawBlock {
@@ -92,6 +107,7 @@ impl Default for RawBlock {
             answer: BlockAnswerKind::Nxdomain,
             ttl: 300,
             addresses: Vec::new(),
+            ede: EdeKind::Blocked,
         }
     }
 }
@@ -187,10 +203,13 @@ pub struct Settings {
     pub policy: Policy,
     pub block_answer: BlockAnswer,
     pub block_ttl: u32,
+    /// RFC 8914 info code of block answers.
+    pub block_ede: u16,
     pub scorer: Option<ScorerSettings>,
     pub cache_max_entries: u32,
     pub cache_max_ttl: u32,
     pub verdict_header: Option<String>,
+    pub verdict_header_detail: bool,
 }
 
 impl Default for Settings {
@@ -277,10 +296,15 @@ impl RawConfig {
             policy,
             block_answer,
             block_ttl: self.block.ttl,
+            block_ede: match self.block.ede {
+                EdeKind::Blocked => crate::answer::EDE_BLOCKED,
+                EdeKind::Filtered => crate::answer::EDE_FILTERED,
+            },
             scorer,
             cache_max_entries: self.cache.max_entries,
             cache_max_ttl: self.cache.max_ttl,
             verdict_header: self.verdict_header,
+            verdict_header_detail: self.verdict_header_detail,
         })
     }
 }
@@ -334,7 +358,9 @@ mod tests {
         assert_eq!(s.mode, Mode::Enforce);
         assert_eq!(s.block_answer, BlockAnswer::Nxdomain);
         assert!(s.scorer.is_none());
-        assert_eq!(s.verdict_header.as_deref(), Some("x-dohguard-verdict"));
+        assert_eq!(s.verdict_header, None, "the verdict header is off by default");
+        assert!(!s.verdict_header_detail);
+        assert_eq!(s.block_ede, 15);
         assert!(Settings::from_json(b"{}").is_ok());
     }
 

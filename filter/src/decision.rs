@@ -4,6 +4,7 @@
 //! the checks a callout reply must pass. No proxy-wasm here: the glue feeds in the inputs.
 
 use dohguard_core::contract::{Reason, ScoreReply, ScoreRequest, Verdict};
+use dohguard_core::name::model_judges;
 use hickory_proto::ProtoError;
 
 use crate::answer::{block_answer, BlockCause};
@@ -20,6 +21,8 @@ pub enum Basis {
     Model,
     NoScorer,
     ScorerFailure,
+    /// A name the model does not judge (the root, `.arpa`): allowed unless a list says otherwise.
+    Unscored,
 }
 
 impl Basis {
@@ -30,6 +33,7 @@ impl Basis {
             Basis::Model => "model",
             Basis::NoScorer => "no_scorer",
             Basis::ScorerFailure => "scorer_failure",
+            Basis::Unscored => "unscored",
         }
     }
 
@@ -77,8 +81,13 @@ impl Decision {
         self.verdict == Verdict::Block && mode == Mode::Enforce
     }
 
-    /// Value of the verdict response header (format in CONFIG.md).
-    pub fn header_value(&self, mode: Mode) -> String {
+    /// Value of the verdict response header (format in CONFIG.md): the verdict alone, or with
+    /// `detail` (a debug setting) also the basis, cache state and monitor mode, which tell a
+    /// client about list membership and let it tune names against the model.
+    pub fn header_value(&self, mode: Mode, detail: bool) -> String {
+        if !detail {
+            return self.verdict.as_str().to_owned();
+        }
         // Plain pushes rather than `format!`: this runs for every decided request.
         let mut value = String::with_capacity(48);
         value.push_str(self.verdict.as_str());
@@ -110,6 +119,7 @@ impl Decision {
                 Basis::Model => Counter::ReasonModel,
                 Basis::NoScorer => Counter::ReasonNoScorer,
                 Basis::ScorerFailure => Counter::ReasonScorerFailure,
+                Basis::Unscored => Counter::ReasonUnscored,
             }
         };
         let outcome = (self.verdict == Verdict::Block).then_some(if mode == Mode::Enforce {
@@ -126,7 +136,7 @@ impl Decision {
         match self.basis {
             Basis::DenyList | Basis::AllowList => BlockCause::DenyList,
             Basis::ScorerFailure => BlockCause::ScorerUnavailable,
-            Basis::Model | Basis::NoScorer => BlockCause::Model,
+            Basis::Model | Basis::NoScorer | Basis::Unscored => BlockCause::Model,
         }
     }
 }
@@ -151,6 +161,9 @@ pub fn decide_locally<S: SharedStore>(
     if let Some(list) = settings.policy.decide(name) {
         let basis = Basis::from_reason(list.reason());
         return LocalOutcome::Decided(Decision::new(list.verdict(), basis));
+    }
+    if !model_judges(name) {
+        return LocalOutcome::Decided(Decision::new(Verdict::Allow, Basis::Unscored));
     }
     if cache.enabled() {
         if let Some(hit) = cache.lookup(name, now_ms()) {
@@ -189,6 +202,7 @@ pub fn action_for(
             &settings.block_answer,
             settings.block_ttl,
             decision.block_cause(),
+            settings.block_ede,
         )?;
         Ok(Action::Answer(body))
     } else {
@@ -329,13 +343,35 @@ mod tests {
         assert!(d.from_cache && d.basis == Basis::Model && d.verdict == Verdict::Block);
         assert_eq!(counters, vec![Counter::CacheHit]);
         assert_eq!(
-            d.header_value(Mode::Enforce),
+            d.header_value(Mode::Enforce, true),
             "block; reason=model; cache=hit"
         );
+        assert_eq!(d.header_value(Mode::Enforce, false), "block");
         assert!(d
             .counters(Mode::Enforce)
             .collect::<Vec<_>>()
             .contains(&Counter::ReasonCache));
+    }
+
+    #[test]
+    fn root_and_arpa_names_are_decided_without_the_model() {
+        let s = settings(r#"{"deny":[".bad.in-addr.arpa"],"scorer":{"cluster":"s"}}"#);
+        let store = MapStore::default();
+        for name in [".", "10.in-addr.arpa", "b.ip6.arpa"] {
+            let (out, counters) = local(&s, &store, name);
+            assert_eq!(
+                out,
+                LocalOutcome::Decided(Decision::new(Verdict::Allow, Basis::Unscored)),
+                "{name}"
+            );
+            assert!(counters.is_empty(), "{name}: no cache lookup");
+        }
+        let (out, _) = local(&s, &store, "x.bad.in-addr.arpa");
+        assert_eq!(
+            out,
+            LocalOutcome::Decided(Decision::new(Verdict::Block, Basis::DenyList)),
+            "lists still apply under .arpa"
+        );
     }
 
     #[test]
@@ -355,9 +391,10 @@ mod tests {
         let d = Decision::new(Verdict::Block, Basis::DenyList);
         assert_eq!(action_for(&s, &q, &d).unwrap(), Action::Forward);
         assert_eq!(
-            d.header_value(s.mode),
+            d.header_value(s.mode, true),
             "block; reason=deny_list; enforced=no"
         );
+        assert_eq!(d.header_value(s.mode, false), "block");
         assert!(d
             .counters(s.mode)
             .collect::<Vec<_>>()
@@ -382,7 +419,7 @@ mod tests {
         let closed = Decision::from_failure(FailureMode::Closed);
         assert_eq!(closed.verdict, Verdict::Block);
         assert_eq!(
-            closed.header_value(Mode::Enforce),
+            closed.header_value(Mode::Enforce, true),
             "block; reason=scorer_failure"
         );
     }

@@ -8,18 +8,91 @@ use hickory_proto::rr::RecordType;
 
 use crate::doh::Rejection;
 
+/// How the root name is written in [`DnsQuery::name`], events and logs.
+pub const ROOT_NAME: &str = ".";
+
+/// Header flag bits and field offsets (RFC 1035 4.1.1).
+const HEADER_LEN: usize = 12;
+const QR_BIT: u8 = 0x80;
+const OPCODE_MASK: u8 = 0x78;
+
+/// Checks the fixed 12-byte header before anything else is parsed: a query (QR 0), opcode
+/// QUERY, exactly one question, no answer or authority records, and at most one additional
+/// record (the EDNS OPT record). Reads no more than those 12 bytes.
+pub fn check_header(bytes: &[u8]) -> Result<(), Rejection> {
+    let Some(header) = bytes.get(..HEADER_LEN) else {
+        return Err(Rejection::bad_request(format!(
+            "malformed DNS message: {} bytes, shorter than the 12-byte header",
+            bytes.len()
+        )));
+    };
+    let count = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+    if header[2] & QR_BIT != 0 {
+        return Err(Rejection::bad_request(
+            "DNS message is a response, not a query",
+        ));
+    }
+    let opcode = (header[2] & OPCODE_MASK) >> 3;
+    if opcode != 0 {
+        return Err(Rejection::bad_request(format!(
+            "DNS opcode {opcode} not supported: only QUERY (0)"
+        )));
+    }
+    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    if qd != 1 {
+        return Err(Rejection::bad_request(format!(
+            "DNS message has {qd} questions; exactly 1 is supported"
+        )));
+    }
+    if an != 0 || ns != 0 {
+        return Err(Rejection::bad_request(format!(
+            "DNS query carries {an} answer and {ns} authority records; a query has none"
+        )));
+    }
+    if ar > 1 {
+        return Err(Rejection::bad_request(format!(
+            "DNS query carries {ar} additional records; at most 1 (EDNS OPT) is supported"
+        )));
+    }
+    Ok(())
+}
+
+/// A hostile DoH body for tests and benchmarks: a 64 KB query whose QDCOUNT claims about
+/// 10,900 questions, the first a 253-byte name and the rest compression pointers to it.
+/// A parser that reads every question before checking the count pays for all of them.
+pub fn hostile_question_flood() -> Vec<u8> {
+    let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+    // The first question: four 62-byte labels and one 1-byte label (253 characters).
+    for _ in 0..4 {
+        b.push(62);
+        b.extend(std::iter::repeat_n(b'a', 62));
+    }
+    b.extend([1, b'a', 0, 0, 1, 0, 1]);
+    let mut count: u16 = 1;
+    // Then pointer-only questions (pointer to offset 12, type A, class IN) up to 65,535 bytes.
+    while b.len() + 6 <= crate::config::MAX_DNS_MESSAGE {
+        b.extend([0xc0, 12, 0, 1, 0, 1]);
+        count += 1;
+    }
+    b[4..6].copy_from_slice(&count.to_be_bytes());
+    b
+}
+
 /// A parsed, checked query.
 #[derive(Debug, Clone)]
 pub struct DnsQuery {
     pub message: Message,
-    /// Normalised query name; `None` for the root name.
-    pub name: Option<String>,
+    /// Normalised query name; [`ROOT_NAME`] (`.`) for the root.
+    pub name: String,
     pub qtype: RecordType,
 }
 
 impl DnsQuery {
-    /// Parses one DNS query message; every problem is a 400 with a reason.
+    /// Parses one DNS query message; every problem is a 400 with a reason. The 12-byte header
+    /// is checked first ([`check_header`]), so the full parse only ever reads one question and
+    /// at most one additional record: a body of thousands of questions costs no more than one.
     pub fn parse(bytes: &[u8]) -> Result<DnsQuery, Rejection> {
+        check_header(bytes)?;
         let message = Message::from_vec(bytes)
             .map_err(|err| Rejection::bad_request(format!("malformed DNS message: {err}")))?;
         if message.metadata.message_type != MessageType::Query {
@@ -37,9 +110,9 @@ impl DnsQuery {
         let qtype = question.query_type();
         let qname = question.name();
         let name = if qname.is_root() {
-            None
+            ROOT_NAME.to_owned()
         } else {
-            Some(name_text(qname.iter())?)
+            name_text(qname.iter())?
         };
         Ok(DnsQuery {
             message,
@@ -103,7 +176,7 @@ pub(crate) mod tests {
     #[test]
     fn parses_a_query() {
         let q = DnsQuery::parse(&query_bytes("WWW.Example.COM.", RecordType::AAAA, true)).unwrap();
-        assert_eq!(q.name.as_deref(), Some("www.example.com"));
+        assert_eq!(q.name, "www.example.com");
         assert_eq!(q.qtype_mnemonic(), "AAAA");
         assert!(q.has_edns());
         assert_eq!(q.message.metadata.id, 0x1234);
@@ -117,10 +190,48 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn root_query_has_no_name() {
+    fn root_query_is_named_dot() {
         let q = DnsQuery::parse(&query_bytes(".", RecordType::NS, false)).unwrap();
-        assert_eq!(q.name, None);
+        assert_eq!(q.name, ROOT_NAME);
     }
+
+    #[test]
+    fn header_is_checked_before_the_body() {
+        let good = query_bytes("example.com.", RecordType::A, true);
+        let with = |at: usize, value: u16| {
+            let mut b = good.clone();
+            b[at..at + 2].copy_from_slice(&value.to_be_bytes());
+            b
+        };
+        // Counts that would make a full parse read far past the question.
+        for (bytes, needle) in [
+            (with(4, 10_878), "10878 questions"),
+            (with(6, 1), "1 answer"),
+            (with(8, 3), "3 authority"),
+            (with(10, 2), "2 additional"),
+        ] {
+            let err = DnsQuery::parse(&bytes).unwrap_err();
+            assert_eq!(err.status, 400);
+            assert!(err.message.contains(needle), "{}", err.message);
+        }
+        let mut notify = good.clone();
+        notify[2] |= 4 << 3; // opcode NOTIFY
+        assert!(DnsQuery::parse(&notify)
+            .unwrap_err()
+            .message
+            .contains("opcode 4"));
+        assert!(check_header(&good[..11]).unwrap_err().message.contains("11 bytes"));
+    }
+
+    #[test]
+    fn the_hostile_body_is_refused_by_its_header() {
+        // 64 KB of questions that all point at one 253-byte name (the reviewed attack).
+        let body = hostile_question_flood();
+        assert!(body.len() > 60_000);
+        let err = DnsQuery::parse(&body).unwrap_err();
+        assert!(err.message.contains("questions"), "{}", err.message);
+    }
+
 
     #[test]
     fn truncated_and_garbage_messages_are_400() {

@@ -111,18 +111,33 @@ fn check_content_type(content_type: Option<&str>) -> Result<(), Rejection> {
     }
 }
 
-/// Finds the `dns` parameter and decodes it.
+/// Decodes the query string of a GET. It must be exactly `dns=<base64url>` (no padding, no
+/// other parameter, no second `dns=`): Envoy forwards the original `:path`, and the upstream
+/// decodes the query string its own way, so anything beyond the one checked parameter could
+/// carry a message the filter never saw.
 pub fn decode_get(query: &str) -> Result<Vec<u8>, Rejection> {
     let value = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("dns="))
-        .ok_or_else(|| Rejection::bad_request("missing dns query parameter"))?;
+        .strip_prefix("dns=")
+        .ok_or_else(|| Rejection::bad_request("query string must be exactly dns=<base64url>"))?;
     if value.is_empty() {
         return Err(Rejection::bad_request("empty dns query parameter"));
     }
     // Decoded size is 3/4 of the text: reject oversized input before allocating for it.
     if value.len() / 4 * 3 > MAX_DNS_MESSAGE {
         return Err(Rejection::too_large());
+    }
+    if let Some(b) = value
+        .bytes()
+        .find(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        let what = match b {
+            b'&' => "a second query parameter".to_owned(),
+            b'=' => "base64 padding".to_owned(),
+            other => format!("byte 0x{other:02x}"),
+        };
+        return Err(Rejection::bad_request(format!(
+            "dns parameter is not unpadded base64url: it holds {what}"
+        )));
     }
     let bytes = BASE64URL
         .decode(value)
@@ -180,14 +195,33 @@ mod tests {
             RequestKind::Get(msg.clone())
         );
         assert_eq!(
-            classify_get("/dns-query?ct=x&dns=-_8AAQ==").unwrap(),
+            classify_get(&format!("/dns-query?dns={enc}")).unwrap(),
             RequestKind::Get(msg)
         );
     }
 
     #[test]
+    fn get_query_string_must_be_exactly_one_dns_parameter() {
+        // Each of these would let the upstream read a message other than the one decided.
+        for (path, needle) in [
+            ("/dns-query?ct=x&dns=-_8AAQ", "exactly dns="),
+            ("/dns-query?dns=-_8AAQ&dns=AAAA", "second query parameter"),
+            ("/dns-query?dns=-_8AAQ&ct=x", "second query parameter"),
+            ("/dns-query?dns=-_8AAQ==", "padding"),
+            ("/dns-query?dns=-_8A%41Q", "0x25"),
+            ("/dns-query?dns=-_8A+AQ", "0x2b"),
+            ("/dns-query?dns=-_8A/AQ", "0x2f"),
+        ] {
+            let err = classify_get(path).unwrap_err();
+            assert_eq!(err.status, 400, "{path}");
+            assert!(err.message.contains(needle), "{path}: {}", err.message);
+        }
+    }
+
+    #[test]
     fn get_errors_are_400_or_413() {
         assert_eq!(classify_get("/dns-query").unwrap_err().status, 400);
+        assert_eq!(classify_get("/dns-query?").unwrap_err().status, 400);
         assert_eq!(classify_get("/dns-query?dns=").unwrap_err().status, 400);
         let bad = classify_get("/dns-query?dns=not*base64").unwrap_err();
         assert_eq!(bad.status, 400);

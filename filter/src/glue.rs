@@ -89,6 +89,7 @@ impl RootContext for FilterRoot {
         Some(Box::new(DohContext {
             shared: Rc::clone(&self.shared),
             awaiting_body: false,
+            body_size: 0,
             answered: false,
             pending: None,
             decision: None,
@@ -111,6 +112,8 @@ struct Pending {
 struct DohContext {
     shared: Rc<Shared>,
     awaiting_body: bool,
+    /// Bytes of POST body buffered so far (the trailers callback is not told).
+    body_size: usize,
     /// A local reply (4xx or block answer) was sent: nothing of the request may move on.
     answered: bool,
     pending: Option<Pending>,
@@ -156,9 +159,7 @@ impl DohContext {
             Err(rejection) => return self.reject(rejection),
         };
         // The name moves out: later steps take it separately from the query.
-        let Some(name) = query.name.take() else {
-            return Action::Continue; // root queries carry no name to judge
-        };
+        let name = std::mem::take(&mut query.name);
         let shared = Rc::clone(&self.shared);
         let settings = &shared.settings;
         let store = HostStore;
@@ -219,12 +220,28 @@ impl DohContext {
         let verdict = self
             .decision
             .zip(settings.verdict_header.as_deref())
-            .map(|(decision, header)| (header, decision.header_value(settings.mode)));
+            .map(|(decision, header)| {
+                let value = decision.header_value(settings.mode, settings.verdict_header_detail);
+                (header, value)
+            });
         let mut headers = vec![("content-type", content_type)];
         if let Some((header, value)) = &verdict {
             headers.push((*header, value.as_str()));
         }
         self.send_http_response(status, headers, Some(body));
+    }
+
+    /// Decides a POST once its body is complete (end of stream or trailers).
+    fn decide_body(&mut self) -> Action {
+        self.awaiting_body = false;
+        let body_size = self.body_size;
+        if let Err(rejection) = check_body_size(body_size) {
+            return self.reject(rejection);
+        }
+        match self.get_http_request_body(0, body_size) {
+            Some(bytes) => self.handle_query(&bytes),
+            None => self.reject(Rejection::bad_request("empty body: expected a DNS message")),
+        }
     }
 
     /// Counts the decision and forwards or answers; returns the action for the current callback.
@@ -348,20 +365,27 @@ impl HttpContext for DohContext {
                 Action::Continue
             };
         }
+        self.body_size = body_size;
         if body_size > MAX_DNS_MESSAGE {
             self.awaiting_body = false;
             return self.reject(Rejection::too_large());
         }
         if !end_of_stream {
-            return Action::Pause; // buffer until the whole message is in
+            return Action::Pause; // buffer until the whole message is in (or trailers end it)
         }
-        self.awaiting_body = false;
-        if let Err(rejection) = check_body_size(body_size) {
-            return self.reject(rejection);
+        self.decide_body()
+    }
+
+    /// HTTP/2 trailers end the request: a POST body is complete and is decided on the bytes
+    /// buffered so far. Nothing moves on while a decision is pending or after a local reply.
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        if self.awaiting_body {
+            return self.decide_body();
         }
-        match self.get_http_request_body(0, body_size) {
-            Some(bytes) => self.handle_query(&bytes),
-            None => self.reject(Rejection::bad_request("empty body: expected a DNS message")),
+        if self.pending.is_some() || self.answered {
+            Action::Pause
+        } else {
+            Action::Continue
         }
     }
 
@@ -372,7 +396,8 @@ impl HttpContext for DohContext {
         if let (Some(decision), Some(header)) =
             (self.decision, &self.shared.settings.verdict_header)
         {
-            let value = decision.header_value(self.shared.settings.mode);
+            let settings = &self.shared.settings;
+            let value = decision.header_value(settings.mode, settings.verdict_header_detail);
             self.set_http_response_header(header, Some(&value));
         }
         Action::Continue

@@ -13,6 +13,7 @@ pub enum Counter {
     ReasonModel,
     ReasonNoScorer,
     ReasonScorerFailure,
+    ReasonUnscored,
     Blocked,
     MonitorPassed,
     CacheHit,
@@ -25,7 +26,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 19] = [
+    pub const ALL: [Counter; 20] = [
         Counter::Queries,
         Counter::VerdictAllow,
         Counter::VerdictMonitor,
@@ -36,6 +37,7 @@ impl Counter {
         Counter::ReasonModel,
         Counter::ReasonNoScorer,
         Counter::ReasonScorerFailure,
+        Counter::ReasonUnscored,
         Counter::Blocked,
         Counter::MonitorPassed,
         Counter::CacheHit,
@@ -64,6 +66,7 @@ impl Counter {
             Counter::ReasonModel => "dohguard.reason.model",
             Counter::ReasonNoScorer => "dohguard.reason.no_scorer",
             Counter::ReasonScorerFailure => "dohguard.reason.scorer_failure",
+            Counter::ReasonUnscored => "dohguard.reason.unscored",
             Counter::Blocked => "dohguard.blocked",
             Counter::MonitorPassed => "dohguard.monitor_passed",
             Counter::CacheHit => "dohguard.cache.hit",

@@ -47,7 +47,7 @@ proptest! {
         kind in 0..5usize,
     ) {
         let q = DnsQuery::parse(&query(&labels, qtype, id, edns)).unwrap();
-        prop_assert_eq!(q.name.clone(), Some(labels.join(".")));
+        prop_assert_eq!(q.name.clone(), labels.join("."));
         let kind = [
             BlockAnswer::Nxdomain,
             BlockAnswer::Refused,
@@ -55,7 +55,7 @@ proptest! {
             BlockAnswer::Sinkhole,
             BlockAnswer::Addresses(vec!["192.0.2.9".parse().unwrap()]),
         ][kind].clone();
-        let bytes = block_answer(&q, &kind, 30, BlockCause::Model).unwrap();
+        let bytes = block_answer(&q, &kind, 30, BlockCause::Model, dohguard_filter::answer::EDE_BLOCKED).unwrap();
         let reply = Message::from_vec(&bytes).unwrap();
         prop_assert_eq!(reply.metadata.id, id);
         prop_assert_eq!(reply.metadata.message_type, MessageType::Response);

@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
     ];
     for kind in &kinds {
         for cause in [BlockCause::DenyList, BlockCause::Model] {
-            let answer = block_answer(&query, kind, 300, cause).expect("block answer builds");
+            let answer = block_answer(&query, kind, 300, cause, dohguard_filter::answer::EDE_BLOCKED).expect("block answer builds");
             let parsed = Message::from_vec(&answer).expect("block answer parses");
             assert_eq!(parsed.metadata.id, query.message.metadata.id);
             assert_eq!(parsed.queries, vec![question.clone()]);

@@ -48,6 +48,9 @@ pub enum HostError {
 
     #[error("no HTTP call with token {token} is in flight")]
     UnknownHttpCall { token: u32 },
+
+    #[error("no open HTTP context {0}")]
+    NoSuchStream(u32),
 }
 
 impl HostError {

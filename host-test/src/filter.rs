@@ -134,6 +134,7 @@ struct GuestExports {
     on_tick: Option<TypedFunc<i32, ()>>,
     on_request_headers: TypedFunc<(i32, i32, i32), i32>,
     on_request_body: TypedFunc<(i32, i32, i32), i32>,
+    on_request_trailers: TypedFunc<(i32, i32), i32>,
     on_response_headers: TypedFunc<(i32, i32, i32), i32>,
     on_response_body: TypedFunc<(i32, i32, i32), i32>,
     on_http_call_response: TypedFunc<(i32, i32, i32, i32, i32), ()>,
@@ -164,6 +165,7 @@ impl GuestExports {
             on_tick: instance.get_typed_func(&mut *store, "proxy_on_tick").ok(),
             on_request_headers: required(instance, store, "proxy_on_request_headers")?,
             on_request_body: required(instance, store, "proxy_on_request_body")?,
+            on_request_trailers: required(instance, store, "proxy_on_request_trailers")?,
             on_response_headers: required(instance, store, "proxy_on_response_headers")?,
             on_response_body: required(instance, store, "proxy_on_response_body")?,
             on_http_call_response: required(instance, store, "proxy_on_http_call_response")?,
@@ -179,6 +181,7 @@ impl GuestExports {
 pub(crate) enum StreamCallback {
     RequestHeaders,
     RequestBody,
+    RequestTrailers,
     ResponseHeaders,
     ResponseBody,
 }
@@ -188,6 +191,7 @@ impl StreamCallback {
         match self {
             Self::RequestHeaders => "proxy_on_request_headers",
             Self::RequestBody => "proxy_on_request_body",
+            Self::RequestTrailers => "proxy_on_request_trailers",
             Self::ResponseHeaders => "proxy_on_response_headers",
             Self::ResponseBody => "proxy_on_response_body",
         }
@@ -298,6 +302,15 @@ impl Filter {
         Ok(HttpStream::new(self, id))
     }
 
+    /// The open HTTP context `id` again (after its borrow was given up, for example to
+    /// deliver an HTTP call while the stream waits for more request data).
+    pub fn reopen_stream(&mut self, id: u32) -> Result<HttpStream<'_>, HostError> {
+        if !self.store.data().streams.contains_key(&id) {
+            return Err(HostError::NoSuchStream(id));
+        }
+        Ok(HttpStream::new(self, id))
+    }
+
     /// Runs one stream callback and collects what the guest asked for. A
     /// local reply then passes through the response callbacks, as in Envoy.
     pub(crate) fn run_stream_callback(
@@ -318,7 +331,19 @@ impl Filter {
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
         let stream = &self.store.data().streams[&context];
+        if let StreamCallback::RequestTrailers = callback {
+            // `proxy_on_request_trailers(context, trailers)`: no end-of-stream flag, trailers
+            // always end the request.
+            let func = self.guest.on_request_trailers.clone();
+            let count = stream.request_trailers.len() as i32;
+            let raw = self.invoke(callback.name(), context, func, (context as i32, count))?;
+            return Action::from_raw(raw).ok_or(HostError::BadAction {
+                callback: callback.name(),
+                raw,
+            });
+        }
         let (func, size) = match callback {
+            StreamCallback::RequestTrailers => unreachable!("handled above"),
             StreamCallback::RequestHeaders => (
                 self.guest.on_request_headers.clone(),
                 stream.request_headers.len(),

@@ -135,6 +135,13 @@ impl<'f> HttpStream<'f> {
         self.run(StreamCallback::RequestBody, end_of_stream)
     }
 
+    /// Sets the request trailers and runs `proxy_on_request_trailers`: the end of a request
+    /// whose body did not carry end-of-stream (HTTP/2 trailers).
+    pub fn request_trailers(&mut self, trailers: &[(&str, &str)]) -> Result<Outcome<'_>, HostError> {
+        self.filter.stream_state_mut(self.id).request_trailers = HeaderMap::from_pairs(trailers);
+        self.run(StreamCallback::RequestTrailers, true)
+    }
+
     pub fn response_headers(
         &mut self,
         headers: &[(&str, &str)],

@@ -67,12 +67,12 @@ impl FilterConfig {
     }
 }
 
-/// Reads a rule list file: one rule per line, `#` comments and blank lines skipped.
+/// Reads a rule list file with core's one list-file parser (`rules::list_entries`: one rule
+/// per line, blank lines and `#` comments, also after a rule, skipped), so the launcher, the
+/// filter and the scorer read a list file the same way.
 pub fn read_rule_list(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
+    dohguard_core::rules::list_entries(text)
+        .map(|(_, entry)| entry.to_owned())
         .collect()
 }
 
@@ -86,6 +86,13 @@ mod tests {
             read_rule_list("# x\n\na.test\n  .b.test  \n"),
             ["a.test", ".b.test"]
         );
+        // A trailing comment: the scorer accepted it while the launcher passed it on whole
+        // and Envoy refused the filter.
+        assert_eq!(read_rule_list("evil.test # c2\n"), ["evil.test"]);
+        let compiled = dohguard_core::rules::RuleSet::from_patterns(
+            read_rule_list("evil.test # c2\n").iter().map(String::as_str),
+        );
+        assert!(compiled.is_ok());
     }
 
     #[test]

@@ -267,9 +267,15 @@ impl Stack {
     }
 
     /// Value of the filter's counter `name` (e.g. `dohguard.verdict.block`) in Envoy's
-    /// `/stats`, where proxy-wasm metrics live under `wasmcustom.`; 0 when not yet defined.
+    /// `/stats`, where proxy-wasm metrics live under `wasmcustom.`. A counter missing from the
+    /// stats is an error, never 0: the filter defines every counter when it starts, so a
+    /// missing one means it was renamed or the filter is not loaded.
     pub fn filter_counter(&self, name: &str) -> Result<u64, LaunchError> {
-        Ok(self.envoy.stat(&format!("wasmcustom.{name}"))?.unwrap_or(0))
+        let stat = format!("wasmcustom.{name}");
+        self.envoy.stat(&stat)?.ok_or(LaunchError::Http {
+            url: format!("Envoy admin /stats ({stat})"),
+            message: "counter missing from Envoy's stats".into(),
+        })
     }
 }
 

@@ -70,8 +70,8 @@ fn scorer_verdicts_block_and_are_cached() -> anyhow::Result<()> {
     assert_eq!(blocked.status, "NXDOMAIN", "{}", blocked.raw);
     assert_eq!(
         blocked.ede,
-        [17],
-        "model verdicts carry EDE 17 Filtered: {}",
+        [15],
+        "model verdicts carry EDE 15 Blocked (an operator's policy): {}",
         blocked.raw
     );
     assert_eq!(scorer.requests(), 1);
@@ -107,8 +107,28 @@ fn scorer_verdicts_block_and_are_cached() -> anyhow::Result<()> {
 }
 
 #[test]
-fn the_verdict_header_says_why() -> anyhow::Result<()> {
-    let stack = gateway(default_config())?;
+fn the_verdict_header_says_why_only_when_asked() -> anyhow::Result<()> {
+    // Off by default: the header would tell any client about lists, cache and the model.
+    let quiet = gateway(default_config())?;
+    let query = dns::query("ads.example.test", Type::A, 7, false).expect("valid name");
+    let reply = quiet.http(
+        "POST",
+        "/dns-query",
+        &[("content-type", "application/dns-message")],
+        Some(&query),
+    )?;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-dohguard-verdict"), None);
+    drop(quiet);
+
+    let mut config = default_config();
+    config
+        .overrides
+        .insert("verdict_header".into(), json!("x-dohguard-verdict"));
+    config
+        .overrides
+        .insert("verdict_header_detail".into(), json!(true));
+    let stack = gateway(config)?;
     let post = |name: &str| {
         let query = dns::query(name, Type::A, 7, false).expect("valid name");
         stack.http(
@@ -162,7 +182,7 @@ fn malformed_requests_get_their_4xx_and_are_never_forwarded() -> anyhow::Result<
     let upstream_before = stack
         .envoy
         .stat("cluster.upstream_doh.upstream_rq_total")?
-        .unwrap_or(0);
+        .expect("Envoy defines the upstream cluster's counters at start");
     let good = dns::query("www.example.test", Type::A, 1, false)?;
     let mut two_questions = good.clone();
     two_questions[5] = 2; // QDCOUNT = 2 (the question is not repeated: also truncated)
@@ -232,7 +252,7 @@ fn malformed_requests_get_their_4xx_and_are_never_forwarded() -> anyhow::Result<
     let upstream_after = stack
         .envoy
         .stat("cluster.upstream_doh.upstream_rq_total")?
-        .unwrap_or(0);
+        .expect("Envoy defines the upstream cluster's counters at start");
     assert_eq!(
         upstream_after, upstream_before,
         "a malformed request reached unbound"
@@ -300,7 +320,7 @@ fn a_failing_scorer_fails_open_or_closed_as_configured() -> anyhow::Result<()> {
             }
             FailureMode::Closed => {
                 assert_eq!(reply.status, "NXDOMAIN", "{mode:?}: {}", reply.raw);
-                assert_eq!(reply.ede, [17], "{}", reply.raw);
+                assert_eq!(reply.ede, [15], "{}", reply.raw);
             }
         }
         assert_eq!(stack.filter_counter("dohguard.reason.scorer_failure")?, 1);

@@ -105,8 +105,8 @@ fn dga_name_is_blocked_and_benign_name_resolves_and_both_are_logged() -> anyhow:
     assert_eq!(blocked.status, "NXDOMAIN", "{}", blocked.raw);
     assert_eq!(
         blocked.ede,
-        [17],
-        "model verdicts carry EDE 17 Filtered: {}",
+        [15],
+        "model verdicts carry EDE 15 Blocked (an operator's policy): {}",
         blocked.raw
     );
 
@@ -181,7 +181,7 @@ fn with_the_scorer_stopped_the_gateway_fails_open_or_closed() -> anyhow::Result<
             }
             FailureMode::Closed => {
                 assert_eq!(unseen.status, "NXDOMAIN", "{mode:?}: {}", unseen.raw);
-                assert_eq!(unseen.ede, [17], "{}", unseen.raw);
+                assert_eq!(unseen.ede, [15], "{}", unseen.raw);
             }
         }
         assert_eq!(

@@ -27,8 +27,17 @@ pub fn plugin() -> &'static Plugin {
     })
 }
 
-/// A VM of the filter started with `config`, allowed to call [`SCORER`] only.
+/// A VM of the filter started with `config`, allowed to call [`SCORER`] only. The verdict
+/// header is turned on with its detail (both off by default) unless `config` says otherwise,
+/// because most tests read the verdict off it; [`filter_as_configured`] takes `config` as is.
 pub fn filter(config: Value) -> Filter {
+    let mut full = json!({ "verdict_header": VERDICT_HEADER, "verdict_header_detail": true });
+    merge(&mut full, config);
+    filter_as_configured(full)
+}
+
+/// A VM of the filter started with exactly `config`.
+pub fn filter_as_configured(config: Value) -> Filter {
     plugin()
         .vm()
         .configuration(config.to_string())

@@ -5,5 +5,6 @@
 mod common;
 mod configuration;
 mod doh_requests;
+mod hardening;
 mod policy_and_answers;
 mod scorer_and_cache;

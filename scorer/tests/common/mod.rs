@@ -204,7 +204,10 @@ impl Es {
             .send()
             .await;
         let v = self.get(&format!("/{index}/_count")).await;
-        v["count"].as_u64().unwrap_or(0)
+        // An error (a missing index, say) is not "zero documents".
+        v["count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("_count on {index} gave no count: {v}"))
     }
 
     /// Every document of `index` as (`_id`, `_source`).
