@@ -113,27 +113,42 @@ impl RuleSet {
     /// Matches a normalised name (see [`normalize`]); an exact rule wins over suffix rules,
     /// and a rule on a longer suffix wins over one on a shorter suffix.
     pub fn matches(&self, name: &str) -> Option<MatchKind> {
+        self.matching_rule(name).map(|(kind, _)| kind)
+    }
+
+    /// [`RuleSet::matches`], with the name the matching rule is anchored on (`example.com`
+    /// for the rule `*.example.com`); [`rule_text`] writes the rule back.
+    pub fn matching_rule<'n>(&self, name: &'n str) -> Option<(MatchKind, &'n str)> {
         if let Some(rules) = self.by_name.get(name) {
             if rules.exact {
-                return Some(MatchKind::Exact);
+                return Some((MatchKind::Exact, name));
             }
             if rules.domain_and_subdomains {
-                return Some(MatchKind::DomainAndSubdomains);
+                return Some((MatchKind::DomainAndSubdomains, name));
             }
         }
         let mut rest = name;
         while let Some((_, parent)) = rest.split_once('.') {
             if let Some(rules) = self.by_name.get(parent) {
                 if rules.subdomains {
-                    return Some(MatchKind::Subdomain);
+                    return Some((MatchKind::Subdomain, parent));
                 }
                 if rules.domain_and_subdomains {
-                    return Some(MatchKind::DomainAndSubdomains);
+                    return Some((MatchKind::DomainAndSubdomains, parent));
                 }
             }
             rest = parent;
         }
         None
+    }
+}
+
+/// A rule in list syntax (normalised): the inverse of [`split_pattern`].
+pub fn rule_text(kind: MatchKind, anchor: &str) -> String {
+    match kind {
+        MatchKind::Exact => anchor.to_owned(),
+        MatchKind::Subdomain => format!("*.{anchor}"),
+        MatchKind::DomainAndSubdomains => format!(".{anchor}"),
     }
 }
 
@@ -198,6 +213,15 @@ impl Policy {
         }
         self.deny.matches(name).map(ListDecision::Deny)
     }
+
+    /// The rule (list syntax) behind a list decision for `name`, for the decision record.
+    pub fn rule_for(&self, name: &str, decision: ListDecision) -> Option<String> {
+        let set = match decision {
+            ListDecision::Allow(_) => &self.allow,
+            ListDecision::Deny(_) => &self.deny,
+        };
+        set.matching_rule(name).map(|(k, a)| rule_text(k, a))
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +232,17 @@ mod tests {
 
     fn set(patterns: &[&str]) -> RuleSet {
         RuleSet::from_patterns(patterns.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn matching_rule_names_the_rule() {
+        let s = set(&["*.ads.test", ".evil.test", "one.test"]);
+        let rule = |n: &str| s.matching_rule(n).map(|(k, a)| rule_text(k, a));
+        assert_eq!(rule("x.y.ads.test").as_deref(), Some("*.ads.test"));
+        assert_eq!(rule("evil.test").as_deref(), Some(".evil.test"));
+        assert_eq!(rule("a.evil.test").as_deref(), Some(".evil.test"));
+        assert_eq!(rule("one.test").as_deref(), Some("one.test"));
+        assert_eq!(rule("ads.test"), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn post_headers(length: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn as_pairs(headers: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+fn as_pairs<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     headers.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
