@@ -15,6 +15,10 @@ pub struct ScoreRequest {
     /// Client IP address without port, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The caller records the query itself (the filter's decision record carries this
+    /// verdict's score and model version), so the scorer writes no document of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub caller_records: bool,
 }
 
 /// Several names at once: `{"names": [..]}`.
@@ -104,6 +108,7 @@ mod tests {
             name: "xjw3kq9z.com".into(),
             qtype: "A".into(),
             client: Some("192.0.2.7".into()),
+            caller_records: false,
         };
         assert_eq!(
             serde_json::to_string(&req).unwrap(),
@@ -152,6 +157,7 @@ mod tests {
                 name: "a.com".into(),
                 qtype: "A".into(),
                 client: None,
+                caller_records: false,
             }],
         };
         let json = serde_json::to_string(&batch).unwrap();

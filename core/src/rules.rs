@@ -214,11 +214,13 @@ impl Policy {
         self.deny.matches(name).map(ListDecision::Deny)
     }
 
-    /// The rule (list syntax) behind a list decision for `name`, for the decision record.
-    pub fn rule_for(&self, name: &str, decision: ListDecision) -> Option<String> {
-        let set = match decision {
-            ListDecision::Allow(_) => &self.allow,
-            ListDecision::Deny(_) => &self.deny,
+    /// The rule (list syntax) of the list `reason` names that matches `name`, for the
+    /// decision record; `None` for [`Reason::Model`] or when no rule matches.
+    pub fn rule_for(&self, name: &str, reason: Reason) -> Option<String> {
+        let set = match reason {
+            Reason::AllowList => &self.allow,
+            Reason::DenyList => &self.deny,
+            Reason::Model => return None,
         };
         set.matching_rule(name).map(|(k, a)| rule_text(k, a))
     }

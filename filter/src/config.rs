@@ -52,6 +52,70 @@ pub struct RawConfig {
     pub verdict_header: Option<String>,
     /// Debug only: the verdict header also names the basis, cache state and monitor mode.
     pub verdict_header_detail: bool,
+    /// The decision record: one event per query, sent in batches; `null` turns it off.
+    pub events: Option<RawEvents>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    /// Envoy cluster of the event receiver (the scorer's `POST /v1/events`).
+    pub cluster: String,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_events_path")]
+    pub path: String,
+    /// How often each worker's buffer is flushed.
+    #[serde(default = "default_flush_ms")]
+    pub flush_interval_ms: u64,
+    /// Most events per batch request.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Most events held per worker (buffered, in flight or awaiting retry); beyond it new
+    /// events are dropped, counted, and reported as a gap.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered: usize,
+    /// Batch requests in flight per worker.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default = "default_events_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Read the downstream's SPIFFE ID (`connection.uri_san_peer_certificate`) for each query.
+    #[serde(default)]
+    pub principal: bool,
+}
+
+fn default_events_path() -> String {
+    "/v1/events".into()
+}
+fn default_flush_ms() -> u64 {
+    200
+}
+fn default_max_batch() -> usize {
+    2048
+}
+fn default_max_buffered() -> usize {
+    65_536
+}
+fn default_max_in_flight() -> usize {
+    4
+}
+fn default_events_timeout_ms() -> u64 {
+    5_000
+}
+
+/// Validated decision-record settings.
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub flush_interval_ms: u64,
+    pub max_batch: usize,
+    pub max_buffered: usize,
+    pub max_in_flight: usize,
+    pub timeout_ms: u64,
+    pub principal: bool,
 }
 
 impl Default for RawConfig {
@@ -66,6 +130,7 @@ impl Default for RawConfig {
             cache: RawCache::default(),
             verdict_header: None,
             verdict_header_detail: false,
+            events: None,
         }
     }
 }
@@ -210,6 +275,7 @@ pub struct Settings {
     pub cache_max_ttl: u32,
     pub verdict_header: Option<String>,
     pub verdict_header_detail: bool,
+    pub events: Option<EventSettings>,
 }
 
 impl Default for Settings {
@@ -305,6 +371,7 @@ impl RawConfig {
             cache_max_ttl: self.cache.max_ttl,
             verdict_header: self.verdict_header,
             verdict_header_detail: self.verdict_header_detail,
+            events: self.events.map(validate_events).transpose()?,
         })
     }
 }
@@ -315,6 +382,45 @@ fn compile(field: &'static str, patterns: &[String]) -> Result<RuleSet, ConfigEr
         index: err.index,
         entry: err.entry,
         reason: err.source,
+    })
+}
+
+fn validate_events(raw: RawEvents) -> Result<EventSettings, ConfigError> {
+    if raw.cluster.trim().is_empty() {
+        return Err(invalid("events.cluster", "must name an Envoy cluster"));
+    }
+    if !raw.path.starts_with('/') {
+        return Err(invalid("events.path", "must start with '/'"));
+    }
+    if !(10..=60_000).contains(&raw.flush_interval_ms) {
+        return Err(invalid("events.flush_interval_ms", "must be 10..=60000"));
+    }
+    if !(1..=65_536).contains(&raw.max_batch) {
+        return Err(invalid("events.max_batch", "must be 1..=65536"));
+    }
+    if raw.max_buffered < raw.max_batch || raw.max_buffered > 4_194_304 {
+        return Err(invalid(
+            "events.max_buffered",
+            "must be at least events.max_batch and at most 4194304",
+        ));
+    }
+    if !(1..=64).contains(&raw.max_in_flight) {
+        return Err(invalid("events.max_in_flight", "must be 1..=64"));
+    }
+    if !(1..=60_000).contains(&raw.timeout_ms) {
+        return Err(invalid("events.timeout_ms", "must be 1..=60000"));
+    }
+    let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+    Ok(EventSettings {
+        cluster: raw.cluster,
+        authority,
+        path: raw.path,
+        flush_interval_ms: raw.flush_interval_ms,
+        max_batch: raw.max_batch,
+        max_buffered: raw.max_buffered,
+        max_in_flight: raw.max_in_flight,
+        timeout_ms: raw.timeout_ms,
+        principal: raw.principal,
     })
 }
 
@@ -405,6 +511,9 @@ mod tests {
         assert!(err(r#"{"scorer":{}}"#).contains("missing field `cluster`"));
         assert!(err(r#"{"verdict_header":"X Bad"}"#).starts_with("verdict_header"));
         assert!(err(r#"{"doh_path":"dns"}"#).starts_with("doh_path"));
+        assert!(err(r#"{"events":{"cluster":""}}"#).starts_with("events.cluster"));
+        assert!(err(r#"{"events":{"cluster":"e","max_batch":10,"max_buffered":5}}"#)
+            .starts_with("events.max_buffered"));
         assert!(err(r#"{"mode":"loud"}"#).starts_with("mode: "));
         assert!(err("[1,2]").starts_with("configuration: "));
         assert!(err("{").starts_with("configuration: "));

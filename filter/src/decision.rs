@@ -211,11 +211,17 @@ pub fn action_for(
 }
 
 /// The JSON body of the callout for a query.
-pub fn callout_body(name: &str, query: &DnsQuery, client: Option<String>) -> Vec<u8> {
+pub fn callout_body(
+    name: &str,
+    query: &DnsQuery,
+    client: Option<String>,
+    caller_records: bool,
+) -> Vec<u8> {
     let request = ScoreRequest {
         name: name.to_owned(),
         qtype: query.qtype_mnemonic(),
         client,
+        caller_records,
     };
     // Serialising a struct of strings cannot fail.
     serde_json::to_vec(&request).unwrap_or_default()
@@ -427,7 +433,7 @@ mod tests {
     #[test]
     fn callout_body_follows_the_contract() {
         let q = DnsQuery::parse(&query_bytes("x.com.", RecordType::TXT, false)).unwrap();
-        let body = callout_body("x.com", &q, Some("192.0.2.7".into()));
+        let body = callout_body("x.com", &q, Some("192.0.2.7".into()), false);
         assert_eq!(
             body,
             br#"{"name":"x.com","qtype":"TXT","client":"192.0.2.7"}"#

@@ -2,8 +2,10 @@
 //! each HTTP context reads the request, asks the pure modules what to do, and carries out the
 //! answer (forward, block answer, 4xx, or a paused scorer callout). No policy lives here.
 
+use std::cell::RefCell;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
@@ -16,6 +18,25 @@ use crate::decision::{self, callout_body, decide_locally, parse_reply, Decision,
 use crate::dns::DnsQuery;
 use crate::doh::{self, check_body_size, classify, is_doh_route, Rejection, RequestKind};
 use crate::metrics::Counter;
+use crate::record::{self, Draft, EventBuffer, StreamFacts};
+
+thread_local! {
+    /// This VM's finished decision events: HTTP contexts push at stream end, the root context
+    /// drains on its tick. One VM runs on one worker thread, so no lock is needed.
+    static EVENTS: RefCell<Option<EventBuffer>> = const { RefCell::new(None) };
+}
+
+/// A random name for this VM's event stream (WASI `random_get` seeds `RandomState`).
+fn random_source() -> String {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x646f_6867_7561_7264);
+    format!("{:016x}", hasher.finish())
+}
+
+fn ms_since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -39,6 +60,8 @@ impl Shared {
 
 struct FilterRoot {
     shared: Rc<Shared>,
+    /// Event batches that failed since the last warning (logged at most once per tick).
+    failed_batches: u64,
 }
 
 impl Default for FilterRoot {
@@ -48,11 +71,28 @@ impl Default for FilterRoot {
                 settings: Settings::default(),
                 metric_ids: Vec::new(),
             }),
+            failed_batches: 0,
         }
     }
 }
 
-impl Context for FilterRoot {}
+impl Context for FilterRoot {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _t: usize) {
+        let status = self.get_http_call_response_header(":status");
+        let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
+        let ours = EVENTS.with_borrow_mut(|b| b.as_mut().is_some_and(|b| b.answered(token, ok)));
+        if ours && !ok {
+            self.shared.bump(Counter::EventsBatchFailed);
+            self.failed_batches += 1;
+            if self.failed_batches == 1 {
+                warn!(
+                    "decision events not delivered (status {}); kept and retried",
+                    status.as_deref().unwrap_or("none")
+                );
+            }
+        }
+    }
+}
 
 impl RootContext for FilterRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -78,11 +118,61 @@ impl RootContext for FilterRoot {
                 .map_or("none", |s| s.cluster.as_str()),
             settings.mode
         );
+        if let Some(events) = &settings.events {
+            EVENTS.set(Some(EventBuffer::new(random_source(), events.max_buffered)));
+            self.set_tick_period(Duration::from_millis(events.flush_interval_ms));
+        }
         self.shared = Rc::new(Shared {
             settings,
             metric_ids,
         });
         true
+    }
+
+    /// Seals the buffered events into batches and sends what the in-flight bound allows.
+    fn on_tick(&mut self) {
+        let Some(events) = self.shared.settings.events.as_ref() else {
+            return;
+        };
+        if self.failed_batches > 1 {
+            warn!(
+                "{} more decision-event batches failed since the last warning",
+                self.failed_batches - 1
+            );
+        }
+        self.failed_batches = 0;
+        let headers = vec![
+            (":method", "POST"),
+            (":path", events.path.as_str()),
+            (":authority", events.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let timeout = Duration::from_millis(events.timeout_ms);
+        EVENTS.with_borrow_mut(|buffer| {
+            let Some(buffer) = buffer.as_mut() else { return };
+            buffer.seal(events.max_batch);
+            while let Some(batch) = buffer.next_to_send(events.max_in_flight) {
+                let call = hostcalls::dispatch_http_call(
+                    &events.cluster,
+                    headers.clone(),
+                    Some(&batch.body),
+                    vec![],
+                    timeout,
+                );
+                match call {
+                    Ok(token) => buffer.sent(token, batch),
+                    Err(status) => {
+                        buffer.not_sent(batch);
+                        self.shared.bump(Counter::EventsBatchFailed);
+                        self.failed_batches += 1;
+                        if self.failed_batches == 1 {
+                            warn!("decision events: dispatch to {} failed: {status:?}", events.cluster);
+                        }
+                        break;
+                    }
+                }
+            }
+        });
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -93,6 +183,9 @@ impl RootContext for FilterRoot {
             answered: false,
             pending: None,
             decision: None,
+            started: None,
+            draft: Draft::default(),
+            upstream_status: None,
         }))
     }
 
@@ -119,6 +212,12 @@ struct DohContext {
     pending: Option<Pending>,
     /// Set once decided; labels the response.
     decision: Option<Decision>,
+    /// When the DoH request arrived (read only when the record is on).
+    started: Option<SystemTime>,
+    /// What the decision record will say about this request.
+    draft: Draft,
+    /// HTTP status of a forwarded request's upstream reply.
+    upstream_status: Option<u16>,
 }
 
 /// Shared data through the host.
@@ -141,9 +240,19 @@ impl DohContext {
             .map_or(0, |d| d.as_millis() as u64)
     }
 
+    fn recording(&self) -> bool {
+        self.shared.settings.events.is_some()
+    }
+
     fn reject(&mut self, rejection: Rejection) -> Action {
         self.shared.bump(Counter::MalformedRequests);
         self.answered = true;
+        if self.recording() {
+            self.draft.answer = Some(dohguard_schema::Answer::Rejected {
+                http_status: rejection.status as u16,
+                reason: rejection.message.clone(),
+            });
+        }
         let body = format!("{}\n", rejection.message);
         let mut headers = vec![("content-type", "text/plain; charset=utf-8")];
         if rejection.status == 405 {
@@ -162,6 +271,10 @@ impl DohContext {
         let name = std::mem::take(&mut query.name);
         let shared = Rc::clone(&self.shared);
         let settings = &shared.settings;
+        if settings.events.is_some() {
+            self.draft.name = Some(name.clone());
+            self.draft.qtype = Some(query.qtype_mnemonic());
+        }
         let store = HostStore;
         let cache = VerdictCache::new(&store, settings.cache_max_entries, settings.cache_max_ttl);
         let mut counters = Vec::new();
@@ -169,7 +282,17 @@ impl DohContext {
         let outcome = decide_locally(settings, &cache, &name, || self.now_ms(), &mut counters);
         counters.into_iter().for_each(|c| shared.bump(c));
         match outcome {
-            LocalOutcome::Decided(decision) => self.carry_out(&query, decision),
+            LocalOutcome::Decided(decision) => {
+                if settings.events.is_some() && !decision.from_cache {
+                    let reason = match decision.basis {
+                        decision::Basis::AllowList => Some(dohguard_core::contract::Reason::AllowList),
+                        decision::Basis::DenyList => Some(dohguard_core::contract::Reason::DenyList),
+                        _ => None,
+                    };
+                    self.draft.rule = reason.and_then(|r| settings.policy.rule_for(&name, r));
+                }
+                self.carry_out(&query, decision)
+            }
             LocalOutcome::AskScorer => self.ask_scorer(query, name),
         }
     }
@@ -183,7 +306,7 @@ impl DohContext {
             .get_property(vec!["source", "address"])
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|addr| doh::client_ip(&addr));
-        let body = callout_body(&name, &query, client);
+        let body = callout_body(&name, &query, client, shared.settings.events.is_some());
         let headers = vec![
             (":method", "POST"),
             (":path", scorer.path.as_str()),
@@ -252,14 +375,24 @@ impl DohContext {
             .counters(settings.mode)
             .for_each(|c| shared.bump(c));
         self.decision = Some(decision);
+        let recording = settings.events.is_some();
+        if recording {
+            self.draft.decision = Some(decision);
+        }
         match decision::action_for(settings, query, &decision) {
             Ok(decision::Action::Forward) => Action::Continue,
             Ok(decision::Action::Answer(body)) => {
+                if recording {
+                    self.draft.answer = Some(record::blocked_answer(&settings.block_answer));
+                }
                 self.answer_locally(200, doh::DNS_MESSAGE, &body);
                 Action::Pause
             }
             Err(err) => {
                 error!("could not build the block answer: {err}");
+                if recording {
+                    self.draft.answer = Some(dohguard_schema::Answer::Failed { http_status: 500 });
+                }
                 self.answer_locally(500, "text/plain", b"internal error\n");
                 Action::Pause
             }
@@ -303,6 +436,10 @@ impl Context for DohContext {
                 if let Err(err) = cache.insert(&pending.name, &reply, self.now_ms()) {
                     warn!("could not cache the verdict for {}: {err}", pending.name);
                 }
+                if settings.events.is_some() && reply.reason == dohguard_core::contract::Reason::Model {
+                    self.draft.score = Some(reply.score);
+                    self.draft.model_version = Some(reply.model_version.clone());
+                }
                 Decision::from_reply(&reply)
             }
             Err(failure) => {
@@ -324,6 +461,9 @@ impl HttpContext for DohContext {
         let path = self.get_http_request_header(":path").unwrap_or_default();
         if !is_doh_route(&self.shared.settings.doh_path, &path) {
             return Action::Continue;
+        }
+        if self.recording() {
+            self.started = Some(self.get_current_time());
         }
         let method = self.get_http_request_header(":method").unwrap_or_default();
         let (content_type, content_length) = if method == "POST" {
@@ -393,6 +533,11 @@ impl HttpContext for DohContext {
         if self.answered {
             return Action::Continue; // a local reply: it already carries the verdict header
         }
+        if self.decision.is_some() && self.recording() {
+            self.upstream_status = self
+                .get_http_response_header(":status")
+                .and_then(|s| s.parse().ok());
+        }
         if let (Some(decision), Some(header)) =
             (self.decision, &self.shared.settings.verdict_header)
         {
@@ -401,5 +546,63 @@ impl HttpContext for DohContext {
             self.set_http_response_header(header, Some(&value));
         }
         Action::Continue
+    }
+
+    /// A forwarded query's upstream reply: its DNS header gives RCODE and answer count.
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.answered || self.decision.is_none() || self.draft.answer.is_some() {
+            return Action::Continue;
+        }
+        if !self.recording() || (body_size < 12 && !end_of_stream) {
+            return Action::Continue;
+        }
+        let header = self
+            .get_http_response_body(0, body_size.min(12))
+            .unwrap_or_default();
+        self.draft.answer = Some(record::upstream_answer(&header, self.upstream_status));
+        Action::Continue
+    }
+
+    /// The end of the stream: the decision event is finished and buffered.
+    fn on_log(&mut self) {
+        let (Some(started), Some(events)) = (self.started, self.shared.settings.events.as_ref())
+        else {
+            return;
+        };
+        let mut draft = std::mem::take(&mut self.draft);
+        if draft.answer.is_none() && draft.decision.is_some() {
+            // Forwarded, but no body came back (upstream reset or an empty reply).
+            draft.answer = Some(record::upstream_answer(&[], self.upstream_status));
+        }
+        let now = self.get_current_time();
+        let property = |ctx: &Self, path: Vec<&str>| {
+            ctx.get_property(path).and_then(|b| String::from_utf8(b).ok())
+        };
+        let mut facts = StreamFacts {
+            id: String::new(),
+            started_ms: ms_since_epoch(started),
+            latency_us: now
+                .duration_since(started)
+                .map_or(0, |d| d.as_micros() as u64),
+            client: property(self, vec!["source", "address"]).and_then(|a| doh::client_ip(&a)),
+            principal: if events.principal {
+                property(self, vec!["connection", "uri_san_peer_certificate"])
+            } else {
+                None
+            },
+            request_id: property(self, vec!["request", "id"]),
+        };
+        let mode = self.shared.settings.mode;
+        let kept = EVENTS.with_borrow_mut(|buffer| {
+            let buffer = buffer.as_mut()?;
+            facts.id = buffer.next_event_id();
+            let event = draft.finish(facts, mode)?;
+            Some(buffer.push(event))
+        });
+        match kept {
+            Some(true) => self.shared.bump(Counter::EventsRecorded),
+            Some(false) => self.shared.bump(Counter::EventsDropped),
+            None => {}
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod decision;
 pub mod dns;
 pub mod doh;
 pub mod metrics;
+pub mod record;
 
 // Host builds (tests) cannot link the proxy-wasm imports; clippy only type-checks, so it
 // lints the glue on the host as well.

@@ -23,10 +23,13 @@ pub enum Counter {
     CalloutTimeout,
     CalloutMalformed,
     MalformedRequests,
+    EventsRecorded,
+    EventsDropped,
+    EventsBatchFailed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 20] = [
+    pub const ALL: [Counter; 23] = [
         Counter::Queries,
         Counter::VerdictAllow,
         Counter::VerdictMonitor,
@@ -47,6 +50,9 @@ impl Counter {
         Counter::CalloutTimeout,
         Counter::CalloutMalformed,
         Counter::MalformedRequests,
+        Counter::EventsRecorded,
+        Counter::EventsDropped,
+        Counter::EventsBatchFailed,
     ];
 
     /// Position in [`Counter::ALL`] (and so in the glue's id table).
@@ -76,6 +82,9 @@ impl Counter {
             Counter::CalloutTimeout => "dohguard.callout.timeout",
             Counter::CalloutMalformed => "dohguard.callout.malformed",
             Counter::MalformedRequests => "dohguard.malformed_requests",
+            Counter::EventsRecorded => "dohguard.events.recorded",
+            Counter::EventsDropped => "dohguard.events.dropped",
+            Counter::EventsBatchFailed => "dohguard.events.batch_failed",
         }
     }
 }

@@ -23,7 +23,8 @@ fn req(name: &str, client: Option<&str>) -> ScoreRequest {
         name: name.to_owned(),
         qtype: "A".to_owned(),
         client: client.map(str::to_owned),
-    }
+        caller_records: false,
+        }
 }
 
 async fn wait_stored(es: &Es, n: u64) {

@@ -158,6 +158,7 @@ mod tests {
             name: name.to_owned(),
             qtype: "A".to_owned(),
             client: None,
+            caller_records: false,
         }
     }
 

@@ -7,4 +7,5 @@ mod configuration;
 mod doh_requests;
 mod hardening;
 mod policy_and_answers;
+mod record;
 mod scorer_and_cache;
