@@ -124,6 +124,7 @@ struct Query {
     name: String,
     qtype: String,
     client: Option<IpAddr>,
+    caller_records: bool,
 }
 
 fn valid_qtype(q: &str) -> bool {
@@ -200,6 +201,7 @@ impl Scorer {
                     name,
                     qtype,
                     client,
+                    caller_records: r.caller_records,
                 })
             })
             .collect()
@@ -313,7 +315,9 @@ impl Scorer {
                     reason: reason.as_str(),
                 })
                 .inc();
-            events.push(VerdictEvent {
+            // A caller that records the query itself (the filter) gets no second document.
+            let record_here = !q.caller_records;
+            if record_here { events.push(VerdictEvent {
                 timestamp,
                 name: q.name.clone(),
                 qtype: q.qtype,
@@ -327,7 +331,7 @@ impl Scorer {
                 scope,
                 model_version: model_version.to_string(),
                 latency_us,
-            });
+            }); }
             replies.push(ScoreReply {
                 name: q.name,
                 registered_domain,

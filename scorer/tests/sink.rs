@@ -31,7 +31,7 @@ async fn wait_stored(es: &Es, n: u64) {
     eventually(
         &format!("{n} documents in {DEFAULT_INDEX}"),
         SETTLE,
-        || async move { es.count(DEFAULT_INDEX).await == n },
+        || async move { es.count_if_exists(DEFAULT_INDEX).await == Some(n) },
     )
     .await;
 }
@@ -370,7 +370,11 @@ async fn shutdown_delivers_what_is_queued() {
     let (app, tasks) = start(config).await;
     let all = names("shutdown", 50);
     score_names(&app, &all).await;
-    assert_eq!(es.count(DEFAULT_INDEX).await, 0);
+    // Nothing stored yet: the index does not exist, or is empty.
+    assert!(matches!(
+        es.count_if_exists(DEFAULT_INDEX).await,
+        None | Some(0)
+    ));
     drop(app);
     tasks.shutdown().await;
     assert_exactly_once(&es, &all).await;
@@ -442,4 +446,82 @@ async fn bulk_retries_throttled_items_and_dead_letters_invalid_ones() {
     assert_eq!(counters.retried.get(), 2);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     server.abort();
+}
+
+/// The filter's decision events through `POST /v1/events`: one document per event, with the
+/// event id as `_id` (a batch sent twice is stored once), a gap marker for reported drops,
+/// and no second document for a verdict whose caller records the query itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_events_become_one_document_each() {
+    use tower::ServiceExt;
+    let osmem = Osmem::start();
+    let es = Es::new(&osmem.url);
+    let spool = tempfile::tempdir().unwrap();
+    let (app, _tasks) = start(test_config(Some(&osmem.url), spool.path())).await;
+
+    // A verdict the filter asked for while recording the query itself: no document here.
+    let mut filtered = req("xjw3kq9z.com", Some("192.0.2.7"));
+    filtered.caller_records = true;
+    app.scorer.score(vec![filtered]).await.unwrap();
+
+    let batch = json!({
+        "source": "vm1", "seq": 0, "dropped": 3,
+        "events": [
+            {"id": "vm1-1", "ts_ms": 1764633600000u64, "client": "192.0.2.7", "request_id": "r1",
+             "name": "x.blocked.test", "qtype": "A", "verdict": "block", "layer": "deny_list",
+             "rule": ".blocked.test", "cached": false, "enforced": true,
+             "answer": {"kind": "blocked", "mode": "nxdomain", "rcode": 3}, "latency_us": 40},
+            {"id": "vm1-2", "ts_ms": 1764633600001u64, "client": "192.0.2.7",
+             "name": "www.nx.example.com", "qtype": "AAAA", "verdict": "allow", "layer": "model",
+             "score": 0.01, "model_version": "m1", "cached": false, "enforced": true,
+             "answer": {"kind": "forwarded", "rcode": 3, "answers": 0}, "latency_us": 900},
+            {"id": "vm1-3", "ts_ms": 1764633600002u64, "layer": "malformed", "cached": false,
+             "enforced": true, "answer": {"kind": "rejected", "http_status": 400, "reason": "bad"},
+             "latency_us": 5}
+        ]
+    });
+    let router = dohguard_scorer::router(app.clone());
+    for _ in 0..2 {
+        let response = router
+            .clone()
+            .oneshot(
+                axum::http::Request::post("/v1/events")
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(batch.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    wait_stored(&es, 4).await; // three events and one gap marker, each once
+    let docs = es.all(DEFAULT_INDEX).await;
+    let by_id = |id: &str| {
+        docs.iter()
+            .find(|(i, _)| i == id)
+            .unwrap_or_else(|| panic!("no document {id}: {docs:?}"))
+            .1
+            .clone()
+    };
+    let blocked = by_id("vm1-1");
+    assert_eq!(blocked["dohguard"]["reason"], "deny_list");
+    assert_eq!(blocked["rule"]["name"], ".blocked.test");
+    assert_eq!(blocked["dns"]["response_code"], "NXDOMAIN");
+    assert_eq!(blocked["client"]["ip"], "192.0.2.7");
+    assert_eq!(blocked["http"]["request"]["id"], "r1");
+    assert_eq!(blocked["@timestamp"], "2025-12-02T00:00:00Z");
+    let nx = by_id("vm1-2");
+    assert_eq!(nx["dns"]["response_code"], "NXDOMAIN", "the upstream's RCODE");
+    assert_eq!(nx["dohguard"]["answer"]["kind"], "forwarded");
+    assert_eq!(nx["dns"]["question"]["registered_domain"], "example.com");
+    let malformed = by_id("vm1-3");
+    assert_eq!(malformed["event"]["action"], "dns-malformed");
+    assert_eq!(malformed["http"], serde_json::Value::Null);
+    let gap = by_id("gap-vm1-0");
+    assert_eq!(gap["dohguard"]["gap"]["dropped"], 3);
+    assert!(
+        docs.iter().all(|(_, d)| d["dns"]["question"]["name"] != "xjw3kq9z.com"),
+        "the caller-recorded verdict has no document of its own"
+    );
+    assert_nothing_dropped(&app);
 }

@@ -30,6 +30,7 @@ use crate::{
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/score", post(score))
+        .route("/v1/events", post(events))
         .route("/v1/model", get(model_card))
         .route("/admin/reload", post(reload))
         .route("/healthz", get(healthz))
@@ -138,6 +139,39 @@ async fn score_inner(app: &App, headers: &HeaderMap, body: Body) -> Result<Respo
         let one = replies.into_iter().next().expect("one request, one reply");
         Json(one).into_response()
     })
+}
+
+/// Largest `POST /v1/events` body: a filter batch of 2,048 events is about 0.8 MB.
+const MAX_EVENT_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// The filter's decision events: each becomes one verdict document (see `docs/contracts.md`,
+/// contract 3). Answers 202 once every document is queued or spooled, so an acknowledged
+/// batch survives an Elasticsearch outage.
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let run = async {
+        if !is_json(&headers) {
+            return Err(Problem::unsupported_type(
+                "content-type must be application/json",
+            ));
+        }
+        let bytes: Bytes = axum::body::to_bytes(body, MAX_EVENT_BATCH_BYTES)
+            .await
+            .map_err(|_| {
+                Problem::too_large(format!("the body exceeds {MAX_EVENT_BATCH_BYTES} bytes"))
+            })?;
+        let batch: dohguard_schema::EventBatch = serde_json::from_slice(&bytes)
+            .map_err(|e| Problem::malformed(format!("event batch: {e}")))?;
+        let accepted = app.sink().submit_batch(&batch);
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"accepted": accepted, "gap": batch.dropped})),
+        )
+            .into_response())
+    };
+    match run.await {
+        Ok(r) => r,
+        Err(p) => p.into_response(),
+    }
 }
 
 async fn model_card(State(app): State<Arc<App>>) -> Response {

@@ -141,6 +141,32 @@ struct Dohguard<'a> {
     latency_us: u64,
 }
 
+/// The document of one filter decision event; its `_id` is the event's id, fixed by the
+/// filter, so a batch the filter sends again is stored once.
+pub fn query_doc(index: &str, event: &dohguard_schema::DecisionEvent) -> Doc {
+    let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(event.ts_ms);
+    let parts = dohguard_core::name::split(event.name.as_deref().unwrap_or(""));
+    let doc = dohguard_schema::VerdictDocument::from_event(event, rfc3339(at), parts);
+    let json = serde_json::to_string(&doc).expect("the verdict document always serialises");
+    Doc {
+        index: index.to_owned(),
+        id: event.id.clone(),
+        source: RawValue::from_string(json).expect("serde_json output is valid JSON"),
+    }
+}
+
+/// The gap marker of a batch that reports dropped events; its `_id` names the batch.
+pub fn gap_doc(index: &str, batch: &dohguard_schema::EventBatch) -> Doc {
+    let doc =
+        dohguard_schema::VerdictDocument::gap(rfc3339(SystemTime::now()), &batch.source, batch.dropped);
+    let json = serde_json::to_string(&doc).expect("the gap document always serialises");
+    Doc {
+        index: index.to_owned(),
+        id: format!("gap-{}-{}", batch.source, batch.seq),
+        source: RawValue::from_string(json).expect("serde_json output is valid JSON"),
+    }
+}
+
 fn rfc3339(t: SystemTime) -> String {
     time::OffsetDateTime::from(t)
         .format(&time::format_description::well_known::Rfc3339)

@@ -184,10 +184,31 @@ impl Sink {
     /// [`Sink::submit`] for the verdicts of one request: whatever overflows the queue is
     /// spooled in one append (one write) rather than one per document.
     pub fn submit_all(&self, events: impl IntoIterator<Item = VerdictEvent>) {
+        let index = &self.shared.config.index;
+        self.submit_docs(events.into_iter().map(|e| e.to_doc(index)));
+    }
+
+    /// The documents of one filter event batch (and its gap marker, when it reports drops);
+    /// returns how many query documents were handed over.
+    pub fn submit_batch(&self, batch: &dohguard_schema::EventBatch) -> usize {
+        let index = &self.shared.config.index;
+        let gap = (batch.dropped > 0).then(|| document::gap_doc(index, batch));
+        let docs: Vec<Doc> = batch
+            .events
+            .iter()
+            .map(|e| document::query_doc(index, e))
+            .chain(gap)
+            .collect();
+        let n = batch.events.len();
+        self.submit_docs(docs);
+        n
+    }
+
+    /// Queues documents without waiting; what overflows the queue is spooled in one append.
+    pub fn submit_docs(&self, docs: impl IntoIterator<Item = Doc>) {
         let m = &self.shared.metrics;
         let mut overflow = Vec::new();
-        for event in events {
-            let doc = event.to_doc(&self.shared.config.index);
+        for doc in docs {
             match self.tx.try_send(doc) {
                 Ok(()) => {
                     m.sink.queued.inc();

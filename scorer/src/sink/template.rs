@@ -21,7 +21,11 @@ pub fn template_body(index: &str, data_stream: bool) -> Value {
         "index_patterns": [index_pattern(index)],
         // Above the built-in `logs` template (priority 100) of Elasticsearch 8.x.
         "priority": 200,
-        "_meta": {"managed_by": "dohguard-scorer", "description": "dohguard verdicts (ECS)"},
+        "_meta": {
+            "managed_by": "dohguard-scorer",
+            "description": "dohguard verdicts (ECS)",
+            "schema": dohguard_schema::SCHEMA_VERSION
+        },
         "template": {
             "settings": {"index": {"number_of_shards": 1}},
             "mappings": {
@@ -30,23 +34,41 @@ pub fn template_body(index: &str, data_stream: bool) -> Value {
                     "@timestamp": {"type": "date"},
                     "ecs": {"properties": {"version": keyword}},
                     "event": {"properties": {
+                        "id": keyword,
                         "kind": keyword, "category": keyword, "type": keyword,
                         "action": keyword, "outcome": keyword, "dataset": keyword,
                         "duration": {"type": "long"}
                     }},
                     "dns": {"properties": {
                         "type": keyword,
+                        "response_code": keyword,
                         "question": {"properties": {
                             "name": keyword, "type": keyword, "registered_domain": keyword,
                             "subdomain": keyword, "top_level_domain": keyword
                         }}
                     }},
+                    "client": {"properties": {"ip": {"type": "ip"}}},
                     "source": {"properties": {"ip": {"type": "ip"}}},
+                    "http": {"properties": {
+                        "request": {"properties": {"id": keyword}},
+                        "response": {"properties": {"status_code": {"type": "long"}}}
+                    }},
+                    "rule": {"properties": {"name": keyword, "ruleset": keyword}},
                     "dohguard": {"properties": {
+                        "schema": {"type": "long"},
                         "score": {"type": "float"},
-                        "verdict": keyword, "reason": keyword, "scope": keyword,
+                        "verdict": keyword, "reason": keyword, "cached_reason": keyword,
+                        "cached": {"type": "boolean"}, "enforced": {"type": "boolean"},
+                        "scope": keyword,
                         "model_version": keyword,
-                        "latency_us": {"type": "long"}
+                        "latency_us": {"type": "long"},
+                        "principal": keyword,
+                        "answer": {"properties": {
+                            "kind": keyword, "block_mode": keyword,
+                            "rcode": {"type": "long"}, "count": {"type": "long"},
+                            "reason": {"type": "keyword", "ignore_above": 1024}
+                        }},
+                        "gap": {"properties": {"dropped": {"type": "long"}, "source": keyword}}
                     }}
                 }
             }

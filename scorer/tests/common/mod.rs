@@ -197,17 +197,31 @@ impl Es {
             .unwrap()
     }
 
+    /// Documents in `index`; a missing index or any other error fails the test (an error
+    /// is not "zero documents").
     pub async fn count(&self, index: &str) -> u64 {
+        self.count_if_exists(index)
+            .await
+            .unwrap_or_else(|| panic!("index {index} does not exist"))
+    }
+
+    /// Documents in `index`, or `None` when the index does not exist (yet); any other error
+    /// fails the test.
+    pub async fn count_if_exists(&self, index: &str) -> Option<u64> {
         let _ = self
             .http
             .post(format!("{}/{index}/_refresh", self.url))
             .send()
             .await;
         let v = self.get(&format!("/{index}/_count")).await;
-        // An error (a missing index, say) is not "zero documents".
-        v["count"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("_count on {index} gave no count: {v}"))
+        if v["error"]["type"] == "index_not_found_exception" {
+            return None;
+        }
+        Some(
+            v["count"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("_count on {index} gave no count: {v}")),
+        )
     }
 
     /// Every document of `index` as (`_id`, `_source`).
