@@ -22,6 +22,8 @@ pub struct FilterConfig {
     pub failure_mode: FailureMode,
     /// Callout timeout (`scorer.timeout_ms`).
     pub scorer_timeout_ms: u32,
+    /// Record every query: decision events to the scorer cluster's `POST /v1/events`.
+    pub events: bool,
     /// Extra top-level fields merged over the generated ones (overrides win).
     pub overrides: Map<String, Value>,
 }
@@ -34,6 +36,7 @@ impl Default for FilterConfig {
             scorer: false,
             failure_mode: FailureMode::Open,
             scorer_timeout_ms: 1000,
+            events: false,
             overrides: Map::new(),
         }
     }
@@ -58,6 +61,12 @@ impl FilterConfig {
                     "timeout_ms": self.scorer_timeout_ms,
                     "failure_mode": failure_mode,
                 }),
+            );
+        }
+        if self.events {
+            fields.insert(
+                "events".into(),
+                json!({ "cluster": SCORER_CLUSTER, "flush_interval_ms": 100 }),
             );
         }
         for (key, value) in &self.overrides {

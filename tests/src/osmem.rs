@@ -48,11 +48,14 @@ impl Osmem {
     /// Verdict documents whose `dns.question.name` is `name` (empty when none or the index does
     /// not exist yet).
     pub fn verdicts_for(&self, name: &str) -> Result<Vec<serde_json::Value>, LaunchError> {
+        self.search(serde_json::json!({"term": {"dns.question.name": name}}))
+    }
+
+    /// Verdict documents matching an Elasticsearch `query` (at most 1,000; empty when the
+    /// index does not exist yet).
+    pub fn search(&self, query: serde_json::Value) -> Result<Vec<serde_json::Value>, LaunchError> {
         let url = format!("{}/{VERDICT_INDEX_PATTERN}/_search", self.url());
-        let query = serde_json::json!({
-            "size": 100,
-            "query": {"term": {"dns.question.name": name}},
-        });
+        let query = serde_json::json!({ "size": 1000, "query": query });
         let (status, reply) = http::post_json(&url, &query)?;
         if status == 404 {
             return Ok(Vec::new());

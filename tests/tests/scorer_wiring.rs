@@ -66,6 +66,7 @@ fn gateway(failure_mode: FailureMode) -> anyhow::Result<Stack> {
         failure_mode,
         // A debug-build scorer on a loaded 2-core machine: generous, the test is not timing it.
         scorer_timeout_ms: 5000,
+        events: true,
         ..FilterConfig::default()
     };
     Ok(Stack::start(StackOptions {
@@ -193,5 +194,77 @@ fn with_the_scorer_stopped_the_gateway_fails_open_or_closed() -> anyhow::Result<
             + stack.filter_counter("dohguard.callout.timeout")?;
         assert_eq!(failures, 1, "{mode:?}");
     }
+    Ok(())
+}
+
+/// Polls until exactly `n` documents match `query`, then checks they stay at `n` for a few
+/// more flushes (a duplicate would arrive later, not sooner).
+fn exactly(store: &Osmem, what: &str, query: Value, n: usize) -> anyhow::Result<Vec<Value>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let docs = store.search(query.clone())?;
+        anyhow::ensure!(docs.len() <= n, "{what}: {} documents, want {n}: {docs:?}", docs.len());
+        if docs.len() == n {
+            return Ok(docs);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: {} documents after 30 s, want {n}",
+            docs.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every DoH query through the real gateway is on the record, once: a deny-list hit, a model
+/// verdict and its cache hit, a malformed request, and an upstream NXDOMAIN.
+#[test]
+fn every_query_is_recorded_once_with_its_layer_and_answer() -> anyhow::Result<()> {
+    let stack = gateway(FailureMode::Open)?;
+    let store = stack.osmem.as_ref().expect("osmem runs with the real scorer");
+
+    stack.kdig(Method::Post, "ads.example.test", "A")?;
+    let first = stack.kdig(Method::Get, DGA_NAME, "A")?;
+    assert_eq!(first.status, "NXDOMAIN", "{}", first.raw);
+    let cached = stack.kdig(Method::Post, DGA_NAME, "AAAA")?;
+    assert_eq!(cached.status, "NXDOMAIN", "{}", cached.raw);
+    // Allowed by the model, then NXDOMAIN from unbound: the upstream's RCODE is recorded.
+    let nx = stack.kdig(Method::Get, "nosuch.example.test", "A")?;
+    assert_eq!(nx.status, "NXDOMAIN", "{}", nx.raw);
+    let bad = stack.http("GET", "/dns-query?dns=AAAA&x=1", &[], None)?;
+    assert_eq!(bad.status, 400);
+
+    let denied = exactly(store, "deny-list hit", serde_json::json!({"term": {"dns.question.name": "ads.example.test"}}), 1)?;
+    let d = &denied[0];
+    assert_eq!(d["dohguard"]["reason"], "deny_list", "{d}");
+    assert_eq!(d["rule"]["name"], "ads.example.test", "{d}");
+    assert_eq!(d["dohguard"]["answer"]["block_mode"], "nxdomain", "{d}");
+    assert_eq!(d["dns"]["response_code"], "NXDOMAIN", "{d}");
+    assert_eq!(d["client"]["ip"], "127.0.0.1", "{d}");
+    assert!(d["http"]["request"]["id"].is_string(), "Envoy's request id: {d}");
+
+    let dga = exactly(store, "model verdict and cache hit", serde_json::json!({"term": {"dns.question.name": DGA_NAME}}), 2)?;
+    let model = dga.iter().find(|d| d["dohguard"]["reason"] == "model").expect("the model verdict");
+    assert_eq!(model["dohguard"]["cached"], false, "{model}");
+    assert!(model["dohguard"]["score"].as_f64().is_some(), "{model}");
+    assert!(model["dohguard"]["model_version"].is_string(), "{model}");
+    let hit = dga.iter().find(|d| d["dohguard"]["reason"] == "cache").expect("the cache hit");
+    assert_eq!(hit["dohguard"]["cached"], true, "{hit}");
+    assert_eq!(hit["dohguard"]["cached_reason"], "model", "{hit}");
+    assert_eq!(hit["dns"]["question"]["type"], "AAAA", "{hit}");
+
+    let upstream = exactly(store, "upstream NXDOMAIN", serde_json::json!({"term": {"dns.question.name": "nosuch.example.test"}}), 1)?;
+    let u = &upstream[0];
+    assert_eq!(u["dohguard"]["answer"]["kind"], "forwarded", "{u}");
+    assert_eq!(u["dns"]["response_code"], "NXDOMAIN", "{u}");
+    assert_eq!(u["dohguard"]["answer"]["count"], 0, "{u}");
+
+    let malformed = exactly(store, "malformed request", serde_json::json!({"term": {"dohguard.reason": "malformed"}}), 1)?;
+    assert_eq!(malformed[0]["http"]["response"]["status_code"], 400, "{}", malformed[0]);
+
+    // One document per query: the scorer wrote none of its own for the filter's callouts.
+    let all = exactly(store, "all documents", serde_json::json!({"match_all": {}}), 5)?;
+    assert!(all.iter().all(|d| d["event"]["dataset"] == "dohguard.queries"), "{all:?}");
+    assert_eq!(stack.filter_counter("dohguard.events.dropped")?, 0);
     Ok(())
 }

@@ -79,6 +79,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let filter = FilterConfig {
         deny,
         scorer: !args.no_scorer,
+        // Every query on the record (the scorer writes the documents).
+        events: !args.no_scorer,
         failure_mode: if args.fail_closed {
             FailureMode::Closed
         } else {
