@@ -117,7 +117,14 @@ mod tests {
 
     #[test]
     fn the_model_does_not_judge_the_root_or_arpa() {
-        for name in [".", "", "arpa", "10.in-addr.arpa", "1.0.0.127.in-addr.arpa", "b.ip6.arpa"] {
+        for name in [
+            ".",
+            "",
+            "arpa",
+            "10.in-addr.arpa",
+            "1.0.0.127.in-addr.arpa",
+            "b.ip6.arpa",
+        ] {
             assert!(!model_judges(name), "{name}");
         }
         for name in ["example.com", "arpa.example.com", "xarpa", "notarpa.net"] {

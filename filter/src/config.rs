@@ -464,7 +464,10 @@ mod tests {
         assert_eq!(s.mode, Mode::Enforce);
         assert_eq!(s.block_answer, BlockAnswer::Nxdomain);
         assert!(s.scorer.is_none());
-        assert_eq!(s.verdict_header, None, "the verdict header is off by default");
+        assert_eq!(
+            s.verdict_header, None,
+            "the verdict header is off by default"
+        );
         assert!(!s.verdict_header_detail);
         assert_eq!(s.block_ede, 15);
         assert!(Settings::from_json(b"{}").is_ok());
@@ -512,8 +515,10 @@ mod tests {
         assert!(err(r#"{"verdict_header":"X Bad"}"#).starts_with("verdict_header"));
         assert!(err(r#"{"doh_path":"dns"}"#).starts_with("doh_path"));
         assert!(err(r#"{"events":{"cluster":""}}"#).starts_with("events.cluster"));
-        assert!(err(r#"{"events":{"cluster":"e","max_batch":10,"max_buffered":5}}"#)
-            .starts_with("events.max_buffered"));
+        assert!(
+            err(r#"{"events":{"cluster":"e","max_batch":10,"max_buffered":5}}"#)
+                .starts_with("events.max_buffered")
+        );
         assert!(err(r#"{"mode":"loud"}"#).starts_with("mode: "));
         assert!(err("[1,2]").starts_with("configuration: "));
         assert!(err("{").starts_with("configuration: "));

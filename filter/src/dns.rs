@@ -220,7 +220,10 @@ pub(crate) mod tests {
             .unwrap_err()
             .message
             .contains("opcode 4"));
-        assert!(check_header(&good[..11]).unwrap_err().message.contains("11 bytes"));
+        assert!(check_header(&good[..11])
+            .unwrap_err()
+            .message
+            .contains("11 bytes"));
     }
 
     #[test]
@@ -231,7 +234,6 @@ pub(crate) mod tests {
         let err = DnsQuery::parse(&body).unwrap_err();
         assert!(err.message.contains("questions"), "{}", err.message);
     }
-
 
     #[test]
     fn truncated_and_garbage_messages_are_400() {

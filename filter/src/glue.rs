@@ -149,7 +149,9 @@ impl RootContext for FilterRoot {
         ];
         let timeout = Duration::from_millis(events.timeout_ms);
         EVENTS.with_borrow_mut(|buffer| {
-            let Some(buffer) = buffer.as_mut() else { return };
+            let Some(buffer) = buffer.as_mut() else {
+                return;
+            };
             buffer.seal(events.max_batch);
             while let Some(batch) = buffer.next_to_send(events.max_in_flight) {
                 let call = hostcalls::dispatch_http_call(
@@ -166,7 +168,10 @@ impl RootContext for FilterRoot {
                         self.shared.bump(Counter::EventsBatchFailed);
                         self.failed_batches += 1;
                         if self.failed_batches == 1 {
-                            warn!("decision events: dispatch to {} failed: {status:?}", events.cluster);
+                            warn!(
+                                "decision events: dispatch to {} failed: {status:?}",
+                                events.cluster
+                            );
                         }
                         break;
                     }
@@ -285,8 +290,12 @@ impl DohContext {
             LocalOutcome::Decided(decision) => {
                 if settings.events.is_some() && !decision.from_cache {
                     let reason = match decision.basis {
-                        decision::Basis::AllowList => Some(dohguard_core::contract::Reason::AllowList),
-                        decision::Basis::DenyList => Some(dohguard_core::contract::Reason::DenyList),
+                        decision::Basis::AllowList => {
+                            Some(dohguard_core::contract::Reason::AllowList)
+                        }
+                        decision::Basis::DenyList => {
+                            Some(dohguard_core::contract::Reason::DenyList)
+                        }
                         _ => None,
                     };
                     self.draft.rule = reason.and_then(|r| settings.policy.rule_for(&name, r));
@@ -340,13 +349,14 @@ impl DohContext {
     fn answer_locally(&mut self, status: u32, content_type: &str, body: &[u8]) {
         self.answered = true;
         let settings = &self.shared.settings;
-        let verdict = self
-            .decision
-            .zip(settings.verdict_header.as_deref())
-            .map(|(decision, header)| {
-                let value = decision.header_value(settings.mode, settings.verdict_header_detail);
-                (header, value)
-            });
+        let verdict =
+            self.decision
+                .zip(settings.verdict_header.as_deref())
+                .map(|(decision, header)| {
+                    let value =
+                        decision.header_value(settings.mode, settings.verdict_header_detail);
+                    (header, value)
+                });
         let mut headers = vec![("content-type", content_type)];
         if let Some((header, value)) = &verdict {
             headers.push((*header, value.as_str()));
@@ -436,7 +446,9 @@ impl Context for DohContext {
                 if let Err(err) = cache.insert(&pending.name, &reply, self.now_ms()) {
                     warn!("could not cache the verdict for {}: {err}", pending.name);
                 }
-                if settings.events.is_some() && reply.reason == dohguard_core::contract::Reason::Model {
+                if settings.events.is_some()
+                    && reply.reason == dohguard_core::contract::Reason::Model
+                {
                     self.draft.score = Some(reply.score);
                     self.draft.model_version = Some(reply.model_version.clone());
                 }
@@ -576,7 +588,8 @@ impl HttpContext for DohContext {
         }
         let now = self.get_current_time();
         let property = |ctx: &Self, path: Vec<&str>| {
-            ctx.get_property(path).and_then(|b| String::from_utf8(b).ok())
+            ctx.get_property(path)
+                .and_then(|b| String::from_utf8(b).ok())
         };
         let mut facts = StreamFacts {
             id: String::new(),

@@ -51,12 +51,9 @@ pub fn blocked_answer(kind: &BlockAnswer) -> Answer {
 
 /// RCODE and answer count from the first 12 bytes of the upstream's DNS reply.
 pub fn upstream_answer(header: &[u8], http_status: Option<u16>) -> Answer {
-    let dns = header.get(..12).map(|h| {
-        (
-            u16::from(h[3] & 0x0f),
-            u16::from_be_bytes([h[6], h[7]]),
-        )
-    });
+    let dns = header
+        .get(..12)
+        .map(|h| (u16::from(h[3] & 0x0f), u16::from_be_bytes([h[6], h[7]])));
     Answer::Forwarded {
         rcode: dns.map(|d| d.0),
         answers: dns.map(|d| d.1),

@@ -137,7 +137,10 @@ impl<'f> HttpStream<'f> {
 
     /// Sets the request trailers and runs `proxy_on_request_trailers`: the end of a request
     /// whose body did not carry end-of-stream (HTTP/2 trailers).
-    pub fn request_trailers(&mut self, trailers: &[(&str, &str)]) -> Result<Outcome<'_>, HostError> {
+    pub fn request_trailers(
+        &mut self,
+        trailers: &[(&str, &str)],
+    ) -> Result<Outcome<'_>, HostError> {
         self.filter.stream_state_mut(self.id).request_trailers = HeaderMap::from_pairs(trailers);
         self.run(StreamCallback::RequestTrailers, true)
     }

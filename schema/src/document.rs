@@ -201,7 +201,15 @@ impl VerdictDocument {
         let verdict = event.verdict.map(|v| v.as_str());
         let (kind, event_type, action) = match verdict {
             None => ("event", "denied", "dns-malformed"),
-            Some("block") => ("alert", if event.enforced { "denied" } else { "indicator" }, "dns-block"),
+            Some("block") => (
+                "alert",
+                if event.enforced {
+                    "denied"
+                } else {
+                    "indicator"
+                },
+                "dns-block",
+            ),
             Some("monitor") => ("alert", "indicator", "dns-monitor"),
             Some(_) => ("event", "allowed", "dns-allow"),
         };
@@ -234,7 +242,12 @@ impl VerdictDocument {
                 category: strings(&["network"]),
                 event_type: strings(&[event_type]),
                 action: action.into(),
-                outcome: if event.layer == Layer::Malformed { "failure" } else { "success" }.into(),
+                outcome: if event.layer == Layer::Malformed {
+                    "failure"
+                } else {
+                    "success"
+                }
+                .into(),
                 dataset: QUERY_DATASET.into(),
                 duration: Some(event.latency_us * 1000),
             },
@@ -408,7 +421,10 @@ mod tests {
             reason: "bad".into(),
         };
         let json = serde_json::to_string(&e).unwrap();
-        assert!(json.contains(r#""answer":{"kind":"rejected","http_status":400"#), "{json}");
+        assert!(
+            json.contains(r#""answer":{"kind":"rejected","http_status":400"#),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<DecisionEvent>(&json).unwrap(), e);
         let doc = VerdictDocument::from_event(&e, "t".into(), split("x"));
         assert_eq!(doc.event.action, "dns-malformed");

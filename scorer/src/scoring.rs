@@ -317,21 +317,23 @@ impl Scorer {
                 .inc();
             // A caller that records the query itself (the filter) gets no second document.
             let record_here = !q.caller_records;
-            if record_here { events.push(VerdictEvent {
-                timestamp,
-                name: q.name.clone(),
-                qtype: q.qtype,
-                client: q.client,
-                registered_domain: registered_domain.clone(),
-                subdomain: parts.subdomain.map(str::to_owned),
-                top_level_domain: parts.top_level_domain.map(str::to_owned),
-                score,
-                verdict,
-                reason,
-                scope,
-                model_version: model_version.to_string(),
-                latency_us,
-            }); }
+            if record_here {
+                events.push(VerdictEvent {
+                    timestamp,
+                    name: q.name.clone(),
+                    qtype: q.qtype,
+                    client: q.client,
+                    registered_domain: registered_domain.clone(),
+                    subdomain: parts.subdomain.map(str::to_owned),
+                    top_level_domain: parts.top_level_domain.map(str::to_owned),
+                    score,
+                    verdict,
+                    reason,
+                    scope,
+                    model_version: model_version.to_string(),
+                    latency_us,
+                });
+            }
             replies.push(ScoreReply {
                 name: q.name,
                 registered_domain,

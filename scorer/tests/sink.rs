@@ -24,7 +24,7 @@ fn req(name: &str, client: Option<&str>) -> ScoreRequest {
         qtype: "A".to_owned(),
         client: client.map(str::to_owned),
         caller_records: false,
-        }
+    }
 }
 
 async fn wait_stored(es: &Es, n: u64) {
@@ -511,7 +511,10 @@ async fn decision_events_become_one_document_each() {
     assert_eq!(blocked["http"]["request"]["id"], "r1");
     assert_eq!(blocked["@timestamp"], "2025-12-02T00:00:00Z");
     let nx = by_id("vm1-2");
-    assert_eq!(nx["dns"]["response_code"], "NXDOMAIN", "the upstream's RCODE");
+    assert_eq!(
+        nx["dns"]["response_code"], "NXDOMAIN",
+        "the upstream's RCODE"
+    );
     assert_eq!(nx["dohguard"]["answer"]["kind"], "forwarded");
     assert_eq!(nx["dns"]["question"]["registered_domain"], "example.com");
     let malformed = by_id("vm1-3");
@@ -520,7 +523,8 @@ async fn decision_events_become_one_document_each() {
     let gap = by_id("gap-vm1-0");
     assert_eq!(gap["dohguard"]["gap"]["dropped"], 3);
     assert!(
-        docs.iter().all(|(_, d)| d["dns"]["question"]["name"] != "xjw3kq9z.com"),
+        docs.iter()
+            .all(|(_, d)| d["dns"]["question"]["name"] != "xjw3kq9z.com"),
         "the caller-recorded verdict has no document of its own"
     );
     assert_nothing_dropped(&app);

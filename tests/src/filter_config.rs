@@ -99,7 +99,9 @@ mod tests {
         // and Envoy refused the filter.
         assert_eq!(read_rule_list("evil.test # c2\n"), ["evil.test"]);
         let compiled = dohguard_core::rules::RuleSet::from_patterns(
-            read_rule_list("evil.test # c2\n").iter().map(String::as_str),
+            read_rule_list("evil.test # c2\n")
+                .iter()
+                .map(String::as_str),
         );
         assert!(compiled.is_ok());
     }

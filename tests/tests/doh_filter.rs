@@ -335,3 +335,46 @@ fn a_failing_scorer_fails_open_or_closed_as_configured() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The reviewed bypass: a POST whose body is followed by HTTP/2 trailers (nghttp --trailer)
+/// got unbound's answer for a deny-listed name, with no verdict and no counter. Now the
+/// trailers end the body and the filter answers.
+#[test]
+fn a_post_with_trailers_is_decided_not_forwarded() -> anyhow::Result<()> {
+    let stack = gateway(default_config())?;
+    let dir = tempfile::tempdir()?;
+    let body = dir.path().join("query.bin");
+    std::fs::write(
+        &body,
+        dns::query("ads.example.test", Type::A, 9, false).expect("valid name"),
+    )?;
+    let nghttp = dohguard_e2e::tools::find(dohguard_e2e::tools::Tool::Nghttp)?;
+    let out = std::process::Command::new(nghttp)
+        .args(["--no-dep", "-H", "content-type: application/dns-message"])
+        .args(["--trailer", "x-foo: bar", "-d"])
+        .arg(&body)
+        .arg(format!(
+            "http://127.0.0.1:{}/dns-query",
+            stack.envoy.ports.http
+        ))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "nghttp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = dns::parse(&out.stdout)?;
+    assert_eq!(answer.id(), 9);
+    assert_eq!(
+        answer.response_code(),
+        dns::ResponseCode::NXDomain,
+        "the block answer, not unbound's A record (192.0.2.66)"
+    );
+    assert_eq!(stack.filter_counter("dohguard.blocked")?, 1);
+    assert_eq!(
+        stack.envoy.stat("cluster.upstream_doh.upstream_rq_total")?,
+        Some(0),
+        "nothing reached unbound"
+    );
+    Ok(())
+}

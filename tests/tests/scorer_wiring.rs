@@ -203,7 +203,11 @@ fn exactly(store: &Osmem, what: &str, query: Value, n: usize) -> anyhow::Result<
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let docs = store.search(query.clone())?;
-        anyhow::ensure!(docs.len() <= n, "{what}: {} documents, want {n}: {docs:?}", docs.len());
+        anyhow::ensure!(
+            docs.len() <= n,
+            "{what}: {} documents, want {n}: {docs:?}",
+            docs.len()
+        );
         if docs.len() == n {
             return Ok(docs);
         }
@@ -221,7 +225,10 @@ fn exactly(store: &Osmem, what: &str, query: Value, n: usize) -> anyhow::Result<
 #[test]
 fn every_query_is_recorded_once_with_its_layer_and_answer() -> anyhow::Result<()> {
     let stack = gateway(FailureMode::Open)?;
-    let store = stack.osmem.as_ref().expect("osmem runs with the real scorer");
+    let store = stack
+        .osmem
+        .as_ref()
+        .expect("osmem runs with the real scorer");
 
     stack.kdig(Method::Post, "ads.example.test", "A")?;
     let first = stack.kdig(Method::Get, DGA_NAME, "A")?;
@@ -234,37 +241,79 @@ fn every_query_is_recorded_once_with_its_layer_and_answer() -> anyhow::Result<()
     let bad = stack.http("GET", "/dns-query?dns=AAAA&x=1", &[], None)?;
     assert_eq!(bad.status, 400);
 
-    let denied = exactly(store, "deny-list hit", serde_json::json!({"term": {"dns.question.name": "ads.example.test"}}), 1)?;
+    let denied = exactly(
+        store,
+        "deny-list hit",
+        serde_json::json!({"term": {"dns.question.name": "ads.example.test"}}),
+        1,
+    )?;
     let d = &denied[0];
     assert_eq!(d["dohguard"]["reason"], "deny_list", "{d}");
     assert_eq!(d["rule"]["name"], "ads.example.test", "{d}");
     assert_eq!(d["dohguard"]["answer"]["block_mode"], "nxdomain", "{d}");
     assert_eq!(d["dns"]["response_code"], "NXDOMAIN", "{d}");
     assert_eq!(d["client"]["ip"], "127.0.0.1", "{d}");
-    assert!(d["http"]["request"]["id"].is_string(), "Envoy's request id: {d}");
+    assert!(
+        d["http"]["request"]["id"].is_string(),
+        "Envoy's request id: {d}"
+    );
 
-    let dga = exactly(store, "model verdict and cache hit", serde_json::json!({"term": {"dns.question.name": DGA_NAME}}), 2)?;
-    let model = dga.iter().find(|d| d["dohguard"]["reason"] == "model").expect("the model verdict");
+    let dga = exactly(
+        store,
+        "model verdict and cache hit",
+        serde_json::json!({"term": {"dns.question.name": DGA_NAME}}),
+        2,
+    )?;
+    let model = dga
+        .iter()
+        .find(|d| d["dohguard"]["reason"] == "model")
+        .expect("the model verdict");
     assert_eq!(model["dohguard"]["cached"], false, "{model}");
     assert!(model["dohguard"]["score"].as_f64().is_some(), "{model}");
     assert!(model["dohguard"]["model_version"].is_string(), "{model}");
-    let hit = dga.iter().find(|d| d["dohguard"]["reason"] == "cache").expect("the cache hit");
+    let hit = dga
+        .iter()
+        .find(|d| d["dohguard"]["reason"] == "cache")
+        .expect("the cache hit");
     assert_eq!(hit["dohguard"]["cached"], true, "{hit}");
     assert_eq!(hit["dohguard"]["cached_reason"], "model", "{hit}");
     assert_eq!(hit["dns"]["question"]["type"], "AAAA", "{hit}");
 
-    let upstream = exactly(store, "upstream NXDOMAIN", serde_json::json!({"term": {"dns.question.name": "nosuch.example.test"}}), 1)?;
+    let upstream = exactly(
+        store,
+        "upstream NXDOMAIN",
+        serde_json::json!({"term": {"dns.question.name": "nosuch.example.test"}}),
+        1,
+    )?;
     let u = &upstream[0];
     assert_eq!(u["dohguard"]["answer"]["kind"], "forwarded", "{u}");
     assert_eq!(u["dns"]["response_code"], "NXDOMAIN", "{u}");
     assert_eq!(u["dohguard"]["answer"]["count"], 0, "{u}");
 
-    let malformed = exactly(store, "malformed request", serde_json::json!({"term": {"dohguard.reason": "malformed"}}), 1)?;
-    assert_eq!(malformed[0]["http"]["response"]["status_code"], 400, "{}", malformed[0]);
+    let malformed = exactly(
+        store,
+        "malformed request",
+        serde_json::json!({"term": {"dohguard.reason": "malformed"}}),
+        1,
+    )?;
+    assert_eq!(
+        malformed[0]["http"]["response"]["status_code"], 400,
+        "{}",
+        malformed[0]
+    );
 
     // One document per query: the scorer wrote none of its own for the filter's callouts.
-    let all = exactly(store, "all documents", serde_json::json!({"match_all": {}}), 5)?;
-    assert!(all.iter().all(|d| d["event"]["dataset"] == "dohguard.queries"), "{all:?}");
+    let all = exactly(
+        store,
+        "all documents",
+        serde_json::json!({"match_all": {}}),
+        5,
+    )?;
+    assert!(
+        all.iter()
+            .all(|d| d["event"]["dataset"] == "dohguard.queries"),
+        "{all:?}"
+    );
     assert_eq!(stack.filter_counter("dohguard.events.dropped")?, 0);
     Ok(())
 }

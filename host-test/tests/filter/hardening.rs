@@ -80,7 +80,11 @@ fn trailers_with_no_body_are_an_empty_post() {
         .request_trailers(&[("x-foo", "bar")])
         .unwrap()
         .expect_local_response(400);
-    assert!(reply.body_text().contains("empty body"), "{}", reply.body_text());
+    assert!(
+        reply.body_text().contains("empty body"),
+        "{}",
+        reply.body_text()
+    );
 }
 
 #[test]
@@ -122,7 +126,10 @@ fn trailers_while_a_callout_is_pending_do_not_release_the_request() {
         dns_answer(reply).metadata.response_code,
         ResponseCode::NXDomain
     );
-    assert!(!step.resumed_request(), "a blocked request is never resumed");
+    assert!(
+        !step.resumed_request(),
+        "a blocked request is never resumed"
+    );
     filter.reopen_stream(id).unwrap().finish().unwrap();
     assert_eq!(filter.metric("dohguard.blocked"), Some(1));
 }
@@ -151,7 +158,11 @@ fn get_query_strings_beyond_one_dns_parameter_are_400() {
             .expect_no_http_call()
             .expect_local_response(400);
         stream.finish().unwrap();
-        assert_eq!(filter.metric("dohguard.malformed_requests"), Some(1), "{path}");
+        assert_eq!(
+            filter.metric("dohguard.malformed_requests"),
+            Some(1),
+            "{path}"
+        );
     }
 }
 
@@ -197,7 +208,11 @@ fn a_body_of_thousands_of_questions_is_refused_by_its_header() {
         .request_body(&body, true)
         .unwrap()
         .expect_local_response(400);
-    assert!(reply.body_text().contains("questions"), "{}", reply.body_text());
+    assert!(
+        reply.body_text().contains("questions"),
+        "{}",
+        reply.body_text()
+    );
 }
 
 #[test]
@@ -208,9 +223,8 @@ fn the_verdict_header_is_off_by_default_and_terse_when_on() {
     let reply = doh_get(&mut stream, &dns).expect_local_response(200);
     assert_eq!(reply.header(VERDICT_HEADER), None);
 
-    let mut terse = filter_as_configured(
-        json!({ "deny": ["blocked.test"], "verdict_header": VERDICT_HEADER }),
-    );
+    let mut terse =
+        filter_as_configured(json!({ "deny": ["blocked.test"], "verdict_header": VERDICT_HEADER }));
     let mut stream = terse.stream().unwrap();
     let reply = doh_get(&mut stream, &dns).expect_local_response(200);
     assert_eq!(reply.header(VERDICT_HEADER).as_deref(), Some("block"));

@@ -55,14 +55,27 @@ fn a_blocked_a_forwarded_and_a_malformed_query_each_make_one_event() {
     assert_eq!(filter.tick_period().map(|d| d.as_millis()), Some(200));
 
     let mut stream = filter.stream().unwrap();
-    doh_get(&mut stream, &wire(&query("x.blocked.test.", RecordType::A, true)))
-        .expect_local_response(200);
+    doh_get(
+        &mut stream,
+        &wire(&query("x.blocked.test.", RecordType::A, true)),
+    )
+    .expect_local_response(200);
     stream.finish().unwrap();
 
     let mut stream = filter.stream().unwrap();
-    doh_get(&mut stream, &wire(&query("nx.example.", RecordType::AAAA, false))).expect_continue();
+    doh_get(
+        &mut stream,
+        &wire(&query("nx.example.", RecordType::AAAA, false)),
+    )
+    .expect_continue();
     stream
-        .response_headers(&[(":status", "200"), ("content-type", "application/dns-message")], false)
+        .response_headers(
+            &[
+                (":status", "200"),
+                ("content-type", "application/dns-message"),
+            ],
+            false,
+        )
         .unwrap();
     // The upstream's reply header: NXDOMAIN (RCODE 3), no answers.
     let reply = [0x12, 0x34, 0x81, 0x83, 0, 1, 0, 0, 0, 1, 0, 0, 0];
@@ -88,20 +101,30 @@ fn a_blocked_a_forwarded_and_a_malformed_query_each_make_one_event() {
     assert_eq!(blocked["verdict"], "block");
     assert_eq!(blocked["layer"], "deny_list");
     assert_eq!(blocked["rule"], ".blocked.test");
-    assert_eq!(blocked["answer"], json!({"kind": "blocked", "mode": "nxdomain", "rcode": 3}));
+    assert_eq!(
+        blocked["answer"],
+        json!({"kind": "blocked", "mode": "nxdomain", "rcode": 3})
+    );
     assert_eq!(blocked["client"], "192.0.2.7");
     assert_eq!(blocked["request_id"], "req-42");
     let forwarded = events[1];
     assert_eq!(forwarded["layer"], "no_scorer");
     assert_eq!(forwarded["qtype"], "AAAA");
-    assert_eq!(forwarded["answer"], json!({"kind": "forwarded", "rcode": 3, "answers": 0}));
+    assert_eq!(
+        forwarded["answer"],
+        json!({"kind": "forwarded", "rcode": 3, "answers": 0})
+    );
     let malformed = events[2];
     assert_eq!(malformed["layer"], "malformed");
     assert!(malformed.get("verdict").is_none());
     assert_eq!(malformed["answer"]["http_status"], 400);
-    let ids: std::collections::HashSet<_> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let ids: std::collections::HashSet<_> =
+        events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 3, "ids are unique");
-    assert!(flush(&mut filter, 200).is_empty(), "acknowledged batches are not sent again");
+    assert!(
+        flush(&mut filter, 200).is_empty(),
+        "acknowledged batches are not sent again"
+    );
 }
 
 #[test]
@@ -138,13 +161,19 @@ fn a_failed_batch_is_sent_again_and_a_full_buffer_is_reported_as_a_gap() {
 fn callouts_tell_the_scorer_that_the_filter_records_the_query() {
     let mut filter = recording_filter(json!({ "scorer": { "cluster": SCORER } }));
     let mut stream = filter.stream().unwrap();
-    let call = doh_get(&mut stream, &wire(&query("xjw3kq9z.com.", RecordType::A, false)))
-        .expect_http_call(SCORER);
+    let call = doh_get(
+        &mut stream,
+        &wire(&query("xjw3kq9z.com.", RecordType::A, false)),
+    )
+    .expect_http_call(SCORER);
     let body: Value = serde_json::from_slice(&call.request().body).unwrap();
     assert_eq!(body["caller_records"], true);
-    call.returning(200, verdict("xjw3kq9z.com", "xjw3kq9z.com", "block", "name", 60))
-        .unwrap()
-        .expect_local_response(200);
+    call.returning(
+        200,
+        verdict("xjw3kq9z.com", "xjw3kq9z.com", "block", "name", 60),
+    )
+    .unwrap()
+    .expect_local_response(200);
     stream.finish().unwrap();
     let batches = flush(&mut filter, 200);
     let event = &batches[0]["events"][0];

@@ -157,8 +157,11 @@ pub fn query_doc(index: &str, event: &dohguard_schema::DecisionEvent) -> Doc {
 
 /// The gap marker of a batch that reports dropped events; its `_id` names the batch.
 pub fn gap_doc(index: &str, batch: &dohguard_schema::EventBatch) -> Doc {
-    let doc =
-        dohguard_schema::VerdictDocument::gap(rfc3339(SystemTime::now()), &batch.source, batch.dropped);
+    let doc = dohguard_schema::VerdictDocument::gap(
+        rfc3339(SystemTime::now()),
+        &batch.source,
+        batch.dropped,
+    );
     let json = serde_json::to_string(&doc).expect("the gap document always serialises");
     Doc {
         index: index.to_owned(),
