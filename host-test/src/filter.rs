@@ -134,7 +134,8 @@ struct GuestExports {
     on_tick: Option<TypedFunc<i32, ()>>,
     on_request_headers: TypedFunc<(i32, i32, i32), i32>,
     on_request_body: TypedFunc<(i32, i32, i32), i32>,
-    on_request_trailers: TypedFunc<(i32, i32), i32>,
+    /// Optional: a guest without it continues past trailers (as Envoy does).
+    on_request_trailers: Option<TypedFunc<(i32, i32), i32>>,
     on_response_headers: TypedFunc<(i32, i32, i32), i32>,
     on_response_body: TypedFunc<(i32, i32, i32), i32>,
     on_http_call_response: TypedFunc<(i32, i32, i32, i32, i32), ()>,
@@ -165,7 +166,9 @@ impl GuestExports {
             on_tick: instance.get_typed_func(&mut *store, "proxy_on_tick").ok(),
             on_request_headers: required(instance, store, "proxy_on_request_headers")?,
             on_request_body: required(instance, store, "proxy_on_request_body")?,
-            on_request_trailers: required(instance, store, "proxy_on_request_trailers")?,
+            on_request_trailers: instance
+                .get_typed_func(&mut *store, "proxy_on_request_trailers")
+                .ok(),
             on_response_headers: required(instance, store, "proxy_on_response_headers")?,
             on_response_body: required(instance, store, "proxy_on_response_body")?,
             on_http_call_response: required(instance, store, "proxy_on_http_call_response")?,
@@ -334,7 +337,9 @@ impl Filter {
         if let StreamCallback::RequestTrailers = callback {
             // `proxy_on_request_trailers(context, trailers)`: no end-of-stream flag, trailers
             // always end the request.
-            let func = self.guest.on_request_trailers.clone();
+            let Some(func) = self.guest.on_request_trailers.clone() else {
+                return Ok(Action::Continue);
+            };
             let count = stream.request_trailers.len() as i32;
             let raw = self.invoke(callback.name(), context, func, (context as i32, count))?;
             return Action::from_raw(raw).ok_or(HostError::BadAction {
