@@ -37,6 +37,15 @@ impl Basis {
         }
     }
 
+    /// The list behind a list basis (the inverse of `from_reason` for the lists).
+    pub fn list_reason(self) -> Option<Reason> {
+        match self {
+            Basis::AllowList => Some(Reason::AllowList),
+            Basis::DenyList => Some(Reason::DenyList),
+            _ => None,
+        }
+    }
+
     fn from_reason(reason: Reason) -> Basis {
         match reason {
             Reason::AllowList => Basis::AllowList,

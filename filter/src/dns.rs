@@ -12,7 +12,7 @@ use crate::doh::Rejection;
 pub const ROOT_NAME: &str = ".";
 
 /// Header flag bits and field offsets (RFC 1035 4.1.1).
-const HEADER_LEN: usize = 12;
+pub const HEADER_LEN: usize = 12;
 const QR_BIT: u8 = 0x80;
 const OPCODE_MASK: u8 = 0x78;
 

@@ -15,7 +15,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use crate::cache::{SharedStore, VerdictCache};
 use crate::config::{Settings, MAX_DNS_MESSAGE};
 use crate::decision::{self, callout_body, decide_locally, parse_reply, Decision, LocalOutcome};
-use crate::dns::DnsQuery;
+use crate::dns::{DnsQuery, HEADER_LEN};
 use crate::doh::{self, check_body_size, classify, is_doh_route, Rejection, RequestKind};
 use crate::metrics::Counter;
 use crate::record::{self, Draft, EventBuffer, StreamFacts};
@@ -82,14 +82,24 @@ impl Context for FilterRoot {
         let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
         let ours = EVENTS.with_borrow_mut(|b| b.as_mut().is_some_and(|b| b.answered(token, ok)));
         if ours && !ok {
-            self.shared.bump(Counter::EventsBatchFailed);
-            self.failed_batches += 1;
-            if self.failed_batches == 1 {
-                warn!(
+            self.batch_failed(|| {
+                format!(
                     "decision events not delivered (status {}); kept and retried",
                     status.as_deref().unwrap_or("none")
-                );
-            }
+                )
+            });
+        }
+    }
+}
+
+impl FilterRoot {
+    /// Counts a failed event batch; only the first failure per tick is logged (the tick logs
+    /// how many more followed), so an outage does not flood the log.
+    fn batch_failed(&mut self, message: impl FnOnce() -> String) {
+        self.shared.bump(Counter::EventsBatchFailed);
+        self.failed_batches += 1;
+        if self.failed_batches == 1 {
+            warn!("{}", message());
         }
     }
 }
@@ -131,7 +141,8 @@ impl RootContext for FilterRoot {
 
     /// Seals the buffered events into batches and sends what the in-flight bound allows.
     fn on_tick(&mut self) {
-        let Some(events) = self.shared.settings.events.as_ref() else {
+        let shared = Rc::clone(&self.shared);
+        let Some(events) = shared.settings.events.as_ref() else {
             return;
         };
         if self.failed_batches > 1 {
@@ -148,10 +159,8 @@ impl RootContext for FilterRoot {
             ("content-type", "application/json"),
         ];
         let timeout = Duration::from_millis(events.timeout_ms);
-        EVENTS.with_borrow_mut(|buffer| {
-            let Some(buffer) = buffer.as_mut() else {
-                return;
-            };
+        let failure = EVENTS.with_borrow_mut(|buffer| {
+            let buffer = buffer.as_mut()?;
             buffer.seal(events.max_batch);
             while let Some(batch) = buffer.next_to_send(events.max_in_flight) {
                 let call = hostcalls::dispatch_http_call(
@@ -165,19 +174,18 @@ impl RootContext for FilterRoot {
                     Ok(token) => buffer.sent(token, batch),
                     Err(status) => {
                         buffer.not_sent(batch);
-                        self.shared.bump(Counter::EventsBatchFailed);
-                        self.failed_batches += 1;
-                        if self.failed_batches == 1 {
-                            warn!(
-                                "decision events: dispatch to {} failed: {status:?}",
-                                events.cluster
-                            );
-                        }
-                        break;
+                        return Some(status);
                     }
                 }
             }
+            None
         });
+        if let Some(status) = failure {
+            let cluster = &events.cluster;
+            self.batch_failed(|| {
+                format!("decision events: dispatch to {cluster} failed: {status:?}")
+            });
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -289,16 +297,8 @@ impl DohContext {
         match outcome {
             LocalOutcome::Decided(decision) => {
                 if settings.events.is_some() && !decision.from_cache {
-                    let reason = match decision.basis {
-                        decision::Basis::AllowList => {
-                            Some(dohguard_core::contract::Reason::AllowList)
-                        }
-                        decision::Basis::DenyList => {
-                            Some(dohguard_core::contract::Reason::DenyList)
-                        }
-                        _ => None,
-                    };
-                    self.draft.rule = reason.and_then(|r| settings.policy.rule_for(&name, r));
+                    self.draft.rule = (decision.basis.list_reason())
+                        .and_then(|r| settings.policy.rule_for(&name, r));
                 }
                 self.carry_out(&query, decision)
             }
@@ -386,9 +386,6 @@ impl DohContext {
             .for_each(|c| shared.bump(c));
         self.decision = Some(decision);
         let recording = settings.events.is_some();
-        if recording {
-            self.draft.decision = Some(decision);
-        }
         match decision::action_for(settings, query, &decision) {
             Ok(decision::Action::Forward) => Action::Continue,
             Ok(decision::Action::Answer(body)) => {
@@ -565,11 +562,11 @@ impl HttpContext for DohContext {
         if self.answered || self.decision.is_none() || self.draft.answer.is_some() {
             return Action::Continue;
         }
-        if !self.recording() || (body_size < 12 && !end_of_stream) {
+        if !self.recording() || (body_size < HEADER_LEN && !end_of_stream) {
             return Action::Continue;
         }
         let header = self
-            .get_http_response_body(0, body_size.min(12))
+            .get_http_response_body(0, body_size.min(HEADER_LEN))
             .unwrap_or_default();
         self.draft.answer = Some(record::upstream_answer(&header, self.upstream_status));
         Action::Continue
@@ -582,7 +579,7 @@ impl HttpContext for DohContext {
             return;
         };
         let mut draft = std::mem::take(&mut self.draft);
-        if draft.answer.is_none() && draft.decision.is_some() {
+        if draft.answer.is_none() && self.decision.is_some() {
             // Forwarded, but no body came back (upstream reset or an empty reply).
             draft.answer = Some(record::upstream_answer(&[], self.upstream_status));
         }
@@ -605,11 +602,11 @@ impl HttpContext for DohContext {
             },
             request_id: property(self, vec!["request", "id"]),
         };
-        let mode = self.shared.settings.mode;
+        let (mode, decision) = (self.shared.settings.mode, self.decision);
         let kept = EVENTS.with_borrow_mut(|buffer| {
             let buffer = buffer.as_mut()?;
             facts.id = buffer.next_event_id();
-            let event = draft.finish(facts, mode)?;
+            let event = draft.finish(decision, facts, mode)?;
             Some(buffer.push(event))
         });
         match kept {

@@ -10,13 +10,13 @@ use dohguard_schema::{Answer, DecisionEvent, EventBatch, Layer};
 
 use crate::config::{BlockAnswer, Mode};
 use crate::decision::{Basis, Decision};
+use crate::dns::HEADER_LEN;
 
 /// What the request has told the record so far.
 #[derive(Debug, Clone, Default)]
 pub struct Draft {
     pub name: Option<String>,
     pub qtype: Option<String>,
-    pub decision: Option<Decision>,
     pub rule: Option<String>,
     pub score: Option<f32>,
     pub model_version: Option<String>,
@@ -49,10 +49,10 @@ pub fn blocked_answer(kind: &BlockAnswer) -> Answer {
     }
 }
 
-/// RCODE and answer count from the first 12 bytes of the upstream's DNS reply.
+/// RCODE and answer count from the DNS header ([`HEADER_LEN`] bytes) of the upstream's reply.
 pub fn upstream_answer(header: &[u8], http_status: Option<u16>) -> Answer {
     let dns = header
-        .get(..12)
+        .get(..HEADER_LEN)
         .map(|h| (u16::from(h[3] & 0x0f), u16::from_be_bytes([h[6], h[7]])));
     Answer::Forwarded {
         rcode: dns.map(|d| d.0),
@@ -74,9 +74,15 @@ pub struct StreamFacts {
 
 impl Draft {
     /// The finished event; `None` when the request never reached the DoH decoder.
-    pub fn finish(self, facts: StreamFacts, mode: Mode) -> Option<DecisionEvent> {
+    /// `decision` is the request's (`None`: refused before any decision).
+    pub fn finish(
+        self,
+        decision: Option<Decision>,
+        facts: StreamFacts,
+        mode: Mode,
+    ) -> Option<DecisionEvent> {
         let answer = self.answer?;
-        let (verdict, layer, cached_layer, cached, enforced) = match self.decision {
+        let (verdict, layer, cached_layer, cached, enforced) = match decision {
             Some(d) => {
                 let own = layer_of(d.basis);
                 let (layer, cached_layer) = if d.from_cache {
@@ -256,7 +262,6 @@ mod tests {
         Draft {
             name: Some(format!("n{i}.test")),
             qtype: Some("A".into()),
-            decision: None,
             answer: Some(Answer::Rejected {
                 http_status: 400,
                 reason: "x".into(),
@@ -264,6 +269,7 @@ mod tests {
             ..Draft::default()
         }
         .finish(
+            None,
             StreamFacts {
                 id: format!("s-{i}"),
                 ..StreamFacts::default()
@@ -328,15 +334,17 @@ mod tests {
     fn monitor_mode_blocks_are_recorded_as_not_enforced() {
         let draft = Draft {
             name: Some("x.test".into()),
-            decision: Some(Decision {
-                verdict: Verdict::Block,
-                basis: Basis::DenyList,
-                from_cache: true,
-            }),
-            answer: Some(upstream_answer(&[0; 12], None)),
+            answer: Some(upstream_answer(&[0; HEADER_LEN], None)),
             ..Draft::default()
         };
-        let e = draft.finish(StreamFacts::default(), Mode::Monitor).unwrap();
+        let decision = Decision {
+            verdict: Verdict::Block,
+            basis: Basis::DenyList,
+            from_cache: true,
+        };
+        let e = draft
+            .finish(Some(decision), StreamFacts::default(), Mode::Monitor)
+            .unwrap();
         assert!(!e.enforced && e.cached);
         assert_eq!(e.layer, Layer::Cache);
         assert_eq!(e.cached_layer, Some(Layer::DenyList));

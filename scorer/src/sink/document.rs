@@ -43,6 +43,16 @@ pub struct Doc {
 }
 
 impl Doc {
+    /// A document for `index` with `_id` `id` and `source` serialised as its `_source`.
+    pub fn new(index: &str, id: String, source: &impl Serialize) -> Doc {
+        let json = serde_json::to_string(source).expect("a verdict document always serialises");
+        Doc {
+            index: index.to_owned(),
+            id,
+            source: RawValue::from_string(json).expect("serde_json output is valid JSON"),
+        }
+    }
+
     /// Serialised size counted against `bulk_max_bytes`.
     pub fn approx_bytes(&self) -> usize {
         self.source.get().len() + self.index.len() + self.id.len() + 40
@@ -147,12 +157,7 @@ pub fn query_doc(index: &str, event: &dohguard_schema::DecisionEvent) -> Doc {
     let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(event.ts_ms);
     let parts = dohguard_core::name::split(event.name.as_deref().unwrap_or(""));
     let doc = dohguard_schema::VerdictDocument::from_event(event, rfc3339(at), parts);
-    let json = serde_json::to_string(&doc).expect("the verdict document always serialises");
-    Doc {
-        index: index.to_owned(),
-        id: event.id.clone(),
-        source: RawValue::from_string(json).expect("serde_json output is valid JSON"),
-    }
+    Doc::new(index, event.id.clone(), &doc)
 }
 
 /// The gap marker of a batch that reports dropped events; its `_id` names the batch.
@@ -162,12 +167,7 @@ pub fn gap_doc(index: &str, batch: &dohguard_schema::EventBatch) -> Doc {
         &batch.source,
         batch.dropped,
     );
-    let json = serde_json::to_string(&doc).expect("the gap document always serialises");
-    Doc {
-        index: index.to_owned(),
-        id: format!("gap-{}-{}", batch.source, batch.seq),
-        source: RawValue::from_string(json).expect("serde_json output is valid JSON"),
-    }
+    Doc::new(index, format!("gap-{}-{}", batch.source, batch.seq), &doc)
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -238,11 +238,6 @@ impl VerdictEvent {
                 latency_us: self.latency_us,
             },
         };
-        let json = serde_json::to_string(&ecs).expect("the ECS document always serialises");
-        Doc {
-            index: index.to_owned(),
-            id: uuid::Uuid::new_v7(ts).to_string(),
-            source: RawValue::from_string(json).expect("serde_json output is valid JSON"),
-        }
+        Doc::new(index, uuid::Uuid::new_v7(ts).to_string(), &ecs)
     }
 }
