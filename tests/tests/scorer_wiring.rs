@@ -79,19 +79,10 @@ fn gateway(failure_mode: FailureMode) -> anyhow::Result<Stack> {
     })?)
 }
 
-/// Polls the store until a verdict document for `name` appears (the scorer's sink batches).
+/// Waits for the one verdict document of `name` (one query for it was sent) and returns it.
 fn wait_for_verdict(store: &Osmem, name: &str) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(doc) = store.verdicts_for(name)?.into_iter().next() {
-            return Ok(doc);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no verdict document for {name} in Elasticsearch after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let query = serde_json::json!({"term": {"dns.question.name": name}});
+    Ok(exactly(store, name, query, 1)?.remove(0))
 }
 
 #[test]

@@ -103,9 +103,10 @@ pub fn doh_get<'s>(stream: &'s mut HttpStream<'_>, dns: &[u8]) -> Outcome<'s> {
         .unwrap()
 }
 
-/// Runs a DoH POST for `dns`: headers (which must not be answered yet), then the body.
-pub fn doh_post<'s>(stream: &'s mut HttpStream<'_>, dns: &[u8]) -> Outcome<'s> {
-    let length = dns.len().to_string();
+/// Runs a DoH POST's request headers for a body of `length` bytes: the filter must pause to
+/// read the body, not answer yet.
+pub fn doh_post_headers(stream: &mut HttpStream<'_>, length: usize) {
+    let length = length.to_string();
     let headers = stream
         .request_headers(
             &[
@@ -124,7 +125,12 @@ pub fn doh_post<'s>(stream: &'s mut HttpStream<'_>, dns: &[u8]) -> Outcome<'s> {
         "a POST was answered before its body arrived: {:?}",
         headers.local_response()
     );
-    drop(headers);
+    headers.expect_pause();
+}
+
+/// Runs a DoH POST for `dns`: headers (which must not be answered yet), then the body.
+pub fn doh_post<'s>(stream: &'s mut HttpStream<'_>, dns: &[u8]) -> Outcome<'s> {
+    doh_post_headers(stream, dns.len());
     stream.request_body(dns, true).unwrap()
 }
 

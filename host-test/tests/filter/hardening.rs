@@ -9,31 +9,12 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use serde_json::json;
 
-fn post_headers(length: &str) -> Vec<(&'static str, String)> {
-    vec![
-        (":method", "POST".into()),
-        (":scheme", "https".into()),
-        (":authority", "doh.example".into()),
-        (":path", "/dns-query".into()),
-        ("content-type", "application/dns-message".into()),
-        ("content-length", length.into()),
-    ]
-}
-
-fn as_pairs<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    headers.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
 #[test]
 fn trailers_end_a_post_body_and_the_query_is_decided() {
     let mut filter = filter(json!({ "deny": ["blocked.test"] }));
     let dns = wire(&query("blocked.test.", RecordType::A, true));
     let mut stream = filter.stream().unwrap();
-    let headers = post_headers(&dns.len().to_string());
-    stream
-        .request_headers(&as_pairs(&headers), false)
-        .unwrap()
-        .expect_pause();
+    doh_post_headers(&mut stream, dns.len());
     // The body arrives without end-of-stream: HTTP/2 trailers follow it.
     stream.request_body(&dns, false).unwrap().expect_pause();
     let reply = stream
@@ -53,11 +34,7 @@ fn trailers_after_an_allowed_post_forward_it_once_decided() {
     let mut filter = filter(json!({ "deny": ["blocked.test"] }));
     let dns = wire(&query("fine.test.", RecordType::A, false));
     let mut stream = filter.stream().unwrap();
-    let headers = post_headers(&dns.len().to_string());
-    stream
-        .request_headers(&as_pairs(&headers), false)
-        .unwrap()
-        .expect_pause();
+    doh_post_headers(&mut stream, dns.len());
     stream.request_body(&dns, false).unwrap().expect_pause();
     stream
         .request_trailers(&[("x-foo", "bar")])
@@ -71,11 +48,7 @@ fn trailers_after_an_allowed_post_forward_it_once_decided() {
 fn trailers_with_no_body_are_an_empty_post() {
     let mut filter = filter(json!({}));
     let mut stream = filter.stream().unwrap();
-    let headers = post_headers("0");
-    stream
-        .request_headers(&as_pairs(&headers), false)
-        .unwrap()
-        .expect_pause();
+    doh_post_headers(&mut stream, 0);
     let reply = stream
         .request_trailers(&[("x-foo", "bar")])
         .unwrap()
@@ -93,11 +66,7 @@ fn trailers_while_a_callout_is_pending_do_not_release_the_request() {
     let dns = wire(&query("xjw3kq9z.com.", RecordType::A, false));
     let (id, token) = {
         let mut stream = filter.stream().unwrap();
-        let headers = post_headers(&dns.len().to_string());
-        stream
-            .request_headers(&as_pairs(&headers), false)
-            .unwrap()
-            .expect_pause();
+        doh_post_headers(&mut stream, dns.len());
         let call = stream
             .request_body(&dns, true)
             .unwrap()
@@ -199,11 +168,7 @@ fn a_body_of_thousands_of_questions_is_refused_by_its_header() {
     let body = dohguard_filter::dns::hostile_question_flood();
     let mut filter = filter(json!({}));
     let mut stream = filter.stream().unwrap();
-    let headers = post_headers(&body.len().to_string());
-    stream
-        .request_headers(&as_pairs(&headers), false)
-        .unwrap()
-        .expect_pause();
+    doh_post_headers(&mut stream, body.len());
     let reply = stream
         .request_body(&body, true)
         .unwrap()
