@@ -3,7 +3,7 @@
 //! goes through `hickory-proto`; the name rules come from `dohguard-core`.
 
 use dohguard_core::name::normalize;
-use hickory_proto::op::{Message, MessageType};
+use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
 use crate::doh::Rejection;
@@ -95,18 +95,11 @@ impl DnsQuery {
         check_header(bytes)?;
         let message = Message::from_vec(bytes)
             .map_err(|err| Rejection::bad_request(format!("malformed DNS message: {err}")))?;
-        if message.metadata.message_type != MessageType::Query {
-            return Err(Rejection::bad_request(
-                "DNS message is a response, not a query",
-            ));
-        }
-        if message.queries.len() != 1 {
-            return Err(Rejection::bad_request(format!(
-                "DNS message has {} questions; exactly 1 is supported",
-                message.queries.len()
-            )));
-        }
-        let question = &message.queries[0];
+        // The header check settled QR and QDCOUNT; a parse that still yields no question
+        // is refused rather than indexed.
+        let Some(question) = message.queries.first() else {
+            return Err(Rejection::bad_request("DNS message has no question"));
+        };
         let qtype = question.query_type();
         let qname = question.name();
         let name = if qname.is_root() {
@@ -159,7 +152,7 @@ fn name_text<'a>(labels: impl Iterator<Item = &'a [u8]>) -> Result<String, Rejec
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use hickory_proto::op::{Edns, Query};
+    use hickory_proto::op::{Edns, MessageType, Query};
     use hickory_proto::rr::Name;
 
     /// Builds a query message the way a stub resolver would.

@@ -8,12 +8,13 @@ use base64::Engine;
 
 use crate::config::MAX_DNS_MESSAGE;
 
-/// base64url without padding as RFC 8484 asks; padding is tolerated rather than rejected.
+/// base64url without padding, as RFC 8484 asks ([`decode_get`] refuses padding before
+/// decoding, with a clearer message).
 const BASE64URL: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
 );
 
 pub const DNS_MESSAGE: &str = "application/dns-message";
