@@ -2,6 +2,9 @@
 //! with the shared types of `dohguard_core::contract`) for tests that exercise the filter's callout without the real model: names equal to or
 //! under `dga.test` are blocked, every other name is allowed. It counts the requests it
 //! served and can be switched to answer 500 or garbage, to exercise the filter's failure modes.
+//! It also takes the filter's decision-event batches (`POST /v1/events`, contract 3) and counts
+//! the events and reported drops, storing nothing: the benchmarks measure the filter's side of
+//! the record with it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -40,6 +43,8 @@ pub enum Behaviour {
 struct Shared {
     requests: AtomicU64,
     behaviour: AtomicU8,
+    events: AtomicU64,
+    events_dropped: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -64,6 +69,7 @@ impl StandInScorer {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/v1/score", post(score))
+            .route("/v1/events", post(events))
             .with_state(shared.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -92,6 +98,14 @@ impl StandInScorer {
     /// Requests served so far (any behaviour).
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Decision events received in batches so far, and the drops those batches reported.
+    pub fn events(&self) -> (u64, u64) {
+        (
+            self.shared.events.load(Ordering::SeqCst),
+            self.shared.events_dropped.load(Ordering::SeqCst),
+        )
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -126,6 +140,21 @@ async fn score(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     match serde_json::from_slice::<ScoreRequest>(&body) {
         Ok(request) => Json(verdict_for(&request)).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("not a score request: {e}")).into_response(),
+    }
+}
+
+async fn events(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<dohguard_schema::EventBatch>(&body) {
+        Ok(batch) => {
+            shared
+                .events
+                .fetch_add(batch.events.len() as u64, Ordering::SeqCst);
+            shared
+                .events_dropped
+                .fetch_add(batch.dropped, Ordering::SeqCst);
+            StatusCode::ACCEPTED.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("not an event batch: {e}")).into_response(),
     }
 }
 

@@ -41,6 +41,7 @@ const BLOCKED_NAME: &str = "blocked.bench.test";
 const ALLOWED_NAME: &str = "www.example.test";
 /// System names in the tables (ratios are looked up by them).
 const FILTER: &str = "Envoy + filter";
+const RECORD: &str = "Envoy + filter + record";
 const NOOP: &str = "Envoy + no-op wasm filter";
 const BARE: &str = "bare Envoy";
 const DNSDIST: &str = "dnsdist";
@@ -157,6 +158,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let block_answer = check_answer(filter_port, &ca, &blocked_query, "NXDomain")?;
     check_answer(filter_port, &ca, &allowed_query, "NoError")?; // warms the verdict cache
 
+    // The same filter recording every query (decision events to the stand-in's /v1/events).
+    let record_config = FilterConfig {
+        events: true,
+        ..config.clone()
+    };
+    let record = start(
+        &args,
+        work.path(),
+        "record",
+        Filter::Dohguard(record_config.to_json()),
+        None,
+    )?;
+    let record_port = record.envoy.ports.https;
+    check_answer(record_port, &ca, &blocked_query, "NXDomain")?;
+    check_answer(record_port, &ca, &allowed_query, "NoError")?;
+
     // Bare Envoy: direct_response with the filter's exact answer bytes, and proxying to unbound.
     let body_file = work.path().join("block-answer.bin");
     std::fs::write(&body_file, &block_answer)?;
@@ -193,9 +210,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let https = |stack: &Stack| stack.envoy.ports.https;
     let mut targets = vec![
         target(FILTER, "blocked", filter_port, &blocked_query),
+        target(RECORD, "blocked", record_port, &blocked_query),
         target(NOOP, "blocked", https(&noop_direct), &blocked_query),
         target(BARE, "blocked", https(&bare_direct), &blocked_query),
         target(FILTER, "allowed", filter_port, &allowed_query),
+        target(RECORD, "allowed", record_port, &allowed_query),
         target(NOOP, "allowed", https(&noop_proxy), &allowed_query),
         target(BARE, "allowed", https(&bare_proxy), &allowed_query),
     ];
@@ -286,9 +305,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "\nfilter counters after the runs:\n  {}",
         counters.join("\n  ")
     );
+    print_record_delivery(&record)?;
 
     print_table(&series);
     print_ratios(&series);
+    Ok(())
+}
+
+/// Whether the recording gateway lost events: Envoy's counters against what the receiver got.
+/// The last tick's batch may still be on its way, so the receiver is polled briefly.
+fn print_record_delivery(record: &Stack) -> anyhow::Result<()> {
+    let recorded = record.filter_counter("dohguard.events.recorded")?;
+    let dropped = record.filter_counter("dohguard.events.dropped")?;
+    let failed = record.filter_counter("dohguard.events.batch_failed")?;
+    let receiver = record
+        .stand_in
+        .as_ref()
+        .expect("the record stack runs the stand-in");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while receiver.events().0 < recorded && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (received, reported) = receiver.events();
+    println!(
+        "\nrecord: {recorded} events recorded, {dropped} dropped, {failed} batches failed; \
+         the receiver got {received} events and {reported} reported drops"
+    );
     Ok(())
 }
 
@@ -459,19 +501,20 @@ fn print_ratios(series: &[Series]) {
     println!("\nthroughput ratios (median of within-round ratios):\n");
     println!(
         "| query | method | filter / bare Envoy (goal >= 0.9) | no-op filter / bare Envoy \
-         | filter / no-op filter | filter / dnsdist |"
+         | filter / no-op filter | filter / dnsdist | record on / off (goal >= 0.95) |"
     );
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for case in ["blocked", "allowed"] {
         for method in [Method::Post, Method::Get] {
             let ratio = |ours, theirs| show(paired_ratio(series, case, method, ours, theirs));
             println!(
-                "| {case} | {} | {} | {} | {} | {} |",
+                "| {case} | {} | {} | {} | {} | {} | {} |",
                 method.name(),
                 ratio(FILTER, BARE),
                 ratio(NOOP, BARE),
                 ratio(FILTER, NOOP),
-                ratio(FILTER, DNSDIST)
+                ratio(FILTER, DNSDIST),
+                ratio(RECORD, FILTER)
             );
         }
     }
