@@ -1,5 +1,7 @@
 //! One verdict -> one Elasticsearch document, in Elastic Common Schema field names
 //! (`dohguard.*` for what ECS has no field for), with its `_id` fixed when the verdict is made.
+//! The document shape is `dohguard_schema::VerdictDocument` for both kinds: the filter's query
+//! events ([`query_doc`], [`gap_doc`]) and direct scorer API calls ([`VerdictEvent::to_doc`]).
 //!
 //! The `_id` is a UUIDv7 (time-ordered, so ids of one period sort together) generated once per
 //! verdict and stored with the document in the spool. Every retry and every replay sends the
@@ -9,6 +11,10 @@
 use std::{net::IpAddr, time::SystemTime};
 
 use dohguard_core::contract::{Reason, Scope, Verdict};
+use dohguard_schema::document::{
+    Dns, Dohguard, Ecs, Endpoint, Event, Question, VerdictDocument, ECS_VERSION, SCHEMA_VERSION,
+    SCORE_DATASET,
+};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -87,70 +93,6 @@ impl Doc {
     }
 }
 
-#[derive(Serialize)]
-struct Ecs<'a> {
-    #[serde(rename = "@timestamp")]
-    timestamp: String,
-    ecs: EcsVersion,
-    event: Event,
-    dns: Dns<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<Source>,
-    dohguard: Dohguard<'a>,
-}
-
-#[derive(Serialize)]
-struct EcsVersion {
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct Event {
-    kind: &'static str,
-    category: [&'static str; 1],
-    #[serde(rename = "type")]
-    kind_type: [&'static str; 1],
-    action: &'static str,
-    outcome: &'static str,
-    dataset: &'static str,
-    duration: u64,
-}
-
-#[derive(Serialize)]
-struct Dns<'a> {
-    #[serde(rename = "type")]
-    message_type: &'static str,
-    question: Question<'a>,
-}
-
-#[derive(Serialize)]
-struct Question<'a> {
-    name: &'a str,
-    #[serde(rename = "type")]
-    qtype: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    registered_domain: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subdomain: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_level_domain: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Source {
-    ip: IpAddr,
-}
-
-#[derive(Serialize)]
-struct Dohguard<'a> {
-    score: f32,
-    verdict: &'static str,
-    reason: &'static str,
-    scope: &'static str,
-    model_version: &'a str,
-    latency_us: u64,
-}
-
 /// The document of one filter decision event; its `_id` is the event's id, fixed by the
 /// filter, so a batch the filter sends again is stored once.
 pub fn query_doc(index: &str, event: &dohguard_schema::DecisionEvent) -> Doc {
@@ -190,54 +132,58 @@ impl VerdictEvent {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0),
         );
-        let (action, outcome) = match self.verdict {
-            Verdict::Block => ("dns-block", "success"),
-            Verdict::Monitor => ("dns-monitor", "success"),
-            Verdict::Allow => ("dns-allow", "success"),
+        let (kind, event_type, action) = match self.verdict {
+            Verdict::Block => ("alert", "denied", "dns-block"),
+            Verdict::Monitor => ("alert", "indicator", "dns-monitor"),
+            Verdict::Allow => ("event", "allowed", "dns-allow"),
         };
-        let ecs = Ecs {
+        let doc = VerdictDocument {
             timestamp: rfc3339(self.timestamp),
-            ecs: EcsVersion { version: "8.11.0" },
+            ecs: Ecs {
+                version: ECS_VERSION.into(),
+            },
             event: Event {
-                kind: if self.verdict == Verdict::Allow {
-                    "event"
-                } else {
-                    "alert"
-                },
-                category: ["network"],
-                kind_type: [match self.verdict {
-                    Verdict::Block => "denied",
-                    Verdict::Monitor => "indicator",
-                    Verdict::Allow => "allowed",
-                }],
-                action,
-                outcome,
-                dataset: "dohguard.verdicts",
-                duration: self.latency_us * 1000,
+                id: None,
+                kind: kind.into(),
+                category: vec!["network".into()],
+                event_type: vec![event_type.into()],
+                action: action.into(),
+                outcome: "success".into(),
+                dataset: SCORE_DATASET.into(),
+                duration: Some(self.latency_us * 1000),
             },
-            dns: Dns {
-                message_type: "query",
+            dns: Some(Dns {
+                message_type: "query".into(),
                 question: Question {
-                    name: &self.name,
-                    qtype: &self.qtype,
-                    registered_domain: self.registered_domain.as_deref(),
-                    subdomain: self.subdomain.as_deref(),
-                    top_level_domain: self.top_level_domain.as_deref(),
+                    name: self.name.clone(),
+                    qtype: self.qtype.clone(),
+                    registered_domain: self.registered_domain.clone(),
+                    subdomain: self.subdomain.clone(),
+                    top_level_domain: self.top_level_domain.clone(),
                 },
-            },
-            source: self.client.map(|ip| Source { ip }),
+                response_code: None,
+            }),
+            client: None,
+            source: self.client.map(|ip| Endpoint { ip: ip.to_string() }),
+            http: None,
+            rule: None,
             dohguard: Dohguard {
-                score: self.score,
-                verdict: self.verdict.as_str(),
-                reason: self.reason.as_str(),
-                scope: match self.scope {
-                    Scope::Name => "name",
-                    Scope::RegisteredDomain => "registered_domain",
-                },
-                model_version: &self.model_version,
-                latency_us: self.latency_us,
+                schema: SCHEMA_VERSION,
+                verdict: Some(self.verdict.as_str().into()),
+                reason: Some(self.reason.as_str().into()),
+                scope: Some(
+                    match self.scope {
+                        Scope::Name => "name",
+                        Scope::RegisteredDomain => "registered_domain",
+                    }
+                    .into(),
+                ),
+                score: Some(self.score),
+                model_version: Some(self.model_version.clone()),
+                latency_us: Some(self.latency_us),
+                ..Dohguard::default()
             },
         };
-        Doc::new(index, uuid::Uuid::new_v7(ts).to_string(), &ecs)
+        Doc::new(index, uuid::Uuid::new_v7(ts).to_string(), &doc)
     }
 }
