@@ -157,10 +157,6 @@ impl EventBuffer {
         }
     }
 
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     /// A fresh event id: this VM's random source and a sequence number.
     pub fn next_event_id(&mut self) -> String {
         self.next_event += 1;
