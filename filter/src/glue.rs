@@ -199,6 +199,7 @@ impl RootContext for FilterRoot {
             started: None,
             draft: Draft::default(),
             upstream_status: None,
+            client: None,
         }))
     }
 
@@ -231,6 +232,8 @@ struct DohContext {
     draft: Draft,
     /// HTTP status of a forwarded request's upstream reply.
     upstream_status: Option<u16>,
+    /// The client IP once read (`Some(None)`: read, but Envoy gave no IP address).
+    client: Option<Option<String>>,
 }
 
 /// Shared data through the host.
@@ -251,6 +254,19 @@ impl DohContext {
         self.get_current_time()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// The downstream's IP address, read from Envoy once per request (the callout and the
+    /// decision event both need it).
+    fn client_ip(&mut self) -> Option<String> {
+        if self.client.is_none() {
+            let ip = self
+                .get_property(vec!["source", "address"])
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|addr| doh::client_ip(&addr));
+            self.client = Some(ip);
+        }
+        self.client.clone().flatten()
     }
 
     fn recording(&self) -> bool {
@@ -311,10 +327,7 @@ impl DohContext {
         let Some(scorer) = shared.settings.scorer.as_ref() else {
             return Action::Continue;
         };
-        let client = self
-            .get_property(vec!["source", "address"])
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|addr| doh::client_ip(&addr));
+        let client = self.client_ip();
         let body = callout_body(&name, &query, client, shared.settings.events.is_some());
         let headers = vec![
             (":method", "POST"),
@@ -574,8 +587,8 @@ impl HttpContext for DohContext {
 
     /// The end of the stream: the decision event is finished and buffered.
     fn on_log(&mut self) {
-        let (Some(started), Some(events)) = (self.started, self.shared.settings.events.as_ref())
-        else {
+        let shared = Rc::clone(&self.shared);
+        let (Some(started), Some(events)) = (self.started, shared.settings.events.as_ref()) else {
             return;
         };
         let mut draft = std::mem::take(&mut self.draft);
@@ -594,7 +607,7 @@ impl HttpContext for DohContext {
             latency_us: now
                 .duration_since(started)
                 .map_or(0, |d| d.as_micros() as u64),
-            client: property(self, vec!["source", "address"]).and_then(|a| doh::client_ip(&a)),
+            client: self.client_ip(),
             principal: if events.principal {
                 property(self, vec!["connection", "uri_san_peer_certificate"])
             } else {
