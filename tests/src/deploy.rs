@@ -448,6 +448,9 @@ mod tests {
     #[test]
     fn config_maps_indent_every_line_and_keep_blank_lines_blank() {
         let text = config_map("c", "a", &[("f.conf", "x: 1\n\n  y\n")]);
-        assert!(text.contains("data:\n  f.conf: |\n    x: 1\n\n      y\n"), "{text}");
+        assert!(
+            text.contains("data:\n  f.conf: |\n    x: 1\n\n      y\n"),
+            "{text}"
+        );
     }
 }

@@ -82,7 +82,11 @@ fn test_profile(root: &Path, ports: Ports, elasticsearch_url: String) -> anyhow:
         data_stream: false,
         spool_dir: under_root(&production.spool_dir),
         unbound_dir: under_root(&production.unbound_dir),
-        unbound_include: Some(root.join("etc/dohguard/unbound.d/*.conf").display().to_string()),
+        unbound_include: Some(
+            root.join("etc/dohguard/unbound.d/*.conf")
+                .display()
+                .to_string(),
+        ),
         ..production
     })
 }
@@ -131,7 +135,12 @@ impl PathMap {
         bail!("no local equivalent for the production path {word}")
     }
 
-    fn command(&self, words: &[String], unit: &UnitCommands, cwd: &Path) -> anyhow::Result<Command> {
+    fn command(
+        &self,
+        words: &[String],
+        unit: &UnitCommands,
+        cwd: &Path,
+    ) -> anyhow::Result<Command> {
         let mut command = Command::new(self.map(&words[0])?);
         for word in &words[1..] {
             command.arg(self.map(word)?);
@@ -166,7 +175,8 @@ fn start_unit(
         );
     }
     let command = map.command(&unit.exec_start, &unit, root)?;
-    let mut process = ManagedProcess::spawn(unit_name, command, &root.join(format!("{unit_name}.log")))?;
+    let mut process =
+        ManagedProcess::spawn(unit_name, command, &root.join(format!("{unit_name}.log")))?;
     process.wait_ready(Duration::from_secs(60), ready)?;
     Ok(process)
 }
@@ -191,7 +201,9 @@ fn one_verdict(store: &Osmem, name: &str) -> anyhow::Result<serde_json::Value> {
 
 #[test]
 fn the_systemd_units_start_a_gateway_that_filters_and_records() -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new().prefix("dohguard-deploy-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("dohguard-deploy-")
+        .tempdir()?;
     // DOHGUARD_KEEP_RUN_DIR=1 keeps the files and logs (as for the launcher's stacks).
     // Declared before the processes, so it is removed after they stop.
     let (root, _remove_on_drop) = match std::env::var_os("DOHGUARD_KEEP_RUN_DIR") {
@@ -230,16 +242,37 @@ fn the_systemd_units_start_a_gateway_that_filters_and_records() -> anyhow::Resul
     let ready = format!("http://127.0.0.1:{}/ready", ports.admin);
     let _envoy = start_unit("dohguard-envoy.service", &map, root, || http_ok(&ready))?;
 
-    let allowed = kdig::query_doh(ports.https, &tls.cert, TLS_HOSTNAME, Method::Post, ALLOWED_NAME, "A", true)?;
+    let allowed = kdig::query_doh(
+        ports.https,
+        &tls.cert,
+        TLS_HOSTNAME,
+        Method::Post,
+        ALLOWED_NAME,
+        "A",
+        true,
+    )?;
     assert_eq!(allowed.status, "NOERROR", "{}", allowed.raw);
-    assert_eq!(allowed.answer_data("A"), [ALLOWED_ADDRESS], "{}", allowed.raw);
+    assert_eq!(
+        allowed.answer_data("A"),
+        [ALLOWED_ADDRESS],
+        "{}",
+        allowed.raw
+    );
 
     let denied_name = deploy::filter_config()?["deny"][0]
         .as_str()
         .context("deploy/filter.json has no deny list")?
         .to_owned();
     for method in [Method::Post, Method::Get] {
-        let denied = kdig::query_doh(ports.https, &tls.cert, TLS_HOSTNAME, method, &denied_name, "A", true)?;
+        let denied = kdig::query_doh(
+            ports.https,
+            &tls.cert,
+            TLS_HOSTNAME,
+            method,
+            &denied_name,
+            "A",
+            true,
+        )?;
         assert_eq!(denied.status, "NXDOMAIN", "{method:?}: {}", denied.raw);
         assert_eq!(denied.ede, [15], "{method:?}: {}", denied.raw);
     }
@@ -254,7 +287,11 @@ fn the_systemd_units_start_a_gateway_that_filters_and_records() -> anyhow::Resul
         std::thread::sleep(Duration::from_millis(100));
         docs = store.verdicts_for(&denied_name)?;
     }
-    assert_eq!(docs.len(), 2, "one document per query of {denied_name}: {docs:?}");
+    assert_eq!(
+        docs.len(),
+        2,
+        "one document per query of {denied_name}: {docs:?}"
+    );
     for doc in &docs {
         assert_eq!(doc["dohguard"]["verdict"], "block", "{doc}");
         assert_eq!(doc["dohguard"]["reason"], "deny_list", "{doc}");
@@ -286,7 +323,10 @@ fn the_kubernetes_envoy_config_loads_and_its_readiness_listener_forwards_only_re
     };
     assert_eq!(profile.scorer_discovery, "STRICT_DNS");
     let config = root.join("envoy.yaml");
-    write(&config, &deploy::render(&profile, &deploy::filter_config()?)?.envoy_yaml)?;
+    write(
+        &config,
+        &deploy::render(&profile, &deploy::filter_config()?)?.envoy_yaml,
+    )?;
     let mut command = Command::new(tools::find(Tool::Envoy)?);
     command
         .arg("-c")
@@ -300,7 +340,11 @@ fn the_kubernetes_envoy_config_loads_and_its_readiness_listener_forwards_only_re
     };
     assert_eq!(status("/ready")?, 200);
     for admin_only in ["/stats", "/config_dump", "/ready/x"] {
-        assert_eq!(status(admin_only)?, 404, "{admin_only} must not reach the admin interface");
+        assert_eq!(
+            status(admin_only)?,
+            404,
+            "{admin_only} must not reach the admin interface"
+        );
     }
     Ok(())
 }

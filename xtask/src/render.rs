@@ -58,7 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn render_installation(out: &std::path::Path, args: &Args) -> anyhow::Result<()> {
     let filter = match &args.filter_config {
         Some(path) => serde_json::from_str(
-            &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
         )
         .with_context(|| format!("{} is not JSON", path.display()))?,
         None => deploy::filter_config()?,
@@ -78,6 +79,9 @@ fn render_installation(out: &std::path::Path, args: &Args) -> anyhow::Result<()>
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
-    println!("check it with: envoy --mode validate -c {}", out.join("envoy.yaml").display());
+    println!(
+        "check it with: envoy --mode validate -c {}",
+        out.join("envoy.yaml").display()
+    );
     Ok(())
 }
