@@ -186,15 +186,17 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Polls the store until `name` has exactly one verdict document, and returns it.
-fn one_verdict(store: &Osmem, name: &str) -> anyhow::Result<serde_json::Value> {
+/// Polls the store until `name` has `count` verdict documents (more is an error), and returns them.
+fn verdicts(store: &Osmem, name: &str, count: usize) -> anyhow::Result<Vec<serde_json::Value>> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut docs = store.verdicts_for(name)?;
+        let docs = store.verdicts_for(name)?;
         match docs.len() {
-            1 => return Ok(docs.remove(0)),
-            0 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            n => bail!("{n} verdict documents for {name}, expected 1: {docs:?}"),
+            n if n == count => return Ok(docs),
+            n if n < count && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            n => bail!("{n} verdict documents for {name}, expected {count}: {docs:?}"),
         }
     }
 }
@@ -277,22 +279,13 @@ fn the_systemd_units_start_a_gateway_that_filters_and_records() -> anyhow::Resul
         assert_eq!(denied.ede, [15], "{method:?}: {}", denied.raw);
     }
 
-    // Both on the record, through the scorer's event intake into the store.
-    let doc = one_verdict(&store, ALLOWED_NAME)?;
-    assert_eq!(doc["dohguard"]["verdict"], "allow", "{doc}");
-    let docs = store.verdicts_for(&denied_name)?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut docs = docs;
-    while docs.len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        docs = store.verdicts_for(&denied_name)?;
-    }
+    // Every query on the record: the filter's decision events, through the scorer, in the store.
+    let allowed_docs = verdicts(&store, ALLOWED_NAME, 1)?;
     assert_eq!(
-        docs.len(),
-        2,
-        "one document per query of {denied_name}: {docs:?}"
+        allowed_docs[0]["dohguard"]["verdict"], "allow",
+        "{allowed_docs:?}"
     );
-    for doc in &docs {
+    for doc in verdicts(&store, &denied_name, 2)? {
         assert_eq!(doc["dohguard"]["verdict"], "block", "{doc}");
         assert_eq!(doc["dohguard"]["reason"], "deny_list", "{doc}");
     }
