@@ -7,6 +7,7 @@
 #  2. the Kubernetes manifests: `kubernetes-validate --strict` against the Kubernetes 1.37
 #     schemas it bundles (unknown fields are errors; a kind without a schema must not pass
 #     with a warning);
+#     and scripts/check-k8s-paths.py: every path the ConfigMaps and commands name is mounted;
 #  3. the Istio custom resources: `check-jsonschema` against the schemas in
 #     deploy/kubernetes/istio/schema/, written from Istio's documented fields.
 # Each checker is also shown a broken copy first, so a checker that accepts anything fails here.
@@ -66,6 +67,12 @@ if grep -v '^INFO .* passed for resource' <<<"$out" | grep -q .; then
   fail "kubernetes-validate did not validate everything: $out"
 fi
 echo "$out"
+mkdir "$scratch/k8s" && cp "${manifests[@]}" "$scratch/k8s/"
+sed -i 's#mountPath: /etc/dohguard/filter#mountPath: /etc/dohguard/wasm#' "$scratch/k8s/gateway.yaml"
+if "$DOHGUARD_PYTHON" scripts/check-k8s-paths.py "$scratch/k8s" >/dev/null 2>&1; then
+  fail "check-k8s-paths.py accepted a filter path that is not mounted"
+fi
+"$DOHGUARD_PYTHON" scripts/check-k8s-paths.py deploy/kubernetes || fail "a path is not mounted"
 
 # --- 3. Istio custom resources -----------------------------------------------------------
 for kind in wasmplugin envoyfilter; do

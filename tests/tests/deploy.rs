@@ -341,3 +341,61 @@ fn the_kubernetes_envoy_config_loads_and_its_readiness_listener_forwards_only_re
     }
     Ok(())
 }
+
+#[test]
+fn the_kubernetes_scorer_and_unbound_configs_are_accepted_by_the_real_programs(
+) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new().prefix("dohguard-k8s-").tempdir()?;
+    let root = dir.path();
+    // unbound's run folder is an emptyDir in the pod; here a temporary one.
+    let profile = Profile {
+        unbound_dir: root.to_path_buf(),
+        ..Profile::kubernetes()
+    };
+    let rendered = deploy::render(&profile, &deploy::filter_config()?)?;
+
+    let unbound_conf = root.join("unbound.conf");
+    write(&unbound_conf, &rendered.unbound_conf)?;
+    let checkconf = tools::find(Tool::Unbound)?.with_file_name("unbound-checkconf");
+    let output = Command::new(&checkconf).arg(&unbound_conf).output()?;
+    ensure!(
+        output.status.success(),
+        "unbound-checkconf: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The manifest sets the Elasticsearch URL from the Secret through this variable; the
+    // scorer must take it over the file (which has none).
+    const ES_VARIABLE: &str = "DOHGUARD_SCORER_ELASTICSEARCH__URL";
+    let manifest = std::fs::read_to_string(repo_root().join("deploy/kubernetes/scorer.yaml"))?;
+    ensure!(
+        manifest.contains(&format!("- name: {ES_VARIABLE}\n")),
+        "deploy/kubernetes/scorer.yaml no longer sets {ES_VARIABLE}"
+    );
+    let scorer_toml = root.join("scorer.toml");
+    write(&scorer_toml, &rendered.scorer_toml)?;
+    let output = Command::new(scorer::binary()?)
+        .arg("--config")
+        .arg(&scorer_toml)
+        .arg("--print-config")
+        .env(ES_VARIABLE, "https://elasticsearch.example.internal:9200")
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "dohguard-scorer --print-config: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let effective: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(
+        effective["elasticsearch"]["url"],
+        "https://elasticsearch.example.internal:9200"
+    );
+    assert_eq!(effective["elasticsearch"]["data_stream"], true);
+    assert_eq!(effective["listen"], "0.0.0.0:8090");
+    assert_eq!(
+        effective["model"]["card"],
+        "/opt/dohguard/models/dga-cnn/model.card.json"
+    );
+    Ok(())
+}
