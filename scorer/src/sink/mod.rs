@@ -9,8 +9,16 @@
 //! Elasticsearch, re-installs the index template, replays sealed spool segments oldest
 //! first, deletes each once confirmed, and switches back to live mode when the spool is
 //! empty. Deterministic `_id`s plus the bulk `create` action make replays idempotent.
+//!
+//! A whole request refused with 401/403 (a revoked key, a missing privilege) puts the sink in
+//! the *auth failed* state: nothing is dead-lettered, everything goes to the spool, one log
+//! line and `sink_auth_failed` say why, and the replayer re-reads the credential file and
+//! probes until it works. A refused template install is counted and delivery goes on.
+//! Per-document refusals go to the [`dead_letter`] file.
 
+pub mod auth;
 pub mod bulk;
+pub mod dead_letter;
 pub mod document;
 pub mod spool;
 pub mod template;
@@ -45,6 +53,10 @@ pub enum SinkError {
     Client(String),
     #[error("Elasticsearch unavailable: {0}")]
     Unavailable(String),
+    #[error("Elasticsearch refused the credential ({status}): {reason}")]
+    Unauthorized { status: u16, reason: String },
+    #[error(transparent)]
+    Credentials(#[from] auth::AuthError),
     #[error("installing the index template: {0}")]
     Template(String),
     #[error("spool {path}: {source}")]
@@ -65,6 +77,10 @@ struct Shared {
     live: AtomicBool,
     /// Wakes the replayer early (a batch was just spooled).
     wake: Notify,
+    /// Elasticsearch refused the credential (401/403); delivery waits for it to work.
+    auth_failed: AtomicBool,
+    /// The last template install was refused (logged once per streak).
+    template_refused: AtomicBool,
 }
 
 /// How the sink is doing, for `/readyz`.
@@ -76,6 +92,8 @@ pub enum SinkState {
     Spooling,
     /// No Elasticsearch configured: documents only go to the spool.
     SpoolOnly,
+    /// Elasticsearch refused the credential (401/403): documents go to the spool until it works.
+    AuthFailed,
 }
 
 impl SinkState {
@@ -84,6 +102,7 @@ impl SinkState {
             Self::Live => "live",
             Self::Spooling => "spooling",
             Self::SpoolOnly => "spool_only",
+            Self::AuthFailed => "auth_failed",
         }
     }
 }
@@ -140,10 +159,20 @@ impl Sink {
             .as_deref()
             .map(|u| EsClient::new(u, es))
             .transpose()?;
-        let mut live = false;
-        if let Some(c) = &client {
-            match c.install_template().await {
-                Ok(()) => live = spool_store.is_empty(),
+        let shared = Arc::new(Shared {
+            es: client,
+            spool: spool_store,
+            config: es.clone(),
+            replay_interval: Duration::from_millis(spool.replay_interval_ms),
+            metrics,
+            live: AtomicBool::new(false),
+            wake: Notify::new(),
+            auth_failed: AtomicBool::new(false),
+            template_refused: AtomicBool::new(false),
+        });
+        if let Some(c) = &shared.es {
+            match ensure_template(&shared, c).await {
+                Ok(()) => shared.live.store(shared.spool.is_empty(), Ordering::SeqCst),
                 Err(e) => {
                     tracing::warn!(error = %e, "Elasticsearch not ready at start; spooling until it is")
                 }
@@ -151,15 +180,6 @@ impl Sink {
         } else {
             tracing::warn!(dir = %spool.dir.display(), "no Elasticsearch configured: verdicts go to the spool only");
         }
-        let shared = Arc::new(Shared {
-            es: client,
-            spool: spool_store,
-            config: es.clone(),
-            replay_interval: Duration::from_millis(spool.replay_interval_ms),
-            metrics,
-            live: AtomicBool::new(live),
-            wake: Notify::new(),
-        });
         let (tx, rx) = mpsc::channel(es.queue_capacity);
         let writer = tokio::spawn(writer_loop(shared.clone(), rx));
         let replayer = tokio::spawn(replay_loop(shared.clone()));
@@ -228,6 +248,8 @@ impl Sink {
     pub fn state(&self) -> SinkState {
         if self.shared.es.is_none() {
             SinkState::SpoolOnly
+        } else if self.shared.auth_failed.load(Ordering::SeqCst) {
+            SinkState::AuthFailed
         } else if self.shared.live.load(Ordering::SeqCst) {
             SinkState::Live
         } else {
@@ -272,13 +294,64 @@ fn spool_docs(shared: &Shared, docs: &[Doc]) {
 }
 
 fn dead_letter(shared: &Shared, rejected: Vec<(Doc, String)>) {
-    for (doc, reason) in rejected {
-        shared.metrics.sink.rejected.inc();
-        tracing::error!(id = %doc.id, %reason, "Elasticsearch refused a verdict document");
-        if let Err(e) = shared.spool.dead_letter(&doc, &reason) {
-            shared.metrics.sink.dropped.inc();
-            tracing::error!(error = %e, "dead-letter write failed: document lost");
+    if rejected.is_empty() {
+        return;
+    }
+    let n = rejected.len() as u64;
+    shared.metrics.sink.rejected.inc_by(n);
+    let letters: Vec<_> = rejected
+        .into_iter()
+        .map(|(doc, reason)| {
+            tracing::error!(id = %doc.id, %reason, "Elasticsearch refused a verdict document: dead-lettered (see `replay-dead-letters`)");
+            dead_letter::DeadLetter::now(doc, reason)
+        })
+        .collect();
+    if let Err(e) = dead_letter::append(shared.spool.dir(), &letters) {
+        shared.metrics.sink.dropped.inc_by(n);
+        tracing::error!(error = %e, docs = n, "dead-letter write failed: documents lost");
+    }
+}
+
+/// A whole request refused with 401/403: counted every time, logged once per streak.
+fn auth_refused(shared: &Shared, es: &EsClient, status: u16, reason: &str) {
+    shared.metrics.sink.auth_failures.inc();
+    shared.metrics.sink_auth_failed.set(1);
+    shared.live.store(false, Ordering::SeqCst);
+    if !shared.auth_failed.swap(true, Ordering::SeqCst) {
+        tracing::error!(url = es.url(), status, %reason, "Elasticsearch refused the credential: delivery stopped, verdicts kept in the spool; it resumes by itself once the credential works (its file is re-read every replay interval)");
+    }
+}
+
+/// The credential works again (a request went through).
+fn auth_ok(shared: &Shared, es: &EsClient) {
+    if shared.auth_failed.swap(false, Ordering::SeqCst) {
+        shared.metrics.sink_auth_failed.set(0);
+        tracing::info!(url = es.url(), "Elasticsearch accepts the credential again: delivery resumes");
+    }
+}
+
+/// Installs the template. A refusal other than 401 (a least-privilege key) is counted and
+/// logged and does not stop delivery; 401 or no answer does (the caller retries later).
+async fn ensure_template(shared: &Shared, es: &EsClient) -> Result<(), SinkError> {
+    match es.install_template().await {
+        Ok(()) => {
+            if shared.template_refused.swap(false, Ordering::SeqCst) {
+                tracing::info!(url = es.url(), "index template installed");
+            }
+            Ok(())
         }
+        Err(SinkError::Template(reason)) => {
+            shared.metrics.sink.template_failures.inc();
+            if !shared.template_refused.swap(true, Ordering::SeqCst) {
+                tracing::warn!(url = es.url(), %reason, template = %shared.config.template_name, "index template not installed (refused); delivering without it: install it out of band or grant manage_index_templates");
+            }
+            Ok(())
+        }
+        Err(SinkError::Unauthorized { status, reason }) => {
+            auth_refused(shared, es, status, &reason);
+            Err(SinkError::Unauthorized { status, reason })
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -342,8 +415,11 @@ async fn deliver_live(shared: &Shared, batch: Vec<Doc>) {
     shared.metrics.sink.sent.inc_by(d.stored);
     shared.metrics.sink.duplicates.inc_by(d.duplicates);
     dead_letter(shared, d.rejected);
+    if let Some(r) = &d.refused {
+        auth_refused(shared, es, r.status, &r.reason);
+    }
     if !d.undelivered.is_empty() {
-        if shared.live.swap(false, Ordering::SeqCst) {
+        if shared.live.swap(false, Ordering::SeqCst) && d.refused.is_none() {
             tracing::warn!("Elasticsearch unavailable: spooling verdicts to disk until it returns");
         }
         spool_docs(shared, &d.undelivered);
@@ -371,21 +447,18 @@ async fn replay_loop(shared: Arc<Shared>) {
         if shared.live.load(Ordering::SeqCst) && shared.spool.is_empty() {
             continue;
         }
-        if !shared.live.load(Ordering::SeqCst) {
-            // Coming back: the server may be a fresh one without our template.
-            if !es.ping().await {
-                continue;
-            }
-            if let Err(e) = es.install_template().await {
-                tracing::warn!(error = %e, "template not installed yet; will retry");
-                continue;
-            }
+        if !shared.live.load(Ordering::SeqCst) && !come_back(&shared, es).await {
+            continue;
         }
         match replay_spool(&shared, es).await {
             Ok(()) => {
+                auth_ok(&shared, es);
                 if !shared.live.swap(true, Ordering::SeqCst) {
                     tracing::info!("spool replayed: Elasticsearch back in live mode");
                 }
+            }
+            Err(SinkError::Unauthorized { status, reason }) => {
+                auth_refused(&shared, es, status, &reason);
             }
             Err(e) => {
                 shared.live.store(false, Ordering::SeqCst);
@@ -396,6 +469,36 @@ async fn replay_loop(shared: Arc<Shared>) {
             .metrics
             .spool_bytes
             .set(shared.spool.pending_bytes() as i64);
+    }
+}
+
+/// Before replaying after an outage or a refusal: re-reads the credential when it was
+/// refused, probes, and (re)installs the template (the server may be a fresh one).
+async fn come_back(shared: &Shared, es: &EsClient) -> bool {
+    if shared.auth_failed.load(Ordering::SeqCst) {
+        if let Some(credential) = es.credential() {
+            match credential.reload() {
+                Ok(true) => tracing::info!(kind = credential.kind(), "credential re-read: it changed; trying it"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "re-reading the credential failed; keeping the previous one"),
+            }
+        }
+    }
+    match es.probe().await {
+        bulk::Probe::Up => {}
+        bulk::Probe::Refused(r) => {
+            auth_refused(shared, es, r.status, &r.reason);
+            return false;
+        }
+        bulk::Probe::Down(_) => return false,
+    }
+    match ensure_template(shared, es).await {
+        Ok(()) => true,
+        Err(SinkError::Unauthorized { .. }) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "template not installed yet; will retry");
+            false
+        }
     }
 }
 
@@ -415,6 +518,9 @@ async fn replay_spool(shared: &Shared, es: &EsClient) -> Result<(), SinkError> {
             shared.metrics.sink.replayed.inc_by(d.stored);
             shared.metrics.sink.duplicates.inc_by(d.duplicates);
             dead_letter(shared, d.rejected);
+            if let Some(r) = d.refused {
+                return Err(r.into_error());
+            }
             if !d.undelivered.is_empty() {
                 return Err(SinkError::Unavailable(format!(
                     "{} spooled documents not delivered",
