@@ -34,7 +34,7 @@ struct Cli {
     #[arg(long, global = true, conflicts_with = "no_elasticsearch")]
     elasticsearch_url: Option<String>,
     /// Run without Elasticsearch: verdicts go to the spool only.
-    #[arg(long)]
+    #[arg(long, global = true)]
     no_elasticsearch: bool,
     /// Spool folder.
     #[arg(long, global = true)]
