@@ -158,10 +158,7 @@ async fn a_wrong_key_is_refused_everything_is_kept_and_fixing_the_key_file_resum
     let front = Front::start(
         &ca,
         osmem.port,
-        &[FrontKey {
-            authorization: api_key("dohguard", GOOD),
-            template_allowed: true,
-        }],
+        &[FrontKey::admin(api_key("dohguard", GOOD))],
     );
     let secrets = tempfile::tempdir().unwrap();
     let key_file = secrets.path().join("es-api-key");
@@ -244,10 +241,7 @@ async fn a_key_that_may_not_install_the_template_still_delivers() {
     let front = Front::start(
         &ca,
         osmem.port,
-        &[FrontKey {
-            authorization: api_key("writer", "writer-secret"),
-            template_allowed: false,
-        }],
+        &[FrontKey::writer(api_key("writer", "writer-secret"))],
     );
     let secrets = tempfile::tempdir().unwrap();
     let key_file = secrets.path().join("key");
@@ -284,6 +278,59 @@ async fn a_key_that_may_not_install_the_template_still_delivers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_write_privilege_403_keeps_everything_until_a_key_that_has_it() {
+    let logs = logs();
+    let osmem = Osmem::start();
+    let es = Es::new(&osmem.url);
+    let ca = TestCa::generate();
+    let front = Front::start(
+        &ca,
+        osmem.port,
+        &[
+            FrontKey::reader(api_key("reader", "reader-secret")),
+            FrontKey::writer(api_key("writer", "writer-secret")),
+        ],
+    );
+    let secrets = tempfile::tempdir().unwrap();
+    let key_file = secrets.path().join("key");
+    std::fs::write(&key_file, "reader:reader-secret").unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = secured_config(&front, &ca, spool.path());
+    config.elasticsearch.api_key_file = Some(key_file.clone());
+    let (app, _tasks) = start(config).await;
+
+    let first = names("forbidden", 100);
+    score_names(&app, &first).await;
+    let m = app.metrics.sink.clone();
+    eventually("every verdict of the 403 spooled", SETTLE, || {
+        let spooled = m.spooled.get();
+        async move { spooled >= 100 }
+    })
+    .await;
+    assert_eq!(app.sink().state().as_str(), "auth_failed");
+    assert_eq!((m.sent.get(), m.rejected.get(), m.dropped.get()), (0, 0, 0));
+    assert!(!spool.path().join(dead_letter::FILE).exists());
+    assert_eq!(metric(&app, "dohguard_scorer_sink_auth_failed"), 1.0);
+    let why = logs.lines(&["refused the credential", &front.url]);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("status=403"), "{}", why[0]);
+
+    rewrite(&key_file, "writer:writer-secret");
+    let second = names("allowed", 20);
+    score_names(&app, &second).await;
+    wait_stored(&es, 120).await;
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    assert_exactly_once(&es, &all).await;
+    eventually("live again", SETTLE, || {
+        let live = app.sink().state().as_str() == "live";
+        async move { live }
+    })
+    .await;
+    assert_eq!(metric(&app, "dohguard_scorer_sink_auth_failed"), 0.0);
+    assert_eq!((m.rejected.get(), m.dropped.get()), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_are_verified_and_basic_auth_works_through_the_front() {
     let osmem = Osmem::start();
     let es = Es::new(&osmem.url);
@@ -291,10 +338,10 @@ async fn certificates_are_verified_and_basic_auth_works_through_the_front() {
     let front = Front::start(
         &ca,
         osmem.port,
-        &[FrontKey {
-            authorization: format!("Basic {}", STANDARD.encode("dohguard:pa55-w0rd")),
-            template_allowed: true,
-        }],
+        &[FrontKey::admin(format!(
+            "Basic {}",
+            STANDARD.encode("dohguard:pa55-w0rd")
+        ))],
     );
     let secrets = tempfile::tempdir().unwrap();
     let password_file = secrets.path().join("password");

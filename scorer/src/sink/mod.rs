@@ -173,6 +173,7 @@ impl Sink {
         if let Some(c) = &shared.es {
             match ensure_template(&shared, c).await {
                 Ok(()) => shared.live.store(shared.spool.is_empty(), Ordering::SeqCst),
+                Err(SinkError::Unauthorized { .. }) => {} // logged by ensure_template
                 Err(e) => {
                     tracing::warn!(error = %e, "Elasticsearch not ready at start; spooling until it is")
                 }

@@ -81,10 +81,39 @@ impl TestCa {
 }
 
 /// A credential the front accepts: the exact `Authorization` header value, and whether it may
-/// install index templates.
+/// install index templates and write with `_bulk` (403 otherwise, as Elasticsearch answers a
+/// key that lacks the privilege).
 pub struct FrontKey {
     pub authorization: String,
     pub template_allowed: bool,
+    pub bulk_allowed: bool,
+}
+
+impl FrontKey {
+    /// May do everything.
+    pub fn admin(authorization: String) -> Self {
+        Self {
+            authorization,
+            template_allowed: true,
+            bulk_allowed: true,
+        }
+    }
+
+    /// May write documents, not install templates (a least-privilege key).
+    pub fn writer(authorization: String) -> Self {
+        Self {
+            template_allowed: false,
+            ..Self::admin(authorization)
+        }
+    }
+
+    /// May neither write nor install templates (a key missing the write privilege).
+    pub fn reader(authorization: String) -> Self {
+        Self {
+            bulk_allowed: false,
+            ..Self::writer(authorization)
+        }
+    }
 }
 
 /// The running Envoy front, killed (by PID) on drop.
@@ -121,12 +150,17 @@ fn bootstrap(ca: &TestCa, listen: u16, admin: u16, upstream: u16, keys: &[FrontK
     let mut routes = Vec::new();
     for key in keys {
         let auth = json!([{"name": "authorization", "string_match": {"exact": key.authorization}}]);
-        if !key.template_allowed {
-            routes.push(json!({
-                "match": {"prefix": "/_index_template", "headers": auth},
-                "direct_response": security_exception(403, "action [indices:admin/index_template/put] is unauthorized for API key"),
-                "response_headers_to_add": [json_type],
-            }));
+        for (allowed, prefix, action) in [
+            (key.template_allowed, "/_index_template", "indices:admin/index_template/put"),
+            (key.bulk_allowed, "/_bulk", "indices:data/write/bulk"),
+        ] {
+            if !allowed {
+                routes.push(json!({
+                    "match": {"prefix": prefix, "headers": auth},
+                    "direct_response": security_exception(403, &format!("action [{action}] is unauthorized for API key")),
+                    "response_headers_to_add": [json_type],
+                }));
+            }
         }
         routes.push(json!({
             "match": {"prefix": "/", "headers": auth},
