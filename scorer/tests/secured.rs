@@ -372,8 +372,22 @@ async fn certificates_are_verified_and_basic_auth_works_through_the_front() {
     config.tls_ca_file = None;
     let untrusting = EsClient::new(&front.url, &config).unwrap();
     match untrusting.probe().await {
-        Probe::Down(e) => assert!(e.to_lowercase().contains("certificate"), "{e}"),
+        Probe::Down(e) => assert!(e.contains("UnknownIssuer"), "{e}"),
         other => panic!("an unknown CA must be refused, got {other:?}"),
+    }
+    // tls_verify = false accepts it (diagnosis only).
+    config.tls_verify = false;
+    let unverified = EsClient::new(&front.url, &config).unwrap();
+    assert_eq!(unverified.probe().await, Probe::Up);
+    config.tls_verify = true;
+    // A certificate from the right CA for another name: the host name is checked too.
+    let other = TestCa::generate_for("DNS:elsewhere.example");
+    let other_front = Front::start(&other, osmem.port, &[]);
+    config.tls_ca_file = Some(other.ca_cert.clone());
+    let wrong_name = EsClient::new(&other_front.url, &config).unwrap();
+    match wrong_name.probe().await {
+        Probe::Down(e) => assert!(e.contains("not valid for name"), "{e}"),
+        other => panic!("a certificate for another name must be refused, got {other:?}"),
     }
     // The wrong password: 401, reported as a refusal, not as "down".
     let wrong = secrets.path().join("wrong");

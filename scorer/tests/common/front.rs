@@ -39,7 +39,13 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl TestCa {
+    /// A CA and a server certificate for `localhost` and `127.0.0.1`.
     pub fn generate() -> Self {
+        Self::generate_for("DNS:localhost,IP:127.0.0.1")
+    }
+
+    /// A CA and a server certificate whose subjectAltName is `san`.
+    pub fn generate_for(san: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         openssl(
@@ -60,8 +66,10 @@ impl TestCa {
         );
         std::fs::write(
             d.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+            format!(
+                "subjectAltName={san}\nbasicConstraints=CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            ),
         )
         .unwrap();
         openssl(
