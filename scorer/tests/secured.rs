@@ -228,7 +228,10 @@ async fn a_wrong_key_is_refused_everything_is_kept_and_fixing_the_key_file_resum
     let text = logs.text();
     for secret in [GOOD, WRONG] {
         assert!(!text.contains(secret), "{secret} in the logs");
-        assert!(!text.contains(&api_key("dohguard", secret)[7..]), "encoded key in the logs");
+        assert!(
+            !text.contains(&api_key("dohguard", secret)[7..]),
+            "encoded key in the logs"
+        );
     }
 }
 
@@ -261,7 +264,10 @@ async fn a_key_that_may_not_install_the_template_still_delivers() {
     wait_stored(&es, 30).await;
     assert_exactly_once(&es, &all).await;
     assert!(metric(&app, "dohguard_scorer_sink_template_failures_total") >= 1.0);
-    assert_eq!(metric(&app, "dohguard_scorer_sink_auth_failures_total"), 0.0);
+    assert_eq!(
+        metric(&app, "dohguard_scorer_sink_auth_failures_total"),
+        0.0
+    );
     let why = logs.lines(&["index template not installed", &front.url]);
     assert_eq!(why.len(), 1, "{why:?}");
     assert!(why[0].contains("403"), "{}", why[0]);
@@ -422,21 +428,35 @@ fn no_secret_in_print_config_or_in_errors() {
     // and the secret variables are not mistaken for unknown settings.
     std::fs::write(&key_file, format!("kid:{FILE_KEY}")).unwrap();
     let out = scorer_bin()
-        .args(["--print-config", "--elasticsearch-url", "https://127.0.0.1:9200"])
+        .args([
+            "--print-config",
+            "--elasticsearch-url",
+            "https://127.0.0.1:9200",
+        ])
         .env("DOHGUARD_SCORER_ELASTICSEARCH__API_KEY", ENV_KEY)
         .env("DOHGUARD_SCORER_ELASTICSEARCH__PASSWORD", ENV_KEY)
         .env("DOHGUARD_SCORER_ELASTICSEARCH__API_KEY_FILE", &key_file)
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config: Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(
         config["elasticsearch"]["api_key_file"],
         key_file.display().to_string()
     );
-    assert_eq!(config["elasticsearch"]["tls_verify"], true, "verification on by default");
-    assert!(!printed.contains(ENV_KEY) && !printed.contains(FILE_KEY), "{printed}");
+    assert_eq!(
+        config["elasticsearch"]["tls_verify"], true,
+        "verification on by default"
+    );
+    assert!(
+        !printed.contains(ENV_KEY) && !printed.contains(FILE_KEY),
+        "{printed}"
+    );
 
     let check = |out: std::process::Output, key: &str, secrets: &[&str]| {
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -482,7 +502,11 @@ fn no_secret_in_print_config_or_in_errors() {
     );
     // A key written into the configuration file: not a setting.
     let toml = dir.path().join("scorer.toml");
-    std::fs::write(&toml, format!("[elasticsearch]\napi_key = \"{TOML_KEY}\"\n")).unwrap();
+    std::fs::write(
+        &toml,
+        format!("[elasticsearch]\napi_key = \"{TOML_KEY}\"\n"),
+    )
+    .unwrap();
     check(
         scorer_bin().arg("--config").arg(&toml).output().unwrap(),
         "api_key",
@@ -527,7 +551,11 @@ async fn refused_documents_are_dead_lettered_and_the_command_replays_them_after_
     assert_eq!(unreadable, 0);
     assert_eq!(letters.len(), 3);
     for l in &letters {
-        assert!(l.error.contains("strict_dynamic_mapping_exception"), "{}", l.error);
+        assert!(
+            l.error.contains("strict_dynamic_mapping_exception"),
+            "{}",
+            l.error
+        );
         assert!(l.time.ends_with('Z'), "{}", l.time);
     }
     assert_eq!(m.dropped.get(), 0);

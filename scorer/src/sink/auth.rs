@@ -70,8 +70,14 @@ impl std::fmt::Debug for Secret {
 /// Where a secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
-    File { key: &'static str, path: PathBuf },
-    Env { key: &'static str, var: &'static str },
+    File {
+        key: &'static str,
+        path: PathBuf,
+    },
+    Env {
+        key: &'static str,
+        var: &'static str,
+    },
 }
 
 impl Source {
@@ -271,7 +277,10 @@ pub fn api_key_header(key: &str) -> Option<String> {
 
 /// `Basic <base64(username:password)>`.
 pub fn basic_header(username: &str, password: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{username}:{password}")))
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{username}:{password}"))
+    )
 }
 
 /// Cleartext http:// may carry a credential only to this host (loopback).
@@ -309,9 +318,15 @@ mod tests {
             api_key_header("id1:secret").unwrap(),
             format!("ApiKey {}", STANDARD.encode("id1:secret"))
         );
-        assert_eq!(api_key_header("aWQxOnNlY3JldA==").unwrap(), "ApiKey aWQxOnNlY3JldA==");
+        assert_eq!(
+            api_key_header("aWQxOnNlY3JldA==").unwrap(),
+            "ApiKey aWQxOnNlY3JldA=="
+        );
         assert_eq!(api_key_header("not base64!"), None);
-        assert_eq!(basic_header("u", "p"), format!("Basic {}", STANDARD.encode("u:p")));
+        assert_eq!(
+            basic_header("u", "p"),
+            format!("Basic {}", STANDARD.encode("u:p"))
+        );
     }
 
     #[test]
@@ -322,7 +337,10 @@ mod tests {
         let mut c = config();
         c.api_key_file = Some("/k".into());
         c.username = Some("u".into());
-        assert_eq!(scheme(&c, none).unwrap_err().key, "elasticsearch.api_key_file");
+        assert_eq!(
+            scheme(&c, none).unwrap_err().key,
+            "elasticsearch.api_key_file"
+        );
 
         let mut c = config();
         c.api_key_file = Some("/k".into());
@@ -331,7 +349,10 @@ mod tests {
 
         let mut c = config();
         c.username = Some("u".into());
-        assert_eq!(scheme(&c, none).unwrap_err().key, "elasticsearch.password_file");
+        assert_eq!(
+            scheme(&c, none).unwrap_err().key,
+            "elasticsearch.password_file"
+        );
         assert!(matches!(
             scheme(&c, |v| v == PASSWORD_ENV).unwrap(),
             Some(Scheme::Basic { .. })

@@ -146,15 +146,23 @@ impl EsClient {
         let credential = Credential::load(config)?;
         let validation = match (&config.tls_ca_file, config.tls_verify) {
             (_, false) => {
-                tracing::warn!("elasticsearch.tls_verify is off: the server's certificate is not checked");
+                tracing::warn!(
+                    "elasticsearch.tls_verify is off: the server's certificate is not checked"
+                );
                 CertificateValidation::None
             }
             (Some(path), true) => {
                 let pem = std::fs::read(path).map_err(|e| {
-                    SinkError::Client(format!("elasticsearch.tls_ca_file: {}: {e}", path.display()))
+                    SinkError::Client(format!(
+                        "elasticsearch.tls_ca_file: {}: {e}",
+                        path.display()
+                    ))
                 })?;
                 let ca = Certificate::from_pem(&pem).map_err(|e| {
-                    SinkError::Client(format!("elasticsearch.tls_ca_file: {}: {e}", path.display()))
+                    SinkError::Client(format!(
+                        "elasticsearch.tls_ca_file: {}: {e}",
+                        path.display()
+                    ))
                 })?;
                 CertificateValidation::Full(ca)
             }
@@ -197,10 +205,9 @@ impl EsClient {
     pub async fn install_template(&self) -> Result<(), SinkError> {
         let body = template::template_body(&self.config.index, self.config.data_stream);
         let indices = self.client.indices();
-        let mut request = indices
-            .put_index_template(IndicesPutIndexTemplateParts::Name(
-                &self.config.template_name,
-            ));
+        let mut request = indices.put_index_template(IndicesPutIndexTemplateParts::Name(
+            &self.config.template_name,
+        ));
         if let Some(auth) = self.auth() {
             request = request.header(AUTHORIZATION, auth);
         }
@@ -213,7 +220,9 @@ impl EsClient {
         match status {
             200..=299 => Ok(()),
             401 => Err(refusal(status, response).await.into_error()),
-            429 | 500.. => Err(SinkError::Unavailable(format!("template answered {status}"))),
+            429 | 500.. => Err(SinkError::Unavailable(format!(
+                "template answered {status}"
+            ))),
             _ => {
                 let r = refusal(status, response).await;
                 Err(SinkError::Template(format!("{status}: {}", r.reason)))
@@ -360,11 +369,29 @@ mod tests {
     fn backoff_doubles_jitters_and_stops_at_the_cap() {
         let (base, max) = (ms(100), ms(1000));
         // The ceiling: 100, 200, 400, 800, then 1000 forever.
-        for (retry, ceiling) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000)] {
-            assert_eq!(backoff_delay(base, max, retry, 0.0), ms(ceiling / 2), "retry {retry}");
-            assert_eq!(backoff_delay(base, max, retry, 1.0), ms(ceiling), "retry {retry}");
+        for (retry, ceiling) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
+            assert_eq!(
+                backoff_delay(base, max, retry, 0.0),
+                ms(ceiling / 2),
+                "retry {retry}"
+            );
+            assert_eq!(
+                backoff_delay(base, max, retry, 1.0),
+                ms(ceiling),
+                "retry {retry}"
+            );
             let mid = backoff_delay(base, max, retry, 0.5);
-            assert!(mid > ms(ceiling / 2) && mid < ms(ceiling), "retry {retry}: {mid:?}");
+            assert!(
+                mid > ms(ceiling / 2) && mid < ms(ceiling),
+                "retry {retry}: {mid:?}"
+            );
         }
         // Huge retry numbers and out-of-range randomness do not overflow or escape the bounds.
         assert_eq!(backoff_delay(base, max, u32::MAX, 7.0), ms(1000));

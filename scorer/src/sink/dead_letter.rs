@@ -66,7 +66,8 @@ pub fn append(dir: &Path, letters: &[DeadLetter]) -> io::Result<()> {
     loop {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let mut file = lock(file)?;
-        let still_there = std::fs::metadata(&path).is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
+        let still_there = std::fs::metadata(&path)
+            .is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
         if !still_there {
             continue; // renamed away by a replay: write to the new file
         }
@@ -175,7 +176,11 @@ pub async fn replay(es: &EsClient, dir: &Path, chunk: usize) -> Result<ReplaySum
             if let Some(r) = &d.refused {
                 tracing::error!(status = r.status, reason = %r.reason, "Elasticsearch refused the credential; dead letters kept");
             }
-            back.extend(d.rejected.into_iter().map(|(doc, e)| DeadLetter::now(doc, e)));
+            back.extend(
+                d.rejected
+                    .into_iter()
+                    .map(|(doc, e)| DeadLetter::now(doc, e)),
+            );
             let undelivered: std::collections::HashSet<&str> =
                 d.undelivered.iter().map(|doc| doc.id.as_str()).collect();
             back.extend(

@@ -327,7 +327,10 @@ fn auth_refused(shared: &Shared, es: &EsClient, status: u16, reason: &str) {
 fn auth_ok(shared: &Shared, es: &EsClient) {
     if shared.auth_failed.swap(false, Ordering::SeqCst) {
         shared.metrics.sink_auth_failed.set(0);
-        tracing::info!(url = es.url(), "Elasticsearch accepts the credential again: delivery resumes");
+        tracing::info!(
+            url = es.url(),
+            "Elasticsearch accepts the credential again: delivery resumes"
+        );
     }
 }
 
@@ -479,9 +482,14 @@ async fn come_back(shared: &Shared, es: &EsClient) -> bool {
     if shared.auth_failed.load(Ordering::SeqCst) {
         if let Some(credential) = es.credential() {
             match credential.reload() {
-                Ok(true) => tracing::info!(kind = credential.kind(), "credential re-read: it changed; trying it"),
+                Ok(true) => tracing::info!(
+                    kind = credential.kind(),
+                    "credential re-read: it changed; trying it"
+                ),
                 Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "re-reading the credential failed; keeping the previous one"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-reading the credential failed; keeping the previous one")
+                }
             }
         }
     }

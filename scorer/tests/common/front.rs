@@ -51,17 +51,42 @@ impl TestCa {
         openssl(
             d,
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-days", "2", "-subj", "/CN=dohguard test CA", "-addext",
-                "basicConstraints=critical,CA:TRUE", "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign", "-keyout", "ca.key", "-out", "ca.pem",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=dohguard test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
             ],
         );
         openssl(
             d,
             &[
-                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
-                "/CN=localhost", "-keyout", "server.key", "-out", "server.csr",
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
             ],
         );
         std::fs::write(
@@ -75,8 +100,21 @@ impl TestCa {
         openssl(
             d,
             &[
-                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.pem",
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
             ],
         );
         Self {
@@ -159,7 +197,11 @@ fn bootstrap(ca: &TestCa, listen: u16, admin: u16, upstream: u16, keys: &[FrontK
     for key in keys {
         let auth = json!([{"name": "authorization", "string_match": {"exact": key.authorization}}]);
         for (allowed, prefix, action) in [
-            (key.template_allowed, "/_index_template", "indices:admin/index_template/put"),
+            (
+                key.template_allowed,
+                "/_index_template",
+                "indices:admin/index_template/put",
+            ),
             (key.bulk_allowed, "/_bulk", "indices:data/write/bulk"),
         ] {
             if !allowed {
@@ -236,7 +278,11 @@ fn http_200(port: u16, path: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).is_err() {
+    if s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .is_err()
+    {
         return false;
     }
     let mut head = [0u8; 12];
