@@ -20,6 +20,7 @@ pub mod auth;
 pub mod bulk;
 pub mod dead_letter;
 pub mod document;
+mod gate;
 pub mod spool;
 pub mod template;
 
@@ -45,6 +46,7 @@ use crate::{
     config::{ElasticsearchConfig, SpoolConfig},
     metrics::Metrics,
 };
+use gate::{auth_ok, auth_refused, come_back, ensure_template};
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -313,52 +315,6 @@ fn dead_letter(shared: &Shared, rejected: Vec<(Doc, String)>) {
     }
 }
 
-/// A whole request refused with 401/403: counted every time, logged once per streak.
-fn auth_refused(shared: &Shared, es: &EsClient, status: u16, reason: &str) {
-    shared.metrics.sink.auth_failures.inc();
-    shared.metrics.sink_auth_failed.set(1);
-    shared.live.store(false, Ordering::SeqCst);
-    if !shared.auth_failed.swap(true, Ordering::SeqCst) {
-        tracing::error!(url = es.url(), status, %reason, "Elasticsearch refused the credential: delivery stopped, verdicts kept in the spool; it resumes by itself once the credential works (its file is re-read every replay interval)");
-    }
-}
-
-/// The credential works again (a request went through).
-fn auth_ok(shared: &Shared, es: &EsClient) {
-    if shared.auth_failed.swap(false, Ordering::SeqCst) {
-        shared.metrics.sink_auth_failed.set(0);
-        tracing::info!(
-            url = es.url(),
-            "Elasticsearch accepts the credential again: delivery resumes"
-        );
-    }
-}
-
-/// Installs the template. A refusal other than 401 (a least-privilege key) is counted and
-/// logged and does not stop delivery; 401 or no answer does (the caller retries later).
-async fn ensure_template(shared: &Shared, es: &EsClient) -> Result<(), SinkError> {
-    match es.install_template().await {
-        Ok(()) => {
-            if shared.template_refused.swap(false, Ordering::SeqCst) {
-                tracing::info!(url = es.url(), "index template installed");
-            }
-            Ok(())
-        }
-        Err(SinkError::Template(reason)) => {
-            shared.metrics.sink.template_failures.inc();
-            if !shared.template_refused.swap(true, Ordering::SeqCst) {
-                tracing::warn!(url = es.url(), %reason, template = %shared.config.template_name, "index template not installed (refused); delivering without it: install it out of band or grant manage_index_templates");
-            }
-            Ok(())
-        }
-        Err(SinkError::Unauthorized { status, reason }) => {
-            auth_refused(shared, es, status, &reason);
-            Err(SinkError::Unauthorized { status, reason })
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Collects batches from the queue and delivers them with bounded concurrency.
 async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Doc>) {
     let cfg = &shared.config;
@@ -473,41 +429,6 @@ async fn replay_loop(shared: Arc<Shared>) {
             .metrics
             .spool_bytes
             .set(shared.spool.pending_bytes() as i64);
-    }
-}
-
-/// Before replaying after an outage or a refusal: re-reads the credential when it was
-/// refused, probes, and (re)installs the template (the server may be a fresh one).
-async fn come_back(shared: &Shared, es: &EsClient) -> bool {
-    if shared.auth_failed.load(Ordering::SeqCst) {
-        if let Some(credential) = es.credential() {
-            match credential.reload() {
-                Ok(true) => tracing::info!(
-                    kind = credential.kind(),
-                    "credential re-read: it changed; trying it"
-                ),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "re-reading the credential failed; keeping the previous one")
-                }
-            }
-        }
-    }
-    match es.probe().await {
-        bulk::Probe::Up => {}
-        bulk::Probe::Refused(r) => {
-            auth_refused(shared, es, r.status, &r.reason);
-            return false;
-        }
-        bulk::Probe::Down(_) => return false,
-    }
-    match ensure_template(shared, es).await {
-        Ok(()) => true,
-        Err(SinkError::Unauthorized { .. }) => false,
-        Err(e) => {
-            tracing::warn!(error = %e, "template not installed yet; will retry");
-            false
-        }
     }
 }
 
