@@ -81,9 +81,11 @@ async fn main() -> anyhow::Result<()> {
     }
     // The credential's file or variable is read now, so a bad one stops start-up naming the
     // key (the message never contains the secret).
-    if let Err(e) = Credential::load(&config.elasticsearch) {
-        eprintln!("dohguard-scorer: {e}");
-        std::process::exit(2);
+    if config.elasticsearch.url.is_some() {
+        if let Err(e) = Credential::load(&config.elasticsearch) {
+            eprintln!("dohguard-scorer: {e}");
+            std::process::exit(2);
+        }
     }
     if let Some(Cmd::ReplayDeadLetters) = cli.command {
         return replay_dead_letters(&config).await;

@@ -152,19 +152,15 @@ impl EsClient {
                 CertificateValidation::None
             }
             (Some(path), true) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    SinkError::Client(format!(
-                        "elasticsearch.tls_ca_file: {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                let ca = Certificate::from_pem(&pem).map_err(|e| {
-                    SinkError::Client(format!(
-                        "elasticsearch.tls_ca_file: {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                CertificateValidation::Full(ca)
+                let ca_error =
+                    |source: Box<dyn std::error::Error + Send + Sync>| SinkError::CaFile {
+                        path: path.clone(),
+                        source,
+                    };
+                let pem = std::fs::read(path).map_err(|e| ca_error(e.into()))?;
+                CertificateValidation::Full(
+                    Certificate::from_pem(&pem).map_err(|e| ca_error(e.into()))?,
+                )
             }
             (None, true) => CertificateValidation::Default,
         };

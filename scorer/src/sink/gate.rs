@@ -13,7 +13,7 @@ pub(super) fn auth_refused(shared: &Shared, es: &EsClient, status: u16, reason: 
     shared.metrics.sink_auth_failed.set(1);
     shared.live.store(false, Ordering::SeqCst);
     if !shared.auth_failed.swap(true, Ordering::SeqCst) {
-        tracing::error!(url = es.url(), status, %reason, "Elasticsearch refused the credential: delivery stopped, verdicts kept in the spool; it resumes by itself once the credential works (its file is re-read every replay interval)");
+        tracing::error!(url = es.url(), status, %reason, "Elasticsearch refused the credential: delivery stopped, verdicts kept in the spool; it resumes by itself once the credential works (a key or password file is re-read every replay interval)");
     }
 }
 
