@@ -218,7 +218,12 @@ async fn a_wrong_key_is_refused_everything_is_kept_and_fixing_the_key_file_resum
     );
     assert_eq!(m.rejected.get(), 0);
     assert_eq!(m.dropped.get(), 0);
-    assert_eq!(m.sent.get() + m.replayed.get(), 250, "stored once each");
+    // The counters move just after Elasticsearch answers, so wait for them too.
+    eventually("sent + replayed = 250 (stored once each)", SETTLE, || {
+        let n = m.sent.get() + m.replayed.get();
+        async move { n == 250 }
+    })
+    .await;
     eventually("spool drained", SETTLE, || {
         let empty = app.sink().spool().is_empty();
         async move { empty }
@@ -308,12 +313,15 @@ async fn a_missing_write_privilege_403_keeps_everything_until_a_key_that_has_it(
     let first = names("forbidden", 100);
     score_names(&app, &first).await;
     let m = app.metrics.sink.clone();
-    eventually("every verdict of the 403 spooled", SETTLE, || {
-        let spooled = m.spooled.get();
-        async move { spooled >= 100 }
-    })
+    eventually(
+        "every verdict of the 403 spooled, the sink auth_failed",
+        SETTLE,
+        || {
+            let done = m.spooled.get() >= 100 && app.sink().state().as_str() == "auth_failed";
+            async move { done }
+        },
+    )
     .await;
-    assert_eq!(app.sink().state().as_str(), "auth_failed");
     assert_eq!((m.sent.get(), m.rejected.get(), m.dropped.get()), (0, 0, 0));
     assert!(!spool.path().join(dead_letter::FILE).exists());
     assert_eq!(metric(&app, "dohguard_scorer_sink_auth_failed"), 1.0);

@@ -381,10 +381,12 @@ async fn deliver_live(shared: &Shared, batch: Vec<Doc>) {
     shared.metrics.sink.duplicates.inc_by(d.duplicates);
     dead_letter(shared, d.rejected);
     if let Some(r) = &d.refused {
+        // Spool first: the auth-failed state must never be seen with an empty spool (the
+        // replayer would take "nothing to replay" for "the credential works").
+        spool_docs(shared, &d.undelivered);
         auth_refused(shared, es, r.status, &r.reason);
-    }
-    if !d.undelivered.is_empty() {
-        if shared.live.swap(false, Ordering::SeqCst) && d.refused.is_none() {
+    } else if !d.undelivered.is_empty() {
+        if shared.live.swap(false, Ordering::SeqCst) {
             tracing::warn!("Elasticsearch unavailable: spooling verdicts to disk until it returns");
         }
         spool_docs(shared, &d.undelivered);
