@@ -241,6 +241,89 @@ async fn a_wrong_key_is_refused_everything_is_kept_and_fixing_the_key_file_resum
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_while_live_stops_delivery_and_a_new_key_in_the_file_resumes_it() {
+    let logs = logs();
+    let osmem = Osmem::start();
+    let es = Es::new(&osmem.url);
+    let ca = TestCa::generate();
+    let old_key = api_key("key-1", "first-secret-Ab3");
+    let mut front = Front::start(&ca, osmem.port, &[FrontKey::admin(old_key)]);
+    let secrets = tempfile::tempdir().unwrap();
+    let key_file = secrets.path().join("key");
+    std::fs::write(&key_file, "key-1:first-secret-Ab3\n").unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = secured_config(&front, &ca, spool.path());
+    config.elasticsearch.api_key_file = Some(key_file.clone());
+    let (app, _tasks) = start(config).await;
+    assert_eq!(app.sink().state().as_str(), "live");
+    let before = names("before-revocation", 50);
+    score_names(&app, &before).await;
+    wait_stored(&es, 50).await;
+    let m = app.metrics.sink.clone();
+    // The sink has its answers too (else the restart below would cut one off).
+    eventually("50 confirmed sent", SETTLE, || {
+        let sent = m.sent.get();
+        async move { sent == 50 }
+    })
+    .await;
+
+    // The key is revoked: the cluster (the front, restarted on its port) knows only key-2.
+    // No verdicts are scored meanwhile, so the sink is still live and learns it from a bulk.
+    front.stop();
+    let port = front.port;
+    let _front = Front::start_on(
+        port,
+        &ca,
+        osmem.port,
+        &[FrontKey::admin(api_key("key-2", "second-secret-Cd4"))],
+    );
+    let revoked = names("revoked", 200);
+    score_names(&app, &revoked).await;
+    eventually("every verdict after the revocation spooled", SETTLE, || {
+        let done = m.spooled.get() >= 200 && app.sink().state().as_str() == "auth_failed";
+        async move { done }
+    })
+    .await;
+    assert_eq!(m.sent.get(), 50, "nothing delivered after the revocation");
+    assert_eq!(
+        (m.rejected.get(), m.dropped.get()),
+        (0, 0),
+        "nothing dead-lettered or lost"
+    );
+    assert!(!spool.path().join(dead_letter::FILE).exists());
+    assert_eq!(es.count(DEFAULT_INDEX).await, 50);
+    assert_eq!(metric(&app, "dohguard_scorer_sink_auth_failed"), 1.0);
+    let url = format!("https://127.0.0.1:{port}");
+    let why = logs.lines(&["refused the credential", &url]);
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].contains("status=401"), "{}", why[0]);
+
+    // The operator writes the new key into the file.
+    rewrite(&key_file, "key-2:second-secret-Cd4\n");
+    let after = names("new-key", 30);
+    score_names(&app, &after).await;
+    wait_stored(&es, 280).await;
+    let all: Vec<String> = before
+        .iter()
+        .chain(&revoked)
+        .chain(&after)
+        .cloned()
+        .collect();
+    assert_exactly_once(&es, &all).await;
+    eventually("live, the gauge back to 0", SETTLE, || {
+        let done = app.sink().state().as_str() == "live"
+            && app
+                .metrics
+                .encode()
+                .contains("dohguard_scorer_sink_auth_failed 0");
+        async move { done }
+    })
+    .await;
+    assert_eq!((m.rejected.get(), m.dropped.get()), (0, 0));
+    assert_eq!(logs.lines(&["accepts the credential again", &url]).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_that_may_not_install_the_template_still_delivers() {
     let logs = logs();
     let osmem = Osmem::start();

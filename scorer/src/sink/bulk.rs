@@ -126,7 +126,11 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 async fn refusal(status: u16, response: Response) -> Refusal {
-    let mut reason = response.text().await.unwrap_or_default();
+    let mut reason = match response.text().await {
+        Ok(text) if !text.trim().is_empty() => text,
+        Ok(_) => format!("{status} with an empty body"),
+        Err(e) => format!("{status}; body unreadable: {}", error_chain(&e)),
+    };
     if reason.len() > 300 {
         let mut end = 300;
         while !reason.is_char_boundary(end) {

@@ -167,6 +167,7 @@ pub struct Front {
     child: Option<Child>,
     /// `https://127.0.0.1:PORT` (the certificate names 127.0.0.1).
     pub url: String,
+    pub port: u16,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -294,9 +295,14 @@ impl Front {
     /// Starts Envoy on ephemeral ports in front of osmem on `upstream_port`, accepting `keys`,
     /// and waits (polling the admin `/ready`) until it serves.
     pub fn start(ca: &TestCa, upstream_port: u16, keys: &[FrontKey]) -> Self {
+        Self::start_on(free_port(), ca, upstream_port, keys)
+    }
+
+    /// [`Front::start`] on a given port (a restart with other keys: a key revoked or issued).
+    pub fn start_on(listen: u16, ca: &TestCa, upstream_port: u16, keys: &[FrontKey]) -> Self {
         let envoy = require_env("ENVOY_BIN");
         let dir = tempfile::tempdir().unwrap();
-        let (listen, admin) = (free_port(), free_port());
+        let admin = free_port();
         let config = dir.path().join("front.json");
         std::fs::write(
             &config,
@@ -317,6 +323,7 @@ impl Front {
         let mut front = Self {
             child: Some(child),
             url: format!("https://127.0.0.1:{listen}"),
+            port: listen,
             log,
             _dir: dir,
         };
@@ -334,11 +341,18 @@ impl Front {
     }
 }
 
-impl Drop for Front {
-    fn drop(&mut self) {
+impl Front {
+    /// Kills Envoy (by its PID) and waits for it.
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
