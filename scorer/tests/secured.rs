@@ -651,20 +651,22 @@ async fn refused_documents_are_dead_lettered_and_the_command_replays_them_after_
     }
     assert_eq!(m.dropped.get(), 0);
 
-    let config = spool.path().join("replay.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[elasticsearch]\nurl = \"{}\"\n[spool]\ndir = \"{}\"\n",
-            osmem.url,
-            spool.path().display()
-        ),
-    )
-    .unwrap();
-    let replay = || {
+    let config_for = |url: &str| {
+        let path = spool.path().join("replay.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[elasticsearch]\nurl = \"{url}\"\nretry_base_ms = 10\n[spool]\ndir = \"{}\"\n",
+                spool.path().display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let replay_to = |url: &str| {
         let out = scorer_bin()
             .args(["replay-dead-letters", "--config"])
-            .arg(&config)
+            .arg(config_for(url))
             .output()
             .unwrap();
         let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -676,6 +678,26 @@ async fn refused_documents_are_dead_lettered_and_the_command_replays_them_after_
         });
         (out.status.code(), summary)
     };
+    let replay = || replay_to(&osmem.url);
+
+    // Elasticsearch away: every dead letter is kept as it was, exit status 1.
+    let nobody = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let (code, summary) = replay_to(&nobody);
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(
+        (summary["read"].as_u64(), summary["kept"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let (kept, _) = dead_letter::read(&file).unwrap();
+    assert_eq!(kept.len(), 3);
+    assert_eq!(kept[0].error, letters[0].error, "kept as it was");
 
     // Before the fix: refused again, kept, exit status 1.
     let (code, summary) = replay();

@@ -161,18 +161,26 @@ pub async fn replay(es: &EsClient, dir: &Path, chunk: usize) -> Result<ReplaySum
     };
     let counters = SinkCounters::default();
     let mut summary = ReplaySummary::default();
+    let mut stopped = false;
     for taken in take(dir).map_err(io_err)? {
         let (letters, bad) = read(&taken).map_err(io_err)?;
         summary.read += letters.len() as u64;
         summary.unreadable += bad as u64;
         let mut back = Vec::new();
         for part in letters.chunks(chunk.max(1)) {
+            if stopped {
+                // Elasticsearch is away or refuses the credential: keep the rest untouched.
+                summary.kept += part.len() as u64;
+                back.extend(part.iter().cloned());
+                continue;
+            }
             let docs = part.iter().map(|l| l.doc.clone()).collect();
             let d = es.deliver(docs, &counters).await;
             summary.stored += d.stored;
             summary.duplicates += d.duplicates;
             summary.rejected_again += d.rejected.len() as u64;
             summary.kept += d.undelivered.len() as u64;
+            stopped = !d.undelivered.is_empty();
             if let Some(r) = &d.refused {
                 tracing::error!(status = r.status, reason = %r.reason, "Elasticsearch refused the credential; dead letters kept");
             }
