@@ -444,7 +444,9 @@ impl Config {
             if !parsed.username().is_empty() || parsed.password().is_some() {
                 return Err(invalid(
                     "elasticsearch.url",
-                    format!("{shown:?}: no credentials in the URL; use elasticsearch.api_key_file or username + password_file"),
+                    format!(
+                        "{shown:?}: no credentials in the URL; see api_key_file, password_file"
+                    ),
                 ));
             }
         }

@@ -137,7 +137,8 @@ impl Credential {
             if !url_may_carry_credentials(url) {
                 return Err(problem(
                     "elasticsearch.url",
-                    "a credential is configured but the URL is cleartext http:// to a non-loopback host; use https://",
+                    "a credential would travel in clear: http:// to a non-loopback host; \
+                     use https://",
                 ));
             }
         }
@@ -200,7 +201,8 @@ fn scheme(
             "an API key and basic auth (username/password) are both configured; choose one",
         )),
         (None, Some(username), Some(password)) => {
-            if username.is_empty() || username.contains(':') || username.chars().any(char::is_control) {
+            let bad = |c: char| c == ':' || c.is_control();
+            if username.is_empty() || username.contains(bad) {
                 return Err(problem(
                     "elasticsearch.username",
                     "must be non-empty, without ':' or control characters",
@@ -213,7 +215,7 @@ fn scheme(
         }
         (None, Some(_), None) => Err(problem(
             "elasticsearch.password_file",
-            format!("elasticsearch.username is set but no password: set password_file or {PASSWORD_ENV}"),
+            format!("username is set but no password: set it or {PASSWORD_ENV}"),
         )),
         (None, None, Some(_)) => Err(problem(
             "elasticsearch.username",
