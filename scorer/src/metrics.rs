@@ -66,6 +66,10 @@ pub struct SinkCounters {
     pub rejected: Counter,
     /// Lost: could not be queued, stored or spooled. Must stay 0.
     pub dropped: Counter,
+    /// Requests (not documents) Elasticsearch refused as a whole with 401/403.
+    pub auth_failures: Counter,
+    /// Index template installs refused (e.g. 403 for a least-privilege key); delivery goes on.
+    pub template_failures: Counter,
 }
 
 #[derive(Clone)]
@@ -87,6 +91,8 @@ pub struct Metrics {
     pub sink_queue_depth: Gauge,
     /// Bytes in the on-disk spool not yet replayed.
     pub spool_bytes: Gauge,
+    /// 1 while Elasticsearch refuses the credential (401/403) and delivery waits for it.
+    pub sink_auth_failed: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,6 +130,7 @@ impl Metrics {
             sink: SinkCounters::default(),
             sink_queue_depth: Gauge::default(),
             spool_bytes: Gauge::default(),
+            sink_auth_failed: Gauge::default(),
         };
         let mut r = Registry::with_prefix("dohguard_scorer");
         r.register(
@@ -212,6 +219,21 @@ impl Metrics {
             "sink_dropped",
             "Documents lost (must stay 0)",
             s.dropped.clone(),
+        );
+        r.register(
+            "sink_auth_failures",
+            "Requests Elasticsearch refused as a whole with 401/403 (documents kept in the spool)",
+            s.auth_failures.clone(),
+        );
+        r.register(
+            "sink_template_failures",
+            "Index template installs refused (delivery goes on without it)",
+            s.template_failures.clone(),
+        );
+        r.register(
+            "sink_auth_failed",
+            "1 while Elasticsearch refuses the credential and delivery waits",
+            m.sink_auth_failed.clone(),
         );
         r.register(
             "sink_queue_depth",

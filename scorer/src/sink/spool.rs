@@ -7,7 +7,7 @@
 //! replayer asks for it. Sealed segments are replayed oldest first and deleted once every
 //! document in them is confirmed stored, so a crash mid-replay replays a segment again (the
 //! `create` action with the same `_id` makes that harmless). Segments left by a previous
-//! process are found and replayed at start. Rejected documents go to `<dir>/rejected.ndjson`.
+//! process are found and replayed at start. Rejected documents go to `<dir>/rejected.ndjson` (`super::dead_letter`).
 //!
 //! fsync policy (`spool.fsync`): every append is one `write` of whole lines, so a process
 //! crash loses nothing that was appended. Against power loss: `always` fsyncs each append;
@@ -224,19 +224,6 @@ impl Spool {
     /// Deletes a fully replayed segment.
     pub fn remove_segment(path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
-    }
-
-    /// Keeps documents Elasticsearch refused as invalid, with the reason, for an operator.
-    pub fn dead_letter(&self, doc: &Doc, reason: &str) -> io::Result<()> {
-        let line = serde_json::json!({"doc": doc, "error": reason});
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("rejected.ndjson"))?;
-        let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
-        bytes.push(b'\n');
-        f.write_all(&bytes)?;
-        f.sync_data()
     }
 }
 
