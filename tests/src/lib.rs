@@ -17,6 +17,7 @@ pub mod error;
 pub mod filter_config;
 pub mod http;
 pub mod kdig;
+pub mod monitoring;
 pub mod osmem;
 pub mod paths;
 pub mod ports;
@@ -28,6 +29,7 @@ pub mod template;
 pub mod tls;
 pub mod tools;
 pub mod unbound;
+pub mod webhook;
 
 pub use error::LaunchError;
 pub use stack::{Stack, StackOptions};

@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 
 use dohguard_e2e::envoy::EnvoyPorts;
 use dohguard_e2e::filter_config::{read_rule_list, FailureMode, FilterConfig};
+use dohguard_e2e::monitoring::{Monitoring, MonitoringPorts, Timing};
 use dohguard_e2e::paths::repo_root;
 use dohguard_e2e::scorer::default_model_card;
 use dohguard_e2e::stack::ScorerKind;
@@ -43,6 +44,12 @@ pub struct Args {
     /// The Elasticsearch-API store (osmem-server).
     #[arg(long, default_value_t = 9200)]
     elasticsearch_port: u16,
+    /// Prometheus (scrapes Envoy, the scorer and Alertmanager; recording and alerting rules).
+    #[arg(long, default_value_t = 9090)]
+    prometheus_port: u16,
+    /// Alertmanager (the static alerts; the anomaly detector's later).
+    #[arg(long, default_value_t = 9093)]
+    alertmanager_port: u16,
     /// Deny list, one rule per line.
     #[arg(long, default_value = "envoy/demo-deny-list.txt")]
     deny_list: PathBuf,
@@ -127,8 +134,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("starting the gateway (configurations and logs are in run/gateway/)")?;
 
-    print_banner(&stack, &args, &run_dir);
-    wait_for_ctrl_c_or_exit(stack)
+    let monitoring = Monitoring::start_for(
+        &stack,
+        &Timing::operator(),
+        None,
+        Some(MonitoringPorts {
+            prometheus: args.prometheus_port,
+            alertmanager: args.alertmanager_port,
+        }),
+    )
+    .context("starting Prometheus and Alertmanager (logs in run/gateway/)")?;
+
+    print_banner(&stack, &monitoring, &args, &run_dir);
+    wait_for_ctrl_c_or_exit(stack, monitoring)
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
@@ -144,7 +162,7 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
+fn print_banner(stack: &Stack, monitoring: &Monitoring, args: &Args, run_dir: &std::path::Path) {
     let ca = stack.ca().expect("TLS is on").display().to_string();
     let kdig = |name: &str| {
         format!(
@@ -169,6 +187,11 @@ fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
             store.url()
         );
     }
+    println!(
+        "  Prometheus:      {}/graph?g0.expr=dohguard%3Aqueries%3Arate",
+        monitoring.prometheus.url()
+    );
+    println!("  Alertmanager:    {}", monitoring.alertmanager.url());
     println!("  configs, logs:   {}", run_dir.display());
     println!();
     println!("try (allowed, from the demo zone):");
@@ -184,7 +207,7 @@ fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
 }
 
 /// Blocks until Ctrl-C (then stops the stack cleanly) or until a process dies (an error).
-fn wait_for_ctrl_c_or_exit(mut stack: Stack) -> anyhow::Result<()> {
+fn wait_for_ctrl_c_or_exit(mut stack: Stack, mut monitoring: Monitoring) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
@@ -193,10 +216,12 @@ fn wait_for_ctrl_c_or_exit(mut stack: Stack) -> anyhow::Result<()> {
     loop {
         if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
             println!("\nstopping ...");
+            drop(monitoring);
             drop(stack);
             println!("stopped");
             return Ok(());
         }
+        monitoring.check_running()?;
         stack.envoy.process().check_running()?;
         stack.unbound.process().check_running()?;
         if let Some(scorer) = stack.scorer.as_mut() {
