@@ -26,6 +26,8 @@ PIP_PACKAGES=(
   numpy onnx tqdm matplotlib flask gunicorn publicsuffixlist pytest
   # offline checks of deploy/kubernetes: Kubernetes 1.37 schemas bundled; JSON Schema for Istio's
   kubernetes-validate==1.37.0 check-jsonschema==0.39.0
+  # anomaly/: the metrics data set's traffic generator (DoH over HTTP/2) and Prometheus export
+  "httpx[http2]==0.28.1" dnspython==2.8.0 requests
 )
 TORCH_PACKAGE="torch"
 
@@ -52,7 +54,7 @@ if [ ! -x "$DOHGUARD_PYTHON" ]; then
 fi
 pip_missing=()
 for p in "${PIP_PACKAGES[@]}" "$TORCH_PACKAGE"; do
-  name="${p%%==*}"
+  name="${p%%==*}"; name="${name%%\[*}"
   "$DOHGUARD_PYTHON" -m pip show -q "$name" >/dev/null 2>&1 || pip_missing+=("$p")
 done
 if ((${#pip_missing[@]})); then

@@ -29,4 +29,7 @@ cargo test --workspace --locked
 step "model pipeline tests (pytest)"
 "$DOHGUARD_PYTHON" -m pytest models/tests -q
 
+step "anomaly tests (pytest)"
+"$DOHGUARD_PYTHON" -m pytest anomaly/tests -q
+
 step "all tests passed"
