@@ -3,6 +3,7 @@
 //! test binary, so the filter is compiled once for all of them.
 
 mod common;
+mod cname;
 mod configuration;
 mod doh_requests;
 mod hardening;
