@@ -151,7 +151,7 @@ pub fn answer_targets(bytes: &[u8], max_targets: usize) -> Result<Vec<String>, U
     }
     let mut targets: Vec<String> = Vec::new();
     for _ in 0..header.counts.answers {
-        let record = Record::read(&mut decoder).map_err(|e| malformed(&e))?;
+        let record = Record::<RData>::read(&mut decoder).map_err(|e| malformed(&e))?;
         let Some(target) = target_of(&record).and_then(target_text) else {
             continue;
         };
@@ -167,9 +167,9 @@ pub fn answer_targets(bytes: &[u8], max_targets: usize) -> Result<Vec<String>, U
 }
 
 fn target_of(record: &Record) -> Option<&Name> {
-    let svcb = |s: &'_ SVCB| -> Option<&'_ Name> {
+    fn svcb(s: &SVCB) -> Option<&Name> {
         (!s.target_name.is_root()).then_some(&s.target_name)
-    };
+    }
     match &record.data {
         RData::CNAME(cname) => Some(&cname.0),
         RData::HTTPS(https) => svcb(&https.0),
