@@ -104,9 +104,7 @@ pub fn decision() -> Decision {
 /// (`blocked`, or `monitor_passed` in monitor mode). `dohguard.queries` is not bumped again:
 /// the query was counted, under its own reason, when it was forwarded.
 pub fn counters(mode: Mode) -> impl Iterator<Item = Counter> {
-    decision()
-        .counters(mode)
-        .filter(|c| *c != Counter::Queries)
+    decision().counters(mode).filter(|c| *c != Counter::Queries)
 }
 
 /// Inspects an upstream DoH answer of `size` bytes (`body` holds them when `size` is within
@@ -311,7 +309,11 @@ mod tests {
 
     #[test]
     fn plain_and_empty_answers_have_no_targets() {
-        let plain = response("www.example.test.", RecordType::A, vec![("www.example.test.", a())]);
+        let plain = response(
+            "www.example.test.",
+            RecordType::A,
+            vec![("www.example.test.", a())],
+        );
         assert!(answer_targets(&plain, 8).unwrap().is_empty());
         let empty = response("nx.example.test.", RecordType::A, vec![]);
         assert!(answer_targets(&empty, 8).unwrap().is_empty());
@@ -346,19 +348,28 @@ mod tests {
         );
         for cut in 0..good.len() {
             assert!(
-                matches!(answer_targets(&good[..cut], 8), Err(Uninspected::Malformed(_))),
+                matches!(
+                    answer_targets(&good[..cut], 8),
+                    Err(Uninspected::Malformed(_))
+                ),
                 "cut at {cut}"
             );
         }
         let mut query = good.clone();
         query[2] &= 0x7f; // QR 0
-        assert!(matches!(answer_targets(&query, 8), Err(Uninspected::Malformed(_))));
+        assert!(matches!(
+            answer_targets(&query, 8),
+            Err(Uninspected::Malformed(_))
+        ));
         // A compression pointer that points at itself.
         let mut looped = response("a.test.", RecordType::A, vec![]);
         looped[7] = 1; // ANCOUNT 1
         let at = looped.len();
         looped.extend([0xc0, at as u8, 0, 5, 0, 1, 0, 0, 0, 60, 0, 2, 0xc0, 12]);
-        assert!(matches!(answer_targets(&looped, 8), Err(Uninspected::Malformed(_))));
+        assert!(matches!(
+            answer_targets(&looped, 8),
+            Err(Uninspected::Malformed(_))
+        ));
     }
 
     #[test]
@@ -368,7 +379,12 @@ mod tests {
         let cache = VerdictCache::new(&store, s.cache_max_entries, s.cache_max_ttl);
         let t = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
         assert_eq!(
-            judge(&s.policy, &cache, &t(&["cdn.test", "tracker.evil.test"]), || 0),
+            judge(
+                &s.policy,
+                &cache,
+                &t(&["cdn.test", "tracker.evil.test"]),
+                || 0
+            ),
             Some(TargetHit {
                 target: "tracker.evil.test".into(),
                 rule: Some(".evil.test".into())
@@ -377,10 +393,18 @@ mod tests {
         assert_eq!(judge(&s.policy, &cache, &t(&["ok.evil.test"]), || 0), None);
         assert_eq!(judge(&s.policy, &cache, &t(&["dga.test"]), || 0), None);
         cache
-            .insert("dga.test", &reply("dga.test", Verdict::Block, Scope::RegisteredDomain, 60), 0)
+            .insert(
+                "dga.test",
+                &reply("dga.test", Verdict::Block, Scope::RegisteredDomain, 60),
+                0,
+            )
             .unwrap();
         cache
-            .insert("meh.test", &reply("meh.test", Verdict::Monitor, Scope::Name, 60), 0)
+            .insert(
+                "meh.test",
+                &reply("meh.test", Verdict::Monitor, Scope::Name, 60),
+                0,
+            )
             .unwrap();
         assert_eq!(
             judge(&s.policy, &cache, &t(&["meh.test", "x.dga.test"]), || 1),
@@ -395,10 +419,15 @@ mod tests {
             "expired"
         );
         let mut clock_reads = 0;
-        judge(&s.policy, &cache, &t(&["a.test", "b.test", "c.test"]), || {
-            clock_reads += 1;
-            0
-        });
+        judge(
+            &s.policy,
+            &cache,
+            &t(&["a.test", "b.test", "c.test"]),
+            || {
+                clock_reads += 1;
+                0
+            },
+        );
         assert_eq!(clock_reads, 1, "the clock is read once");
     }
 
@@ -415,17 +444,26 @@ mod tests {
         );
         let found = inspect(cname_settings, &s.policy, &cache, bytes.len(), &bytes, || 0);
         assert!(matches!(found, Inspection::Blocked(ref h) if h.target == "tracker.evil.test"));
-        assert!(matches!(found.outcome(cname_settings), Outcome::Block(Some(_))));
+        assert!(matches!(
+            found.outcome(cname_settings),
+            Outcome::Block(Some(_))
+        ));
         let big = inspect(cname_settings, &s.policy, &cache, 513, &[], || 0);
         assert_eq!(
             big,
-            Inspection::Uninspected(Uninspected::TooLarge { size: 513, max: 512 })
+            Inspection::Uninspected(Uninspected::TooLarge {
+                size: 513,
+                max: 512
+            })
         );
         assert_eq!(big.outcome(cname_settings), Outcome::Forward);
         assert_eq!(big.counter(), Counter::CnameUninspected);
         assert_eq!(found.counter(), Counter::CnameInspected);
         let closed = settings(r#"{"cname":{"oversize":"block"}}"#);
-        assert_eq!(big.outcome(closed.cname.as_ref().unwrap()), Outcome::Block(None));
+        assert_eq!(
+            big.outcome(closed.cname.as_ref().unwrap()),
+            Outcome::Block(None)
+        );
         let garbage = inspect(cname_settings, &s.policy, &cache, 3, b"\x01\x02\x03", || 0);
         assert_eq!(
             garbage.outcome(closed.cname.as_ref().unwrap()),
@@ -449,7 +487,11 @@ mod tests {
         let enforce: Vec<_> = counters(Mode::Enforce).collect();
         assert_eq!(
             enforce,
-            vec![Counter::VerdictBlock, Counter::ReasonCname, Counter::Blocked]
+            vec![
+                Counter::VerdictBlock,
+                Counter::ReasonCname,
+                Counter::Blocked
+            ]
         );
         assert!(counters(Mode::Monitor).any(|c| c == Counter::MonitorPassed));
     }

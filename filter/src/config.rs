@@ -589,9 +589,7 @@ mod tests {
                 .starts_with("events.max_buffered")
         );
         assert!(err(r#"{"mode":"loud"}"#).starts_with("mode: "));
-        assert!(
-            err(r#"{"cname":{"max_answer_bytes":100}}"#).starts_with("cname.max_answer_bytes")
-        );
+        assert!(err(r#"{"cname":{"max_answer_bytes":100}}"#).starts_with("cname.max_answer_bytes"));
         assert!(err(r#"{"cname":{"max_targets":0}}"#).starts_with("cname.max_targets"));
         assert!(err(r#"{"cname":{"oversize":"drop"}}"#).starts_with("cname.oversize"));
         assert!(err("[1,2]").starts_with("configuration: "));

@@ -456,8 +456,9 @@ impl DohContext {
         }
         let query = self.query_bytes.as_deref().map(DnsQuery::parse);
         let answer = match query {
-            Some(Ok(query)) => decision::action_for(settings, &query, &decision)
-                .map_err(|e| e.to_string()),
+            Some(Ok(query)) => {
+                decision::action_for(settings, &query, &decision).map_err(|e| e.to_string())
+            }
             _ => Err("the query bytes are gone".into()),
         };
         let (status, body) = match answer {

@@ -450,8 +450,8 @@ mod tests {
         let json = serde_json::to_string(&e).unwrap();
         assert!(json.contains(r#""layer":"cname""#), "{json}");
         assert_eq!(serde_json::from_str::<DecisionEvent>(&json).unwrap(), e);
-        let v = serde_json::to_value(VerdictDocument::from_event(&e, "t".into(), split("x")))
-            .unwrap();
+        let v =
+            serde_json::to_value(VerdictDocument::from_event(&e, "t".into(), split("x"))).unwrap();
         assert_eq!(v["dohguard"]["reason"], "cname");
         assert_eq!(v["dohguard"]["cname_target"], "tracker.evil.test");
         assert_eq!(v["rule"]["name"], ".evil.test");

@@ -398,9 +398,10 @@ fn cname_and_alias_cloaking_into_a_denied_domain_get_the_block_answer() -> anyho
             "www.cloak.test. 300 IN CNAME www.example.test.",
         ],
     ));
-    unbound
-        .zones
-        .push(zone("evil.test", &["tracker.evil.test. 300 IN A 192.0.2.99"]));
+    unbound.zones.push(zone(
+        "evil.test",
+        &["tracker.evil.test. 300 IN A 192.0.2.99"],
+    ));
     let config = FilterConfig {
         deny: vec![".evil.test".into()],
         ..FilterConfig::default()

@@ -25,7 +25,11 @@ fn a() -> RData {
 
 /// The upstream's answer to `request` with these answer records (and EDNS when asked).
 fn upstream_answer(request: &Message, answers: Vec<(&str, RData)>) -> Vec<u8> {
-    let mut reply = Message::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
+    let mut reply = Message::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
     reply.metadata.recursion_desired = true;
     reply.metadata.recursion_available = true;
     reply.add_query(request.queries[0].clone());
@@ -89,7 +93,10 @@ fn a_cname_into_a_denied_domain_gets_the_block_answer() {
         Some((15, "blocked CNAME or alias target".into()))
     );
     let headers = stream.response_header_map();
-    assert_eq!(headers.get(VERDICT_HEADER).as_deref(), Some("block; reason=cname"));
+    assert_eq!(
+        headers.get(VERDICT_HEADER).as_deref(),
+        Some("block; reason=cname")
+    );
     assert_eq!(
         headers.get("content-length"),
         Some(body.len().to_string()),
@@ -98,7 +105,11 @@ fn a_cname_into_a_denied_domain_gets_the_block_answer() {
     assert_eq!(headers.get("cache-control").as_deref(), Some("max-age=300"));
     stream.finish().unwrap();
     assert_eq!(metric(&filter, "dohguard.queries"), 1);
-    assert_eq!(metric(&filter, "dohguard.verdict.allow"), 1, "the name itself was allowed");
+    assert_eq!(
+        metric(&filter, "dohguard.verdict.allow"),
+        1,
+        "the name itself was allowed"
+    );
     assert_eq!(metric(&filter, "dohguard.reason.no_scorer"), 1);
     assert_eq!(metric(&filter, "dohguard.reason.cname"), 1);
     assert_eq!(metric(&filter, "dohguard.verdict.block"), 1);
@@ -157,21 +168,33 @@ fn a_clean_answer_is_forwarded_byte_for_byte() {
 fn allow_listed_names_and_headers_only_replies_are_not_held() {
     let mut filter = filter(json!({ "allow": ["trusted.test"], "deny": [".evil.test"] }));
     let mut stream = filter.stream().unwrap();
-    doh_get(&mut stream, &wire(&query("trusted.test.", RecordType::A, false))).expect_continue();
+    doh_get(
+        &mut stream,
+        &wire(&query("trusted.test.", RecordType::A, false)),
+    )
+    .expect_continue();
     stream
         .response_headers(&[(":status", "200")], false)
         .unwrap()
         .expect_continue();
     stream.finish().unwrap();
     let mut stream = filter.stream().unwrap();
-    doh_get(&mut stream, &wire(&query("other.test.", RecordType::A, false))).expect_continue();
+    doh_get(
+        &mut stream,
+        &wire(&query("other.test.", RecordType::A, false)),
+    )
+    .expect_continue();
     stream
         .response_headers(&[(":status", "502")], false)
         .unwrap()
         .expect_continue();
     stream.finish().unwrap();
     let mut stream = filter.stream().unwrap();
-    doh_get(&mut stream, &wire(&query("other.test.", RecordType::A, false))).expect_continue();
+    doh_get(
+        &mut stream,
+        &wire(&query("other.test.", RecordType::A, false)),
+    )
+    .expect_continue();
     stream
         .response_headers(&[(":status", "200")], true)
         .unwrap()
@@ -186,14 +209,23 @@ fn a_target_the_verdict_cache_holds_as_block_is_blocked() {
     let mut filter = filter(scorer_config(json!({})));
     // The scorer blocks a DGA-looking domain; its verdict is cached for the whole domain.
     let mut stream = filter.stream().unwrap();
-    doh_get(&mut stream, &wire(&query("xjw3kq9z.com.", RecordType::A, false)))
-        .expect_http_call(SCORER)
-        .returning(
-            200,
-            verdict("xjw3kq9z.com", "xjw3kq9z.com", "block", "registered_domain", 600),
-        )
-        .unwrap()
-        .expect_local_response(200);
+    doh_get(
+        &mut stream,
+        &wire(&query("xjw3kq9z.com.", RecordType::A, false)),
+    )
+    .expect_http_call(SCORER)
+    .returning(
+        200,
+        verdict(
+            "xjw3kq9z.com",
+            "xjw3kq9z.com",
+            "block",
+            "registered_domain",
+            600,
+        ),
+    )
+    .unwrap()
+    .expect_local_response(200);
     stream.finish().unwrap();
     // An allowed name whose answer leads there.
     let request = query("shop.example.com.", RecordType::A, false);
@@ -202,7 +234,13 @@ fn a_target_the_verdict_cache_holds_as_block_is_blocked() {
         .expect_http_call(SCORER)
         .returning(
             200,
-            verdict("shop.example.com", "example.com", "allow", "registered_domain", 600),
+            verdict(
+                "shop.example.com",
+                "example.com",
+                "allow",
+                "registered_domain",
+                600,
+            ),
         )
         .unwrap()
         .expect_continue();
@@ -214,13 +252,22 @@ fn a_target_the_verdict_cache_holds_as_block_is_blocked() {
     assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
     stream.finish().unwrap();
     assert_eq!(metric(&filter, "dohguard.reason.cname"), 1);
-    assert_eq!(metric(&filter, "dohguard.callout.sent"), 2, "the target is not scored");
+    assert_eq!(
+        metric(&filter, "dohguard.callout.sent"),
+        2,
+        "the target is not scored"
+    );
 }
 
 #[test]
 fn answers_over_the_bound_are_forwarded_and_counted_or_blocked_when_configured() {
     let padding: Vec<(String, RData)> = (0..40)
-        .map(|i| ("cloak.example.test.".to_owned(), RData::A(rdata::A::new(192, 0, 2, i))))
+        .map(|i| {
+            (
+                "cloak.example.test.".to_owned(),
+                RData::A(rdata::A::new(192, 0, 2, i)),
+            )
+        })
         .collect();
     let request = query("cloak.example.test.", RecordType::A, false);
     let mut records: Vec<(&str, RData)> =
@@ -233,7 +280,11 @@ fn answers_over_the_bound_are_forwarded_and_counted_or_blocked_when_configured()
     let mut filter = filter(config);
     let mut stream = filter.stream().unwrap();
     doh_get(&mut stream, &wire(&request)).expect_continue();
-    assert_eq!(deliver(&mut stream, &answer), answer, "forwarded uninspected");
+    assert_eq!(
+        deliver(&mut stream, &answer),
+        answer,
+        "forwarded uninspected"
+    );
     stream.finish().unwrap();
     assert_eq!(metric(&filter, "dohguard.cname.uninspected"), 1);
     assert_eq!(metric(&filter, "dohguard.reason.cname"), 0);
@@ -253,7 +304,12 @@ fn answers_over_the_bound_are_forwarded_and_counted_or_blocked_when_configured()
 
     // Too many distinct targets counts as over the bound too.
     let chain: Vec<(String, RData)> = (0..4)
-        .map(|i| (format!("h{i}.example.test."), cname(&format!("h{}.example.test.", i + 1))))
+        .map(|i| {
+            (
+                format!("h{i}.example.test."),
+                cname(&format!("h{}.example.test.", i + 1)),
+            )
+        })
         .collect();
     let request = query("h0.example.test.", RecordType::A, false);
     let answer = upstream_answer(
@@ -292,8 +348,11 @@ fn monitor_mode_forwards_the_answer_and_says_it_would_block() {
 fn cname_can_be_turned_off() {
     let mut filter = filter(json!({ "deny": [".evil.test"], "cname": { "enabled": false } }));
     let mut stream = filter.stream().unwrap();
-    doh_get(&mut stream, &wire(&query("cloak.example.test.", RecordType::A, false)))
-        .expect_continue();
+    doh_get(
+        &mut stream,
+        &wire(&query("cloak.example.test.", RecordType::A, false)),
+    )
+    .expect_continue();
     stream
         .response_headers(&[(":status", "200")], false)
         .unwrap()

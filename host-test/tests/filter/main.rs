@@ -2,8 +2,8 @@
 //! built by `cargo xtask wasm`) running in this crate's wasmtime host. One
 //! test binary, so the filter is compiled once for all of them.
 
-mod common;
 mod cname;
+mod common;
 mod configuration;
 mod doh_requests;
 mod hardening;
