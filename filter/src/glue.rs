@@ -700,6 +700,19 @@ impl HttpContext for DohContext {
         Action::Continue
     }
 
+    /// Trailers end an upstream answer whose body did not carry end of stream: the buffered
+    /// body is inspected here instead, so trailers neither skip the inspection nor hang it.
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        if self.inspecting {
+            self.inspecting = false;
+            let size = self
+                .get_http_response_body(0, MAX_DNS_MESSAGE + 1)
+                .map_or(0, |b| b.len());
+            self.inspect_answer(size, size <= MAX_DNS_MESSAGE);
+        }
+        Action::Continue
+    }
+
     /// The end of the stream: the decision event is finished and buffered.
     fn on_log(&mut self) {
         let shared = Rc::clone(&self.shared);

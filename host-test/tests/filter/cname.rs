@@ -141,6 +141,31 @@ fn an_https_alias_into_a_denied_domain_is_blocked_for_a_post_in_two_chunks() {
 }
 
 #[test]
+fn response_trailers_end_the_answer_and_it_is_still_inspected() {
+    let mut filter = filter(json!({ "deny": [".evil.test"] }));
+    let request = query("cloak.example.test.", RecordType::A, false);
+    let mut stream = filter.stream().unwrap();
+    doh_get(&mut stream, &wire(&request)).expect_continue();
+    let answer = upstream_answer(
+        &request,
+        vec![("cloak.example.test.", cname("tracker.evil.test."))],
+    );
+    stream
+        .response_headers(&[(":status", "200")], false)
+        .unwrap()
+        .expect_pause();
+    stream.response_body(&answer, false).unwrap().expect_pause();
+    stream
+        .response_trailers(&[("x-upstream", "done")])
+        .unwrap()
+        .expect_continue();
+    let blocked = Message::from_vec(stream.response_body_bytes()).unwrap();
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+    stream.finish().unwrap();
+    assert_eq!(metric(&filter, "dohguard.reason.cname"), 1);
+}
+
+#[test]
 fn a_clean_answer_is_forwarded_byte_for_byte() {
     let mut filter = filter(json!({ "deny": [".evil.test"] }));
     let request = query("www.example.test.", RecordType::A, true);
