@@ -34,6 +34,8 @@ pub enum BlockCause {
     Model,
     /// The scorer could not be asked and `failure_mode` is `closed`.
     ScorerUnavailable,
+    /// The upstream answer pointed (CNAME, HTTPS/SVCB target) to a blocked name.
+    Cname,
 }
 
 impl BlockCause {
@@ -42,6 +44,7 @@ impl BlockCause {
             BlockCause::DenyList => "blocked by deny list",
             BlockCause::Model => "blocked by model",
             BlockCause::ScorerUnavailable => "scorer unavailable",
+            BlockCause::Cname => "blocked CNAME or alias target",
         }
     }
 }

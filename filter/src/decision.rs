@@ -23,6 +23,9 @@ pub enum Basis {
     ScorerFailure,
     /// A name the model does not judge (the root, `.arpa`): allowed unless a list says otherwise.
     Unscored,
+    /// The query name was allowed, but its upstream answer points (CNAME, HTTPS/SVCB target)
+    /// to a blocked name (`cname` module).
+    Cname,
 }
 
 impl Basis {
@@ -34,6 +37,7 @@ impl Basis {
             Basis::NoScorer => "no_scorer",
             Basis::ScorerFailure => "scorer_failure",
             Basis::Unscored => "unscored",
+            Basis::Cname => "cname",
         }
     }
 
@@ -129,6 +133,7 @@ impl Decision {
                 Basis::NoScorer => Counter::ReasonNoScorer,
                 Basis::ScorerFailure => Counter::ReasonScorerFailure,
                 Basis::Unscored => Counter::ReasonUnscored,
+                Basis::Cname => Counter::ReasonCname,
             }
         };
         let outcome = (self.verdict == Verdict::Block).then_some(if mode == Mode::Enforce {
@@ -146,6 +151,7 @@ impl Decision {
             Basis::DenyList | Basis::AllowList => BlockCause::DenyList,
             Basis::ScorerFailure => BlockCause::ScorerUnavailable,
             Basis::Model | Basis::NoScorer | Basis::Unscored => BlockCause::Model,
+            Basis::Cname => BlockCause::Cname,
         }
     }
 }

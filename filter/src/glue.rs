@@ -13,6 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use crate::cache::{SharedStore, VerdictCache};
+use crate::cname::{self, Inspection, TargetHit, Uninspected};
 use crate::config::{Settings, MAX_DNS_MESSAGE};
 use crate::decision::{self, callout_body, decide_locally, parse_reply, Decision, LocalOutcome};
 use crate::dns::{DnsQuery, HEADER_LEN};
@@ -200,6 +201,8 @@ impl RootContext for FilterRoot {
             draft: Draft::default(),
             upstream_status: None,
             client: None,
+            query_bytes: None,
+            inspecting: false,
         }))
     }
 
@@ -234,6 +237,11 @@ struct DohContext {
     upstream_status: Option<u16>,
     /// The client IP once read (`Some(None)`: read, but Envoy gave no IP address).
     client: Option<Option<String>>,
+    /// The query as received, kept while answer inspection (`cname`) is on: a blocked
+    /// CNAME/alias target rebuilds the block answer from it.
+    query_bytes: Option<Vec<u8>>,
+    /// The upstream answer is being buffered for inspection (response headers paused).
+    inspecting: bool,
 }
 
 /// Shared data through the host.
@@ -300,6 +308,9 @@ impl DohContext {
         let name = std::mem::take(&mut query.name);
         let shared = Rc::clone(&self.shared);
         let settings = &shared.settings;
+        if settings.cname.is_some() {
+            self.query_bytes = Some(bytes.to_vec());
+        }
         if settings.events.is_some() {
             self.draft.name = Some(name.clone());
             self.draft.qtype = Some(query.qtype_mnemonic());
@@ -388,6 +399,91 @@ impl DohContext {
             Some(bytes) => self.handle_query(&bytes),
             None => self.reject(Rejection::bad_request("empty body: expected a DNS message")),
         }
+    }
+
+    /// Inspects the buffered upstream answer (`cname` module) and carries out what it found;
+    /// `true` when the answer was replaced by the block answer. `complete` is false for a body
+    /// that outgrew a DNS message before its end: it is forwarded uninspected.
+    fn inspect_answer(&mut self, size: usize, complete: bool) -> bool {
+        let shared = Rc::clone(&self.shared);
+        let settings = &shared.settings;
+        let Some(limits) = settings.cname.as_ref() else {
+            return false;
+        };
+        let inspection = if complete {
+            let body = (size <= limits.max_answer_bytes)
+                .then(|| self.get_http_response_body(0, size))
+                .flatten()
+                .unwrap_or_default();
+            let cache = VerdictCache::new(
+                &HostStore,
+                settings.cache_max_entries,
+                settings.cache_max_ttl,
+            );
+            cname::inspect(limits, &settings.policy, &cache, size, &body, || {
+                self.now_ms()
+            })
+        } else {
+            Inspection::Uninspected(Uninspected::Malformed("over 65535 bytes".into()))
+        };
+        shared.bump(inspection.counter());
+        match inspection.outcome(limits) {
+            cname::Outcome::Forward => false,
+            cname::Outcome::Block(hit) => self.block_answer_on_response(size, hit),
+        }
+    }
+
+    /// The upstream answer leads to a blocked name: the decision becomes `cname`, and in
+    /// enforce mode the body is replaced by the block answer (headers are still held).
+    fn block_answer_on_response(&mut self, size: usize, hit: Option<TargetHit>) -> bool {
+        let shared = Rc::clone(&self.shared);
+        let settings = &shared.settings;
+        let decision = cname::decision();
+        cname::counters(settings.mode).for_each(|c| shared.bump(c));
+        self.decision = Some(decision);
+        if self.recording() {
+            if let Some(hit) = hit {
+                self.draft.rule = hit.rule;
+                self.draft.cname_target = Some(hit.target);
+            }
+        }
+        if let Some(header) = &settings.verdict_header {
+            let value = decision.header_value(settings.mode, settings.verdict_header_detail);
+            self.set_http_response_header(header, Some(&value));
+        }
+        if !decision.blocks(settings.mode) {
+            return false; // monitor mode: counted and recorded, forwarded
+        }
+        let query = self.query_bytes.as_deref().map(DnsQuery::parse);
+        let answer = match query {
+            Some(Ok(query)) => {
+                decision::action_for(settings, &query, &decision).map_err(|e| e.to_string())
+            }
+            _ => Err("the query bytes are gone".into()),
+        };
+        let (status, body) = match answer {
+            Ok(decision::Action::Answer(body)) => {
+                if self.recording() {
+                    self.draft.answer = Some(record::blocked_answer(&settings.block_answer));
+                }
+                ("200", body)
+            }
+            other => {
+                error!("could not build the block answer for a CNAME target: {other:?}");
+                if self.recording() {
+                    self.draft.answer = Some(dohguard_schema::Answer::Failed { http_status: 500 });
+                }
+                ("500", b"internal error\n".to_vec())
+            }
+        };
+        self.set_http_response_body(0, size, &body);
+        if status != "200" {
+            self.set_http_response_header(":status", Some(status));
+        }
+        self.set_http_response_header("content-length", Some(&body.len().to_string()));
+        let max_age = format!("max-age={}", settings.block_ttl);
+        self.set_http_response_header("cache-control", Some(&max_age));
+        true
     }
 
     /// Counts the decision and forwards or answers; returns the action for the current callback.
@@ -551,15 +647,20 @@ impl HttpContext for DohContext {
         }
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         if self.answered {
             return Action::Continue; // a local reply: it already carries the verdict header
         }
-        if self.decision.is_some() && self.recording() {
+        // A forwarded answer with a body is held until the body is in and inspected.
+        let inspect = !end_of_stream
+            && self.query_bytes.is_some()
+            && self.decision.is_some_and(|d| cname::inspects(&d));
+        if self.decision.is_some() && (inspect || self.recording()) {
             self.upstream_status = self
                 .get_http_response_header(":status")
                 .and_then(|s| s.parse().ok());
         }
+        self.inspecting = inspect && self.upstream_status == Some(200);
         if let (Some(decision), Some(header)) =
             (self.decision, &self.shared.settings.verdict_header)
         {
@@ -567,11 +668,25 @@ impl HttpContext for DohContext {
             let value = decision.header_value(settings.mode, settings.verdict_header_detail);
             self.set_http_response_header(header, Some(&value));
         }
-        Action::Continue
+        if self.inspecting {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
-    /// A forwarded query's upstream reply: its DNS header gives RCODE and answer count.
+    /// A forwarded query's upstream reply: buffered and inspected for CNAME/alias targets
+    /// when asked to; its DNS header gives RCODE and answer count for the record.
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.inspecting {
+            if !end_of_stream && body_size <= MAX_DNS_MESSAGE {
+                return Action::Pause; // buffer until the whole answer is in
+            }
+            self.inspecting = false;
+            if self.inspect_answer(body_size, end_of_stream) {
+                return Action::Continue; // replaced by the block answer
+            }
+        }
         if self.answered || self.decision.is_none() || self.draft.answer.is_some() {
             return Action::Continue;
         }
@@ -582,6 +697,19 @@ impl HttpContext for DohContext {
             .get_http_response_body(0, body_size.min(HEADER_LEN))
             .unwrap_or_default();
         self.draft.answer = Some(record::upstream_answer(&header, self.upstream_status));
+        Action::Continue
+    }
+
+    /// Trailers end an upstream answer whose body did not carry end of stream: the buffered
+    /// body is inspected here instead, so trailers neither skip the inspection nor hang it.
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        if self.inspecting {
+            self.inspecting = false;
+            let size = self
+                .get_http_response_body(0, MAX_DNS_MESSAGE + 1)
+                .map_or(0, |b| b.len());
+            self.inspect_answer(size, size <= MAX_DNS_MESSAGE);
+        }
         Action::Continue
     }
 

@@ -14,6 +14,7 @@ pub enum Counter {
     ReasonNoScorer,
     ReasonScorerFailure,
     ReasonUnscored,
+    ReasonCname,
     Blocked,
     MonitorPassed,
     CacheHit,
@@ -26,10 +27,12 @@ pub enum Counter {
     EventsRecorded,
     EventsDropped,
     EventsBatchFailed,
+    CnameInspected,
+    CnameUninspected,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 26] = [
         Counter::Queries,
         Counter::VerdictAllow,
         Counter::VerdictMonitor,
@@ -41,6 +44,7 @@ impl Counter {
         Counter::ReasonNoScorer,
         Counter::ReasonScorerFailure,
         Counter::ReasonUnscored,
+        Counter::ReasonCname,
         Counter::Blocked,
         Counter::MonitorPassed,
         Counter::CacheHit,
@@ -53,6 +57,8 @@ impl Counter {
         Counter::EventsRecorded,
         Counter::EventsDropped,
         Counter::EventsBatchFailed,
+        Counter::CnameInspected,
+        Counter::CnameUninspected,
     ];
 
     /// Position in [`Counter::ALL`] (and so in the glue's id table).
@@ -73,6 +79,7 @@ impl Counter {
             Counter::ReasonNoScorer => "dohguard.reason.no_scorer",
             Counter::ReasonScorerFailure => "dohguard.reason.scorer_failure",
             Counter::ReasonUnscored => "dohguard.reason.unscored",
+            Counter::ReasonCname => "dohguard.reason.cname",
             Counter::Blocked => "dohguard.blocked",
             Counter::MonitorPassed => "dohguard.monitor_passed",
             Counter::CacheHit => "dohguard.cache.hit",
@@ -85,6 +92,8 @@ impl Counter {
             Counter::EventsRecorded => "dohguard.events.recorded",
             Counter::EventsDropped => "dohguard.events.dropped",
             Counter::EventsBatchFailed => "dohguard.events.batch_failed",
+            Counter::CnameInspected => "dohguard.cname.inspected",
+            Counter::CnameUninspected => "dohguard.cname.uninspected",
         }
     }
 }

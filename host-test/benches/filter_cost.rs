@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use dohguard_host_test::{dohguard_filter_wasm, Filter, Plugin};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{rdata, Name, RData, Record, RecordType};
 use serde_json::json;
 
 const SCORER: &str = "dohguard_scorer";
@@ -67,6 +67,16 @@ fn main() {
     );
     warm_cache(&mut big_vm);
     let cache_hit = measure("verdict-cache hit, forwarded", &mut big_vm, cache_hit);
+    let with_answer = measure(
+        "verdict-cache hit, forwarded, upstream answer (A) delivered",
+        &mut big_vm,
+        cache_hit_with_answer,
+    );
+    let with_cname = measure(
+        "verdict-cache hit, forwarded, upstream answer (2 CNAMEs + A) delivered",
+        &mut big_vm,
+        cache_hit_with_cname_answer,
+    );
     let empty_baseline = measure("pass-through, empty list VM", &mut empty_vm, pass_through);
 
     println!();
@@ -74,7 +84,14 @@ fn main() {
     // the odd preempted request.
     println!("| path | mean | p50 | p99 | p50 ratio to baseline | p50 added by the filter |");
     println!("|---|---|---|---|---|---|");
-    for row in [&baseline, &deny_hit, &cache_hit, &empty_baseline] {
+    for row in [
+        &baseline,
+        &deny_hit,
+        &cache_hit,
+        &with_answer,
+        &with_cname,
+        &empty_baseline,
+    ] {
         println!(
             "| {} | {:.2?} | {:.2?} | {:.2?} | {:.2} | {:.2?} |",
             row.label,
@@ -221,6 +238,80 @@ fn warm_cache(vm: &mut Filter) {
         .unwrap()
         .expect_continue();
     stream.finish().unwrap();
+}
+
+/// The upstream's answer to the cached name: an A record, or a chain of two CNAMEs.
+fn upstream_answer(cnames: bool) -> Vec<u8> {
+    let owner = Name::from_ascii(CACHED_NAME).unwrap();
+    let mut message = Message::new(0x4242, MessageType::Response, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.metadata.recursion_available = true;
+    message.add_query(Query::query(owner.clone(), RecordType::A));
+    let mut last = owner;
+    if cnames {
+        for hop in ["edge.cdn.bench.test.", "pool.cdn.bench.test."] {
+            let next = Name::from_ascii(hop).unwrap();
+            message.add_answer(Record::from_rdata(
+                last,
+                300,
+                RData::CNAME(rdata::CNAME(next.clone())),
+            ));
+            last = next;
+        }
+    }
+    message.add_answer(Record::from_rdata(
+        last,
+        300,
+        RData::A(rdata::A::new(192, 0, 2, 10)),
+    ));
+    message.to_vec().unwrap()
+}
+
+/// A cache hit whose upstream answer comes back with a body (headers, then the body with
+/// end of stream), as unbound answers: the path the CNAME inspection adds work to.
+fn forwarded_with_answer(vm: &mut Filter, answer: &[u8]) {
+    thread_local! { static PATH: String = dns_get_path(CACHED_NAME); }
+    let path = PATH.with(Clone::clone);
+    let length = answer.len().to_string();
+    let mut stream = vm.stream().unwrap();
+    stream
+        .request_headers(
+            &[
+                (":method", "GET"),
+                (":authority", "doh.example"),
+                (":path", &path),
+            ],
+            true,
+        )
+        .unwrap()
+        .expect_no_http_call()
+        .expect_continue();
+    stream
+        .response_headers(
+            &[
+                (":status", "200"),
+                ("content-type", "application/dns-message"),
+                ("content-length", &length),
+            ],
+            false,
+        )
+        .unwrap();
+    stream
+        .response_body(answer, true)
+        .unwrap()
+        .expect_continue();
+    assert_eq!(stream.response_body_bytes(), answer, "forwarded unchanged");
+    stream.finish().unwrap();
+}
+
+fn cache_hit_with_answer(vm: &mut Filter) {
+    thread_local! { static ANSWER: Vec<u8> = upstream_answer(false); }
+    ANSWER.with(|answer| forwarded_with_answer(vm, answer));
+}
+
+fn cache_hit_with_cname_answer(vm: &mut Filter) {
+    thread_local! { static ANSWER: Vec<u8> = upstream_answer(true); }
+    ANSWER.with(|answer| forwarded_with_answer(vm, answer));
 }
 
 fn cache_hit(vm: &mut Filter) {

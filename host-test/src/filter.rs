@@ -138,6 +138,8 @@ struct GuestExports {
     on_request_trailers: Option<TypedFunc<(i32, i32), i32>>,
     on_response_headers: TypedFunc<(i32, i32, i32), i32>,
     on_response_body: TypedFunc<(i32, i32, i32), i32>,
+    /// Optional, like `on_request_trailers`.
+    on_response_trailers: Option<TypedFunc<(i32, i32), i32>>,
     on_http_call_response: TypedFunc<(i32, i32, i32, i32, i32), ()>,
     on_done: TypedFunc<i32, i32>,
     on_log: TypedFunc<i32, ()>,
@@ -171,6 +173,9 @@ impl GuestExports {
                 .ok(),
             on_response_headers: required(instance, store, "proxy_on_response_headers")?,
             on_response_body: required(instance, store, "proxy_on_response_body")?,
+            on_response_trailers: instance
+                .get_typed_func(&mut *store, "proxy_on_response_trailers")
+                .ok(),
             on_http_call_response: required(instance, store, "proxy_on_http_call_response")?,
             on_done: required(instance, store, "proxy_on_done")?,
             on_log: required(instance, store, "proxy_on_log")?,
@@ -187,6 +192,7 @@ pub(crate) enum StreamCallback {
     RequestTrailers,
     ResponseHeaders,
     ResponseBody,
+    ResponseTrailers,
 }
 
 impl StreamCallback {
@@ -197,6 +203,7 @@ impl StreamCallback {
             Self::RequestTrailers => "proxy_on_request_trailers",
             Self::ResponseHeaders => "proxy_on_response_headers",
             Self::ResponseBody => "proxy_on_response_body",
+            Self::ResponseTrailers => "proxy_on_response_trailers",
         }
     }
 }
@@ -334,13 +341,24 @@ impl Filter {
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
         let stream = &self.store.data().streams[&context];
-        if let StreamCallback::RequestTrailers = callback {
-            // `proxy_on_request_trailers(context, trailers)`: no end-of-stream flag, trailers
-            // always end the request.
-            let Some(func) = self.guest.on_request_trailers.clone() else {
+        let trailers = match callback {
+            StreamCallback::RequestTrailers => Some((
+                self.guest.on_request_trailers.clone(),
+                stream.request_trailers.len(),
+            )),
+            StreamCallback::ResponseTrailers => Some((
+                self.guest.on_response_trailers.clone(),
+                stream.response_trailers.len(),
+            )),
+            _ => None,
+        };
+        if let Some((func, count)) = trailers {
+            // `proxy_on_{request,response}_trailers(context, trailers)`: no end-of-stream
+            // flag, trailers always end their direction of the stream.
+            let Some(func) = func else {
                 return Ok(Action::Continue);
             };
-            let count = stream.request_trailers.len() as i32;
+            let count = count as i32;
             let raw = self.invoke(callback.name(), context, func, (context as i32, count))?;
             return Action::from_raw(raw).ok_or(HostError::BadAction {
                 callback: callback.name(),
@@ -348,7 +366,9 @@ impl Filter {
             });
         }
         let (func, size) = match callback {
-            StreamCallback::RequestTrailers => unreachable!("handled above"),
+            StreamCallback::RequestTrailers | StreamCallback::ResponseTrailers => {
+                unreachable!("handled above")
+            }
             StreamCallback::RequestHeaders => (
                 self.guest.on_request_headers.clone(),
                 stream.request_headers.len(),

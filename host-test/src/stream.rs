@@ -166,6 +166,16 @@ impl<'f> HttpStream<'f> {
         self.run(StreamCallback::ResponseBody, end_of_stream)
     }
 
+    /// Sets the response trailers and runs `proxy_on_response_trailers`: the end of a
+    /// response whose body did not carry end-of-stream.
+    pub fn response_trailers(
+        &mut self,
+        trailers: &[(&str, &str)],
+    ) -> Result<Outcome<'_>, HostError> {
+        self.filter.stream_state_mut(self.id).response_trailers = HeaderMap::from_pairs(trailers);
+        self.run(StreamCallback::ResponseTrailers, true)
+    }
+
     fn run(
         &mut self,
         callback: StreamCallback,

@@ -2,6 +2,7 @@
 //! built by `cargo xtask wasm`) running in this crate's wasmtime host. One
 //! test binary, so the filter is compiled once for all of them.
 
+mod cname;
 mod common;
 mod configuration;
 mod doh_requests;
