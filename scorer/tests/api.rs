@@ -421,12 +421,15 @@ fn names_computed(app: &App) -> f64 {
         .unwrap()
 }
 
+/// Names of the large job below: the test model computes them in a few hundred milliseconds.
+const BUSY_NAMES: usize = 100_000;
+
 /// Keeps the inference thread busy with a large job (outside HTTP, straight to the model)
 /// and returns once the thread is computing it: requests sent now queue behind it.
 async fn busy(t: &TestApp) -> tokio::task::JoinHandle<()> {
     let model = t.app.model().clone();
     let job = tokio::spawn(async move {
-        let texts: Vec<String> = (0..30_000).map(|i| format!("busy{i}q{i}.example")).collect();
+        let texts: Vec<String> = (0..BUSY_NAMES).map(|i| format!("busy{i}q{i}.example")).collect();
         model.score(texts).await.expect("the large job is computed");
     });
     let app = t.app.clone();
@@ -490,7 +493,7 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     assert_eq!(status, StatusCode::OK, "{body}");
     busy.await.unwrap();
     assert_eq!(t.app.metrics.queue_rejected.get(), 8);
-    assert_eq!(names_computed(&t.app), 30_008.0, "the refused names were never computed");
+    assert_eq!(names_computed(&t.app), (BUSY_NAMES + 8) as f64, "the refused names were never computed");
     // Refused requests are not verdicts: nothing was recorded for them.
     let (_, _, metrics) = call(&t.router, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     let text = metrics.as_str().unwrap();
@@ -527,7 +530,7 @@ async fn a_request_past_its_callers_deadline_is_dropped_uncomputed() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         names_computed(&t.app),
-        30_001.0,
+        (BUSY_NAMES + 1) as f64,
         "abandoned.example was dropped from the queue, not computed"
     );
     let (_, _, metrics) = call(&t.router, Request::get("/metrics").body(Body::empty()).unwrap()).await;

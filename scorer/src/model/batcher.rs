@@ -292,17 +292,18 @@ impl Inference {
             job.enqueued.elapsed(),
             self.config.max_age,
         );
-        match fate {
-            Fate::Run => return Some(job),
-            Fate::CallerGone => {}
-            Fate::TooOld => {
-                let _ = job.reply.send(Err(ModelError::Expired)); // the caller may just have gone
-            }
+        if fate == Fate::Run {
+            return Some(job);
         }
+        // Counted before the caller hears of it, so a caller that reads the metrics next
+        // sees its own drop.
         self.metrics
             .queue_dropped
             .get_or_create(&DropLabel::of(fate))
             .inc_by(n as u64);
+        if fate == Fate::TooOld {
+            let _ = job.reply.send(Err(ModelError::Expired)); // the caller may just have gone
+        }
         None
     }
 }
