@@ -264,7 +264,7 @@ impl Flood {
         }
         std::fs::write(&uris, text)?;
         let child = Command::new(tools::find(Tool::H2load)?)
-            .args(["-c", "4", "-m", "16", "-D", &seconds.to_string()])
+            .args(["-c", "8", "-m", "100", "-D", &seconds.to_string()])
             .arg("-i")
             .arg(&uris)
             .stdout(Stdio::null())
