@@ -429,7 +429,9 @@ const BUSY_NAMES: usize = 100_000;
 async fn busy(t: &TestApp) -> tokio::task::JoinHandle<()> {
     let model = t.app.model().clone();
     let job = tokio::spawn(async move {
-        let texts: Vec<String> = (0..BUSY_NAMES).map(|i| format!("busy{i}q{i}.example")).collect();
+        let texts: Vec<String> = (0..BUSY_NAMES)
+            .map(|i| format!("busy{i}q{i}.example"))
+            .collect();
         model.score(texts).await.expect("the large job is computed");
     });
     let app = t.app.clone();
@@ -460,7 +462,8 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     let busy = busy(&t).await;
     // 8 names fit in the empty queue and wait behind the large job ...
     let router = t.router.clone();
-    let waiting = tokio::spawn(async move { call(&router, score_req(unique_batch("wait", 8))).await });
+    let waiting =
+        tokio::spawn(async move { call(&router, score_req(unique_batch("wait", 8))).await });
     let app = t.app.clone();
     eventually("8 names queued", std::time::Duration::from_secs(10), || {
         let n = app.model().queued_names();
@@ -477,11 +480,15 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     assert!(!busy.is_finished(), "the 503 waited for the large job");
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
-        resp.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap()),
+        resp.headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap()),
         Some("1")
     );
     assert_eq!(
-        resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap()),
+        resp.headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap()),
         Some("application/problem+json")
     );
     let body: Value =
@@ -493,9 +500,17 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     assert_eq!(status, StatusCode::OK, "{body}");
     busy.await.unwrap();
     assert_eq!(t.app.metrics.queue_rejected.get(), 8);
-    assert_eq!(names_computed(&t.app), (BUSY_NAMES + 8) as f64, "the refused names were never computed");
+    assert_eq!(
+        names_computed(&t.app),
+        (BUSY_NAMES + 8) as f64,
+        "the refused names were never computed"
+    );
     // Refused requests are not verdicts: nothing was recorded for them.
-    let (_, _, metrics) = call(&t.router, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let (_, _, metrics) = call(
+        &t.router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
     let text = metrics.as_str().unwrap();
     assert!(
         text.contains("dohguard_scorer_inference_queue_rejected_total 8"),
@@ -515,7 +530,9 @@ async fn a_request_past_its_callers_deadline_is_dropped_uncomputed() {
     let req = Request::post("/v1/score")
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-envoy-expected-rq-timeout-ms", "50")
-        .body(Body::from(json!({"name": "abandoned.example", "qtype": "A"}).to_string()))
+        .body(Body::from(
+            json!({"name": "abandoned.example", "qtype": "A"}).to_string(),
+        ))
         .unwrap();
     let (status, ctype, body) = call(&t.router, req).await;
     assert!(!busy.is_finished(), "the answer waited for the large job");
@@ -533,7 +550,11 @@ async fn a_request_past_its_callers_deadline_is_dropped_uncomputed() {
         (BUSY_NAMES + 1) as f64,
         "abandoned.example was dropped from the queue, not computed"
     );
-    let (_, _, metrics) = call(&t.router, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let (_, _, metrics) = call(
+        &t.router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
     let text = metrics.as_str().unwrap();
     assert!(
         text.contains("dohguard_scorer_inference_queue_dropped_total{reason=\"caller_gone\"} 1"),

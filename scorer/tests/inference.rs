@@ -278,7 +278,9 @@ fn counter(metrics: &Metrics, name: &str) -> f64 {
 const BUSY_NAMES: usize = 30_000;
 
 fn busy_texts() -> Vec<String> {
-    (0..BUSY_NAMES).map(|i| format!("busy{i}q{i}.example")).collect()
+    (0..BUSY_NAMES)
+        .map(|i| format!("busy{i}q{i}.example"))
+        .collect()
 }
 
 /// Starts a model with `config`, hands its thread a large job, and returns once the thread is
@@ -336,15 +338,24 @@ async fn a_full_queue_refuses_at_once_in_names() {
     let refused = model
         .score((0..60).map(|i| format!("over{i}.example")).collect())
         .await;
-    assert!(matches!(refused, Err(ModelError::Overloaded)), "{refused:?}");
-    assert!(!busy.is_finished(), "the refusal came only after the queue drained");
+    assert!(
+        matches!(refused, Err(ModelError::Overloaded)),
+        "{refused:?}"
+    );
+    assert!(
+        !busy.is_finished(),
+        "the refusal came only after the queue drained"
+    );
     // Fewer names still fit.
     let m = model.clone();
     let small = tokio::spawn(async move { m.score(vec!["small.example".into(); 40]).await });
     assert_eq!(first.await.unwrap().unwrap().scores.len(), 60);
     assert_eq!(small.await.unwrap().unwrap().scores.len(), 40);
     busy.await.unwrap().unwrap();
-    assert_eq!(counter(&metrics, "dohguard_scorer_inference_queue_rejected_total"), 60.0);
+    assert_eq!(
+        counter(&metrics, "dohguard_scorer_inference_queue_rejected_total"),
+        60.0
+    );
     assert_eq!(
         batches(&metrics).1,
         (BUSY_NAMES + 100) as f64,
@@ -394,7 +405,11 @@ async fn a_job_older_than_max_age_is_answered_expired_uncomputed() {
         "answered after waiting its max_age behind the large job"
     );
     busy.await.unwrap().unwrap();
-    assert_eq!(batches(&metrics).1, BUSY_NAMES as f64, "late.example was never computed");
+    assert_eq!(
+        batches(&metrics).1,
+        BUSY_NAMES as f64,
+        "late.example was never computed"
+    );
     assert_eq!(
         counter(
             &metrics,
@@ -419,7 +434,9 @@ async fn cuda_runs_where_offered_and_falls_back_loudly_elsewhere() {
     let model = start_model(&default_card(), Device::Cuda, batching(), metrics.clone());
     let device = model.info().device.as_str();
     let fallback = metrics.cpu_fallback.get();
-    eprintln!("ONNX Runtime offers CUDA: {offered}; session device: {device}; fallback gauge: {fallback}");
+    eprintln!(
+        "ONNX Runtime offers CUDA: {offered}; session device: {device}; fallback gauge: {fallback}"
+    );
     if offered {
         assert!(
             matches!((device, fallback), ("cuda", 0) | ("cpu", 1)),

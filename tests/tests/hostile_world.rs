@@ -59,7 +59,10 @@ fn slow_post(port: u16) -> anyhow::Result<(String, Duration)> {
     let started = Instant::now();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?; // Envoy answers and closes, or the read times out
-    Ok((String::from_utf8_lossy(&answer).into_owned(), started.elapsed()))
+    Ok((
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    ))
 }
 
 #[test]
@@ -67,7 +70,11 @@ fn a_slow_post_is_cut_off_by_the_request_and_stream_idle_timeouts() -> anyhow::R
     // Each timeout alone, the other one far away, so the stat says which one fired.
     for (request_timeout_ms, stream_idle_timeout_ms, stat) in [
         (1_000, 60_000, "http.doh_cleartext.downstream_rq_timeout"),
-        (60_000, 1_000, "http.doh_cleartext.downstream_rq_idle_timeout"),
+        (
+            60_000,
+            1_000,
+            "http.doh_cleartext.downstream_rq_idle_timeout",
+        ),
     ] {
         let stack = gateway(
             GatewayLimits {
@@ -128,12 +135,24 @@ fn the_rate_limit_answers_429_to_one_client_while_another_passes() -> anyhow::Re
         .map(|_| get_from(&stack, "127.0.0.2", "www.example.test"))
         .collect::<Result<_, _>>()?;
     let statuses: Vec<u16> = noisy.iter().map(|r| r.status).collect();
-    assert_eq!(statuses[..3], [200, 200, 200], "the burst passes: {statuses:?}");
+    assert_eq!(
+        statuses[..3],
+        [200, 200, 200],
+        "the burst passes: {statuses:?}"
+    );
     let limited = statuses.iter().filter(|&&s| s == 429).count();
     // Eight requests take well under a few seconds: at most a refill or two pass.
-    assert!(limited >= 3, "past the burst the client gets 429: {statuses:?}");
+    assert!(
+        limited >= 3,
+        "past the burst the client gets 429: {statuses:?}"
+    );
     for reply in noisy.iter().filter(|r| r.status == 429) {
-        assert_eq!(reply.header("retry-after"), Some("1"), "{:?}", reply.headers);
+        assert_eq!(
+            reply.header("retry-after"),
+            Some("1"),
+            "{:?}",
+            reply.headers
+        );
     }
 
     // Another client, at once: its own bucket.
@@ -204,7 +223,10 @@ fn unbound_refuses_every_source_but_the_gateway() -> anyhow::Result<()> {
     socket.send_to(&query, ("127.0.0.1", stack.unbound.dns_port))?;
     let mut buf = [0u8; 1500];
     let n = socket.recv(&mut buf)?;
-    assert_eq!(dns::parse(&buf[..n])?.response_code(), ResponseCode::NoError);
+    assert_eq!(
+        dns::parse(&buf[..n])?.response_code(),
+        ResponseCode::NoError
+    );
     Ok(())
 }
 
@@ -313,7 +335,10 @@ fn a_flood_of_unique_names_from_one_client_does_not_force_fail_open_for_the_othe
     )? < 1000
     {
         anyhow::ensure!(flood.running(), "h2load stopped before the flood built up");
-        anyhow::ensure!(Instant::now() < deadline, "the flood never reached the limit");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the flood never reached the limit"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The other client, during the flood: each model-blocked name is still blocked by the

@@ -25,7 +25,7 @@ enum Task {
     Bench(bench::Args),
     /// Scorer benchmarks: HTTP vs raw ONNX Runtime ceiling, Flask baseline, sink; prints figures.
     ScorerBench(scorer_bench::Args),
-    /// Short fuzz run of the DoH/DNS decode path (cargo-fuzz, nightly).
+    /// Short fuzz run of every fuzz target: DoH/DNS decode, scorer reply (cargo-fuzz).
     Fuzz(fuzz::Args),
 }
 

@@ -371,7 +371,10 @@ mod tests {
         assert!(a.try_admit(6));
         a.release(10);
         assert_eq!(a.queued(), 0);
-        assert!(a.try_admit(50), "an empty queue takes a job larger than the bound");
+        assert!(
+            a.try_admit(50),
+            "an empty queue takes a job larger than the bound"
+        );
         assert!(!a.try_admit(1));
     }
 
@@ -395,11 +398,12 @@ mod tests {
     fn triage_drops_abandoned_jobs_and_expires_old_ones() {
         let max = Duration::from_millis(200);
         assert_eq!(triage(true, Duration::from_millis(10), max), Fate::Run);
-        assert_eq!(triage(true, max, max), Fate::Run, "exactly max_age still runs");
         assert_eq!(
-            triage(true, Duration::from_millis(201), max),
-            Fate::TooOld
+            triage(true, max, max),
+            Fate::Run,
+            "exactly max_age still runs"
         );
+        assert_eq!(triage(true, Duration::from_millis(201), max), Fate::TooOld);
         assert_eq!(triage(false, Duration::ZERO, max), Fate::CallerGone);
         assert_eq!(
             triage(false, Duration::from_secs(9), max),
