@@ -164,11 +164,13 @@ impl Batcher {
             enqueued: Instant::now(),
             reply,
         };
+        // Raised before the send: the thread lowers it when it takes the job.
+        self.metrics.queue_depth.inc_by(n as i64);
         if self.tx.send(Message::Job(job)).is_err() {
             self.admission.release(n);
+            self.metrics.queue_depth.dec_by(n as i64);
             return Err(ModelError::Stopped);
         }
-        self.metrics.queue_depth.inc_by(n as i64);
         rx.await.map_err(|_| ModelError::Stopped)?
     }
 
