@@ -9,13 +9,13 @@
 
 #![no_main]
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use dohguard_core::name::normalize;
 use dohguard_filter::answer::{block_answer, BlockCause, EDE_BLOCKED};
 use dohguard_filter::config::BlockAnswer;
 use dohguard_filter::dns::{DnsQuery, ROOT_NAME};
 use dohguard_filter::doh::{check_body_size, classify, RequestKind, DNS_MESSAGE};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use hickory_proto::op::Message;
 use libfuzzer_sys::fuzz_target;
 
