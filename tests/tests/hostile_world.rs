@@ -1,7 +1,7 @@
 //! The gateway in a hostile world, end to end with real Envoy, the real filter and real
 //! unbound: a slow POST is cut off by the listener's timeouts; the per-client rate limit
 //! answers 429 to one client while another still passes; unbound refuses every source but
-//! the gateway's; and a flood of unique names from one client does not make the real scorer
+//! the gateway's; past its heap bound Envoy refuses requests (overload manager); and a flood of unique names from one client does not make the real scorer
 //! fail open for the other clients.
 
 use std::io::{Read, Write};
@@ -226,6 +226,48 @@ fn unbound_refuses_every_source_but_the_gateway() -> anyhow::Result<()> {
     assert_eq!(
         dns::parse(&buf[..n])?.response_code(),
         ResponseCode::NoError
+    );
+    Ok(())
+}
+
+#[test]
+fn past_its_heap_bound_envoy_refuses_requests_instead_of_growing() -> anyhow::Result<()> {
+    // 32 MiB is below what Envoy with the filter loaded already holds: the overload manager's
+    // fixed_heap monitor reads a pressure over 95% at once.
+    let stack = gateway(
+        GatewayLimits {
+            max_heap_bytes: 32 << 20,
+            ..GatewayLimits::default()
+        },
+        ScorerKind::StandIn,
+    )?;
+    let active = "overload.envoy.overload_actions.stop_accepting_requests.active";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while envoy_stat(&stack, active)? != 1 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{active} never became 1 (pressure {:?})",
+            stack
+                .envoy
+                .stat("overload.envoy.resource_monitors.fixed_heap.pressure")?
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reply = get_from(&stack, "127.0.0.2", "www.example.test")?;
+    assert_eq!(
+        reply.status,
+        503,
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        envoy_stat(&stack, "http.doh_cleartext.downstream_rq_overload_close")?,
+        1
+    );
+    assert_eq!(
+        stack.filter_counter("dohguard.queries")?,
+        0,
+        "nothing decided"
     );
     Ok(())
 }
