@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use dohguard_e2e::dns::{self, ResponseCode, Type};
 use dohguard_e2e::doh_client::{self, HttpReply, Transport};
-use dohguard_e2e::envoy::{GatewayLimits, RateLimit};
+use dohguard_e2e::envoy::{GatewayLimits, RateLimit, ScorerCircuit};
 use dohguard_e2e::filter_config::{FailureMode, FilterConfig};
 use dohguard_e2e::scorer::default_model_card;
 use dohguard_e2e::stack::ScorerKind;
@@ -227,6 +227,44 @@ fn unbound_refuses_every_source_but_the_gateway() -> anyhow::Result<()> {
         dns::parse(&buf[..n])?.response_code(),
         ResponseCode::NoError
     );
+    Ok(())
+}
+
+#[test]
+fn past_the_scorer_circuit_breakers_a_callout_fails_at_once() -> anyhow::Result<()> {
+    // No room for a pending request: the first callout (its connection not yet up) overflows.
+    let stack = gateway(
+        GatewayLimits {
+            scorer_circuit: ScorerCircuit {
+                max_connections: 1,
+                max_pending_requests: 0,
+                max_requests: 1,
+            },
+            ..GatewayLimits::default()
+        },
+        ScorerKind::StandIn,
+    )?;
+    let started = Instant::now();
+    // The stand-in would block *.dga.test; with the breaker open the callout fails and the
+    // failure mode (open here) decides.
+    let reply = get_from(&stack, "127.0.0.2", "x7kq.dga.test")?;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200);
+    // Failed open: forwarded, unbound's answer (not the filter's block answer).
+    assert_eq!(stack.filter_counter("dohguard.blocked")?, 0);
+    assert_eq!(stack.filter_counter("dohguard.verdict.allow")?, 1);
+    assert!(took < Duration::from_secs(1), "the overflow took {took:?}");
+    assert_eq!(
+        envoy_stat(
+            &stack,
+            "cluster.dohguard_scorer.upstream_rq_pending_overflow"
+        )?,
+        1
+    );
+    assert_eq!(stack.filter_counter("dohguard.callout.error")?, 1);
+    assert_eq!(stack.filter_counter("dohguard.reason.scorer_failure")?, 1);
+    let stand_in = stack.stand_in.as_ref().expect("the stand-in runs");
+    assert_eq!(stand_in.requests(), 0, "no callout reached the scorer");
     Ok(())
 }
 
