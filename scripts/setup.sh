@@ -70,4 +70,12 @@ link envoy "$site/envoy/_bin/envoy"
 link osmem-server "$site/osmem_server/bin/osmem-server"
 link libonnxruntime.so "$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n1)"
 
+# cargo-fuzz for the fuzz step of scripts/test.sh (cold install: see docs/benchmarks.md's
+# neighbour, the README's Tests section). The fuzz targets build with rustup's nightly when it
+# is there, else with RUSTC_BOOTSTRAP=1 on the default toolchain (cargo xtask fuzz decides).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  say "installing cargo-fuzz (cargo install cargo-fuzz --locked; a few minutes on 2 cores)"
+  cargo install cargo-fuzz --locked >/dev/null || die "cargo install cargo-fuzz failed"
+fi
+
 say "ready: envoy $("$ENVOY_BIN" --version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -n1), $(/usr/bin/rustc --version), tools in $DOHGUARD_TOOLS"

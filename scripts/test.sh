@@ -26,6 +26,9 @@ cargo build -p dohguard-scorer --locked
 step "Rust tests: core, filter, host-test (real .wasm), scorer, end-to-end (real Envoy, unbound, scorer, osmem)"
 cargo test --workspace --locked
 
+step "fuzz: every target for ${DOHGUARD_FUZZ_SECONDS:-30} s (cargo xtask fuzz), so none can rot"
+cargo xtask fuzz --seconds "${DOHGUARD_FUZZ_SECONDS:-30}"
+
 step "model pipeline tests (pytest)"
 "$DOHGUARD_PYTHON" -m pytest models/tests -q
 

@@ -31,7 +31,7 @@ enum Task {
     Render(render::Args),
     /// Record a labelled metrics data set from the real stack (traffic generator + faults).
     RecordMetrics(record_metrics::Args),
-    /// Short fuzz run of the DoH/DNS decode path (cargo-fuzz, nightly).
+    /// Short fuzz run of every fuzz target: DoH/DNS decode, scorer reply (cargo-fuzz).
     Fuzz(fuzz::Args),
 }
 

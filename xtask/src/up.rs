@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use dohguard_e2e::envoy::EnvoyPorts;
+use dohguard_e2e::envoy::{EnvoyPorts, GatewayLimits};
 use dohguard_e2e::filter_config::{read_rule_list, FailureMode, FilterConfig};
 use dohguard_e2e::monitoring::{Monitoring, MonitoringPorts, Timing};
 use dohguard_e2e::paths::repo_root;
@@ -121,6 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..UnboundOptions::default()
         },
         concurrency: args.concurrency,
+        limits: GatewayLimits::default(),
         envoy_ports: Some(EnvoyPorts {
             admin: args.admin_port,
             http: args.http_port,
