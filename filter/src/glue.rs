@@ -2,7 +2,7 @@
 //! each HTTP context reads the request, asks the pure modules what to do, and carries out the
 //! answer (forward, block answer, 4xx, or a paused scorer callout). No policy lives here.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,18 +12,28 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
-use crate::cache::{SharedStore, VerdictCache};
+use crate::cache::{self, HashKey, SharedStore, StoreError, VerdictCache};
 use crate::config::{Settings, MAX_DNS_MESSAGE};
 use crate::decision::{self, callout_body, decide_locally, parse_reply, Decision, LocalOutcome};
 use crate::dns::{DnsQuery, HEADER_LEN};
 use crate::doh::{self, check_body_size, classify, is_doh_route, Rejection, RequestKind};
 use crate::metrics::Counter;
 use crate::record::{self, Draft, EventBuffer, StreamFacts};
+use crate::throttle::{held_note, Throttle};
 
 thread_local! {
     /// This VM's finished decision events: HTTP contexts push at stream end, the root context
     /// drains on its tick. One VM runs on one worker thread, so no lock is needed.
     static EVENTS: RefCell<Option<EventBuffer>> = const { RefCell::new(None) };
+    /// Callout failure warnings of this VM: the first, then one per interval with a count.
+    static CALLOUT_WARNINGS: RefCell<Throttle> = RefCell::new(Throttle::default());
+}
+
+/// Logs a callout failure unless the throttle holds it back (the counters count them all).
+fn warn_callout(now_ms: u64, message: impl FnOnce() -> String) {
+    if let Some(held) = CALLOUT_WARNINGS.with_borrow_mut(|t| t.admit(now_ms)) {
+        warn!("{}{}", message(), held_note(held));
+    }
 }
 
 /// A random name for this VM's event stream (WASI `random_get` seeds `RandomState`).
@@ -47,6 +57,15 @@ proxy_wasm::main! {{
 struct Shared {
     settings: Settings,
     metric_ids: Vec<Option<u32>>,
+    /// The verdict cache's hash key, as stored in shared data (re-read before each insert).
+    cache_key: Cell<HashKey>,
+}
+
+impl Shared {
+    fn cache<'s>(&self, store: &'s HostStore) -> VerdictCache<'s, HostStore> {
+        let s = &self.settings;
+        VerdictCache::new(store, s.cache_max_entries, s.cache_max_ttl, self.cache_key.get())
+    }
 }
 
 impl Shared {
@@ -70,6 +89,7 @@ impl Default for FilterRoot {
             shared: Rc::new(Shared {
                 settings: Settings::default(),
                 metric_ids: Vec::new(),
+                cache_key: Cell::new([0; 16]),
             }),
             failed_batches: 0,
         }
@@ -128,6 +148,14 @@ impl RootContext for FilterRoot {
                 .map_or("none", |s| s.cluster.as_str()),
             settings.mode
         );
+        let mut fresh = [0u8; 16];
+        if settings.cache_max_entries > 0 {
+            if let Err(err) = getrandom::fill(&mut fresh) {
+                error!("cache: no random bytes for its hash key: {err}");
+                return false;
+            }
+        }
+        let cache_key = Cell::new(cache::shared_key(&HostStore, || fresh));
         if let Some(events) = &settings.events {
             EVENTS.set(Some(EventBuffer::new(random_source(), events.max_buffered)));
             self.set_tick_period(Duration::from_millis(events.flush_interval_ms));
@@ -135,6 +163,7 @@ impl RootContext for FilterRoot {
         self.shared = Rc::new(Shared {
             settings,
             metric_ids,
+            cache_key,
         });
         true
     }
@@ -240,12 +269,19 @@ struct DohContext {
 struct HostStore;
 
 impl SharedStore for HostStore {
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        hostcalls::get_shared_data(key).ok()?.0
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key).ok()? {
+            (Some(value), cas) => Some((value, cas.unwrap_or(0))),
+            (None, _) => None,
+        }
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        hostcalls::set_shared_data(key, Some(value), None).map_err(|s| format!("{s:?}"))
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        let cas = (cas != 0).then_some(cas);
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
+            proxy_wasm::types::Status::CasMismatch => StoreError::CasMismatch,
+            other => StoreError::Host(format!("{other:?}")),
+        })
     }
 }
 
@@ -296,6 +332,9 @@ impl DohContext {
             Ok(query) => query,
             Err(rejection) => return self.reject(rejection),
         };
+        if let Some(version) = query.unsupported_edns_version() {
+            return self.answer_badvers(&query, version);
+        }
         // The name moves out: later steps take it separately from the query.
         let name = std::mem::take(&mut query.name);
         let shared = Rc::clone(&self.shared);
@@ -305,7 +344,7 @@ impl DohContext {
             self.draft.qtype = Some(query.qtype_mnemonic());
         }
         let store = HostStore;
-        let cache = VerdictCache::new(&store, settings.cache_max_entries, settings.cache_max_ttl);
+        let cache = shared.cache(&store);
         let mut counters = Vec::new();
         // The clock (a host call) is read only if the lists leave the name to the cache.
         let outcome = decide_locally(settings, &cache, &name, || self.now_ms(), &mut counters);
@@ -350,7 +389,7 @@ impl DohContext {
             }
             Err(status) => {
                 let failure = decision::CalloutFailure::Dispatch(format!("{status:?}"));
-                warn!("scorer callout for {name}: {failure}");
+                warn_callout(self.now_ms(), || format!("scorer callout for {name}: {failure}"));
                 shared.bump(failure.counter());
                 self.carry_out(&query, Decision::from_failure(scorer.failure_mode))
             }
@@ -377,11 +416,36 @@ impl DohContext {
         self.send_http_response(status, headers, Some(body));
     }
 
-    /// Decides a POST once its body is complete (end of stream or trailers).
+    /// A query with an EDNS version above 0 gets BADVERS, decided by no policy (counted
+    /// with the malformed requests).
+    fn answer_badvers(&mut self, query: &DnsQuery, version: u8) -> Action {
+        self.shared.bump(Counter::MalformedRequests);
+        if self.recording() {
+            self.draft.answer = Some(dohguard_schema::Answer::Rejected {
+                http_status: 200,
+                reason: format!("BADVERS: EDNS version {version} not supported"),
+            });
+        }
+        match crate::answer::badvers_answer(query) {
+            Ok(body) => self.answer_locally(200, doh::DNS_MESSAGE, &body),
+            Err(err) => {
+                error!("could not build the BADVERS answer: {err}");
+                self.answer_locally(500, "text/plain", b"internal error\n");
+            }
+        }
+        Action::Pause
+    }
+
+    /// Decides a POST once its body is complete (end of stream or trailers). The 12-byte DNS
+    /// header is read and checked first: a body whose counts are refused is never copied in.
     fn decide_body(&mut self) -> Action {
         self.awaiting_body = false;
         let body_size = self.body_size;
         if let Err(rejection) = check_body_size(body_size) {
+            return self.reject(rejection);
+        }
+        let header = self.get_http_request_body(0, HEADER_LEN.min(body_size));
+        if let Err(rejection) = crate::dns::check_header(&header.unwrap_or_default()) {
             return self.reject(rejection);
         }
         match self.get_http_request_body(0, body_size) {
@@ -441,6 +505,7 @@ impl Context for DohContext {
             .flatten();
         let elapsed = self.now_ms().saturating_sub(pending.started_ms);
         let decision = match parse_reply(
+            &pending.name,
             status.as_deref(),
             body.as_deref(),
             elapsed,
@@ -448,12 +513,11 @@ impl Context for DohContext {
         ) {
             Ok(reply) => {
                 let settings = &shared.settings;
-                let cache = VerdictCache::new(
-                    &HostStore,
-                    settings.cache_max_entries,
-                    settings.cache_max_ttl,
-                );
-                if let Err(err) = cache.insert(&pending.name, &reply, self.now_ms()) {
+                // A VM that lost the start-up race for the key adopts the stored one here.
+                if let Some(key) = cache::stored_key(&HostStore) {
+                    shared.cache_key.set(key);
+                }
+                if let Err(err) = shared.cache(&HostStore).insert(&pending.name, &reply, self.now_ms()) {
                     warn!("could not cache the verdict for {}: {err}", pending.name);
                 }
                 if settings.events.is_some()
@@ -465,7 +529,8 @@ impl Context for DohContext {
                 Decision::from_reply(&reply)
             }
             Err(failure) => {
-                warn!("scorer callout for {}: {failure}", pending.name);
+                let name = &pending.name;
+                warn_callout(self.now_ms(), || format!("scorer callout for {name}: {failure}"));
                 shared.bump(failure.counter());
                 Decision::from_failure(scorer.failure_mode)
             }

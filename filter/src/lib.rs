@@ -4,7 +4,8 @@
 //! (or a 4xx), [`dns`] checks it is one well-formed query and normalises its name,
 //! [`decision`] finds the verdict (allow/deny lists, then the shared [`cache`], then the scorer
 //! callout) and what to do with it, [`answer`] builds the block answer, [`metrics`] names the
-//! counters. [`config`] validates the plugin configuration once. All of these are plain Rust,
+//! counters, [`throttle`] keeps warnings from flooding the log. [`config`] validates the
+//! plugin configuration once. All of these are plain Rust,
 //! tested natively; only `glue` (compiled for wasm32 alone) talks to the proxy-wasm host, and
 //! it only translates callbacks into calls of the modules above.
 
@@ -16,6 +17,7 @@ pub mod dns;
 pub mod doh;
 pub mod metrics;
 pub mod record;
+pub mod throttle;
 
 // Host builds (tests) cannot link the proxy-wasm imports; clippy only type-checks, so it
 // lints the glue on the host as well.

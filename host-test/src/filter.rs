@@ -30,6 +30,7 @@ pub struct FilterBuilder<'p> {
     properties: HashMap<String, Vec<u8>>,
     clusters: Option<HashSet<String>>,
     log_level: LogLevel,
+    random_seed: Option<u64>,
 }
 
 impl<'p> FilterBuilder<'p> {
@@ -53,7 +54,15 @@ impl<'p> FilterBuilder<'p> {
             properties,
             clusters: None,
             log_level: LogLevel::Trace,
+            random_seed: None,
         }
+    }
+
+    /// Seeds WASI `random_get` (deterministic either way; VMs given different seeds see
+    /// different bytes, as Envoy's workers do).
+    pub fn random_seed(mut self, seed: u64) -> Self {
+        self.random_seed = Some(seed);
+        self
     }
 
     /// The plugin configuration (buffer type 7), e.g. the filter's JSON.
@@ -104,6 +113,9 @@ impl<'p> FilterBuilder<'p> {
         state.properties = self.properties;
         state.clusters = self.clusters;
         state.log_level = self.log_level;
+        if let Some(seed) = self.random_seed {
+            state.random_state = seed;
+        }
         state.root_context_id = ROOT_CONTEXT_ID;
         let mut store = Store::new(self.plugin.engine(), state);
         let instance = self

@@ -5,7 +5,9 @@
 mod common;
 mod configuration;
 mod doh_requests;
+mod edns_and_logs;
 mod hardening;
 mod policy_and_answers;
 mod record;
 mod scorer_and_cache;
+mod verdict_cache;
