@@ -35,7 +35,8 @@ fn an_unknown_edns_version_is_answered_badvers_without_a_decision() {
             .expect_local_response(200);
         let answer = dns_answer(&reply);
         assert_eq!(answer.metadata.id, 0x1234);
-        assert_eq!(answer.metadata.response_code, ResponseCode::BADVERS, "{name}");
+        // hickory reads extended RCODE 16 back as BADSIG, the code BADVERS shares.
+        assert_eq!(u16::from(answer.metadata.response_code), 16, "{name}");
         let edns = answer.edns.as_ref().expect("an OPT record");
         assert_eq!(edns.version(), 0, "the version the filter implements");
         assert_eq!(reply.body[3] & 0x0f, 0, "header RCODE is the low bits of 16");
