@@ -138,7 +138,10 @@ fn response_to(query: &DnsQuery) -> Message {
 /// [`PADDING_BLOCK`] octets with a Padding option, as RFC 8467 recommends for responses.
 fn finish(mut reply: Message, query: &DnsQuery) -> Result<Vec<u8>, ProtoError> {
     let bytes = reply.to_vec()?;
-    let Some(edns) = reply.edns.as_mut().filter(|_| query.edns.is_some_and(|e| e.padding))
+    let Some(edns) = reply
+        .edns
+        .as_mut()
+        .filter(|_| query.edns.is_some_and(|e| e.padding))
     else {
         return Ok(bytes);
     };
@@ -325,11 +328,7 @@ mod tests {
     }
 
     fn padding_of(msg: &Message) -> Option<usize> {
-        match msg
-            .edns
-            .as_ref()?
-            .option(EdnsCode::Padding)?
-        {
+        match msg.edns.as_ref()?.option(EdnsCode::Padding)? {
             EdnsOption::Unknown(_, data) => {
                 assert!(data.iter().all(|&b| b == 0), "padding octets are zero");
                 Some(data.len())
@@ -347,12 +346,21 @@ mod tests {
             BlockAnswer::Sinkhole,
             BlockAnswer::Addresses(vec!["192.0.2.1".parse().unwrap()]),
         ];
-        for name in ["a.com.", "a-much-longer-name.under.several.labels.example.org."] {
-            let padded = edns_query_bytes(name, 0, vec![EdnsOption::Unknown(PADDING_OPTION, vec![])]);
+        for name in [
+            "a.com.",
+            "a-much-longer-name.under.several.labels.example.org.",
+        ] {
+            let padded =
+                edns_query_bytes(name, 0, vec![EdnsOption::Unknown(PADDING_OPTION, vec![])]);
             let query = DnsQuery::parse(&padded).unwrap();
             for kind in &kinds {
                 let wire = block_answer(&query, kind, 60, BlockCause::Model, EDE_BLOCKED).unwrap();
-                assert_eq!(wire.len() % PADDING_BLOCK, 0, "{name} {kind:?}: {} octets", wire.len());
+                assert_eq!(
+                    wire.len() % PADDING_BLOCK,
+                    0,
+                    "{name} {kind:?}: {} octets",
+                    wire.len()
+                );
                 let msg = Message::from_vec(&wire).unwrap();
                 assert!(padding_of(&msg).is_some(), "{name} {kind:?}");
                 assert_eq!(ede(&msg), Some((15, "blocked by model".into())));
@@ -360,7 +368,8 @@ mod tests {
             }
             // Without the option: no padding.
             let plain = DnsQuery::parse(&edns_query_bytes(name, 0, vec![])).unwrap();
-            let wire = block_answer(&plain, &BlockAnswer::Nxdomain, 60, BlockCause::Model, 15).unwrap();
+            let wire =
+                block_answer(&plain, &BlockAnswer::Nxdomain, 60, BlockCause::Model, 15).unwrap();
             assert_eq!(padding_of(&Message::from_vec(&wire).unwrap()), None);
             assert_ne!(wire.len() % PADDING_BLOCK, 0);
         }
@@ -392,4 +401,3 @@ mod tests {
         assert_eq!(badvers_answer(&padded).unwrap().len() % PADDING_BLOCK, 0);
     }
 }
-

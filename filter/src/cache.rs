@@ -127,8 +127,7 @@ impl Entry {
 /// The entries of a set value; `None` for a value this version did not write.
 fn entries(value: &[u8]) -> Option<std::slice::ChunksExact<'_, u8>> {
     let (&version, body) = value.split_first()?;
-    (version == FORMAT_VERSION && body.len() % ENTRY_LEN == 0)
-        .then(|| body.chunks_exact(ENTRY_LEN))
+    (version == FORMAT_VERSION && body.len() % ENTRY_LEN == 0).then(|| body.chunks_exact(ENTRY_LEN))
 }
 
 pub struct VerdictCache<'a, S: SharedStore> {
@@ -396,18 +395,29 @@ pub(crate) mod tests {
         // says `example.com`. Neither domain may be covered on the scorer's word.
         let store = MapStore::default();
         let cache = cache(&store, 1024, 3600);
-        let mut disagreeing = reply("a.b.example.com", Verdict::Block, Scope::RegisteredDomain, 60);
+        let mut disagreeing = reply(
+            "a.b.example.com",
+            Verdict::Block,
+            Scope::RegisteredDomain,
+            60,
+        );
         disagreeing.registered_domain = Some("b.example.com".into());
         let scope = cache.insert("a.b.example.com", &disagreeing, 0).unwrap();
         assert_eq!(scope, Scope::Name);
-        assert_eq!(cache.lookup("a.b.example.com", 0).unwrap().scope, Scope::Name);
+        assert_eq!(
+            cache.lookup("a.b.example.com", 0).unwrap().scope,
+            Scope::Name
+        );
         for other in ["c.b.example.com", "b.example.com", "x.example.com"] {
             assert_eq!(cache.lookup(other, 0), None, "{other}");
         }
         // No registered domain at all (the scorer saw a public suffix): name scope too.
         let mut none = reply("z.example.org", Verdict::Block, Scope::RegisteredDomain, 60);
         none.registered_domain = None;
-        assert_eq!(cache.insert("z.example.org", &none, 0).unwrap(), Scope::Name);
+        assert_eq!(
+            cache.insert("z.example.org", &none, 0).unwrap(),
+            Scope::Name
+        );
         assert_eq!(cache.lookup("y.example.org", 0), None);
     }
 
@@ -482,14 +492,23 @@ pub(crate) mod tests {
         // once, then all looked up again.
         let store = MapStore::default();
         let cache = cache(&store, 65_536, 86_400);
-        let names: Vec<String> = (0..32_768).map(|i| format!("w{i}.example{}.com", i % 97)).collect();
+        let names: Vec<String> = (0..32_768)
+            .map(|i| format!("w{i}.example{}.com", i % 97))
+            .collect();
         for name in &names {
             cache
                 .insert(name, &reply(name, Verdict::Allow, Scope::Name, 3600), 0)
                 .unwrap();
         }
-        let misses = names.iter().filter(|n| cache.lookup(n, 1).is_none()).count();
-        assert!(misses * 1000 <= names.len(), "{misses} of {} missed", names.len());
+        let misses = names
+            .iter()
+            .filter(|n| cache.lookup(n, 1).is_none())
+            .count();
+        assert!(
+            misses * 1000 <= names.len(),
+            "{misses} of {} missed",
+            names.len()
+        );
     }
 
     #[test]
@@ -514,11 +533,15 @@ pub(crate) mod tests {
                 .insert(name, &reply(name, Verdict::Allow, Scope::Name, 3600), 0)
                 .unwrap();
         }
-        let hit = cache.lookup(victim, 1).expect("the victim survives the crafted names");
+        let hit = cache
+            .lookup(victim, 1)
+            .expect("the victim survives the crafted names");
         assert_eq!(hit.verdict, Verdict::Block);
         // They spread over the sets instead.
-        let crafted_sets: std::collections::HashSet<u64> =
-            crafted.iter().map(|n| cache.locate(Scope::Name, n).0).collect();
+        let crafted_sets: std::collections::HashSet<u64> = crafted
+            .iter()
+            .map(|n| cache.locate(Scope::Name, n).0)
+            .collect();
         assert!(crafted_sets.len() > 20, "{} sets", crafted_sets.len());
     }
 
@@ -550,9 +573,16 @@ pub(crate) mod tests {
             .find(|n| cache.locate(Scope::Name, n).0 == set)
             .unwrap();
         cache
-            .insert(&intruder, &reply(&intruder, Verdict::Allow, Scope::Name, 60), 0)
+            .insert(
+                &intruder,
+                &reply(&intruder, Verdict::Allow, Scope::Name, 60),
+                0,
+            )
             .unwrap();
-        assert!(cache.lookup(victim, 1).is_some(), "the earliest expiry went, not the victim");
+        assert!(
+            cache.lookup(victim, 1).is_some(),
+            "the earliest expiry went, not the victim"
+        );
         assert!(cache.lookup(&intruder, 1).is_some());
     }
 
@@ -591,7 +621,12 @@ pub(crate) mod tests {
             fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
                 if key != KEY_SLOT && !self.1.replace(true) {
                     let other = cache(self.0, 32, 60);
-                    other.insert("other.com", &reply("other.com", Verdict::Block, Scope::Name, 60), 0)
+                    other
+                        .insert(
+                            "other.com",
+                            &reply("other.com", Verdict::Block, Scope::Name, 60),
+                            0,
+                        )
                         .unwrap();
                 }
                 self.0.set(key, value, cas)
@@ -600,15 +635,26 @@ pub(crate) mod tests {
         let store = MapStore::default();
         // The set exists: Envoy's compare-and-swap only guards a key that is already there.
         cache(&store, 32, 60)
-            .insert("first.com", &reply("first.com", Verdict::Allow, Scope::Name, 60), 0)
+            .insert(
+                "first.com",
+                &reply("first.com", Verdict::Allow, Scope::Name, 60),
+                0,
+            )
             .unwrap();
         let racing = Racing(&store, RefCell::new(false));
         let cache_a = VerdictCache::new(&racing, 32, 60, KEY);
         cache_a
-            .insert("mine.com", &reply("mine.com", Verdict::Allow, Scope::Name, 60), 0)
+            .insert(
+                "mine.com",
+                &reply("mine.com", Verdict::Allow, Scope::Name, 60),
+                0,
+            )
             .unwrap();
         assert!(cache_a.lookup("mine.com", 0).is_some());
-        assert!(cache_a.lookup("other.com", 0).is_some(), "the other worker's entry is kept");
+        assert!(
+            cache_a.lookup("other.com", 0).is_some(),
+            "the other worker's entry is kept"
+        );
         assert!(cache_a.lookup("first.com", 0).is_some());
     }
 

@@ -123,9 +123,8 @@ impl DnsQuery {
     /// it, so a pointer can hop a few times at most and never loop.
     pub fn parse(bytes: &[u8]) -> Result<DnsQuery, Rejection> {
         check_header(bytes)?;
-        let malformed = |err: DecodeError| {
-            Rejection::bad_request(format!("malformed DNS message: {err}"))
-        };
+        let malformed =
+            |err: DecodeError| Rejection::bad_request(format!("malformed DNS message: {err}"));
         let mut decoder = BinDecoder::new(bytes);
         decoder.read_slice(HEADER_LEN).map_err(malformed)?;
         let question = Query::read(&mut decoder).map_err(malformed)?;
@@ -191,7 +190,10 @@ fn read_opt(decoder: &mut BinDecoder<'_>) -> Result<EdnsInfo, Rejection> {
     let _payload = decoder.read_u16().map_err(short)?;
     let ttl = decoder.read_u32().map_err(short)?.unverified();
     let rdlen = decoder.read_u16().map_err(short)?.unverified();
-    let mut rdata = decoder.read_slice(usize::from(rdlen)).map_err(short)?.unverified();
+    let mut rdata = decoder
+        .read_slice(usize::from(rdlen))
+        .map_err(short)?
+        .unverified();
     let mut padding = false;
     while !rdata.is_empty() {
         let [c0, c1, l0, l1, rest @ ..] = rdata else {
@@ -425,7 +427,8 @@ pub(crate) mod tests {
             .message
             .contains("must be an EDNS OPT"));
         // An option claiming more bytes than its OPT record holds.
-        let mut long_option = edns_query_bytes("a.com.", 0, vec![EdnsOption::Unknown(10, vec![1; 8])]);
+        let mut long_option =
+            edns_query_bytes("a.com.", 0, vec![EdnsOption::Unknown(10, vec![1; 8])]);
         let at = long_option.len() - 10; // the option's length field
         long_option[at..at + 2].copy_from_slice(&200u16.to_be_bytes());
         assert_eq!(DnsQuery::parse(&long_option).unwrap_err().status, 400);
@@ -441,4 +444,3 @@ pub(crate) mod tests {
         }
     }
 }
-

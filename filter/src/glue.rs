@@ -3,6 +3,7 @@
 //! answer (forward, block answer, 4xx, or a paused scorer callout). No policy lives here.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +18,7 @@ use crate::config::{Settings, MAX_DNS_MESSAGE};
 use crate::decision::{self, callout_body, decide_locally, parse_reply, Decision, LocalOutcome};
 use crate::dns::{DnsQuery, HEADER_LEN};
 use crate::doh::{self, check_body_size, classify, is_doh_route, Rejection, RequestKind};
+use crate::inflight::InFlight;
 use crate::metrics::Counter;
 use crate::record::{self, Draft, EventBuffer, StreamFacts};
 use crate::throttle::{held_note, Throttle};
@@ -27,6 +29,31 @@ thread_local! {
     static EVENTS: RefCell<Option<EventBuffer>> = const { RefCell::new(None) };
     /// Callout failure warnings of this VM: the first, then one per interval with a count.
     static CALLOUT_WARNINGS: RefCell<Throttle> = RefCell::new(Throttle::default());
+    /// This VM's scorer callouts by name, with the requests waiting for the same answer.
+    static IN_FLIGHT: RefCell<InFlight<Waiter>> = RefCell::new(InFlight::default());
+    /// Outcomes a leader carried out for waiting requests, picked up by each when it runs next.
+    static SETTLED: RefCell<HashMap<u32, Settled>> = RefCell::new(HashMap::new());
+}
+
+/// A request waiting for another request's callout about the same name.
+struct Waiter {
+    context_id: u32,
+    query: DnsQuery,
+}
+
+/// What was done for a waiting request: its decision, the local reply's record (`None` when
+/// forwarded) and the model's score and version.
+struct Settled {
+    decision: Decision,
+    local: Option<dohguard_schema::Answer>,
+    model: Option<(f32, String)>,
+}
+
+/// The verdict header for a local reply, when configured.
+fn verdict_header(settings: &Settings, decision: Option<Decision>) -> Option<(&str, String)> {
+    let header = settings.verdict_header.as_deref()?;
+    let value = decision?.header_value(settings.mode, settings.verdict_header_detail);
+    Some((header, value))
 }
 
 /// Logs a callout failure unless the throttle holds it back (the counters count them all).
@@ -64,7 +91,12 @@ struct Shared {
 impl Shared {
     fn cache<'s>(&self, store: &'s HostStore) -> VerdictCache<'s, HostStore> {
         let s = &self.settings;
-        VerdictCache::new(store, s.cache_max_entries, s.cache_max_ttl, self.cache_key.get())
+        VerdictCache::new(
+            store,
+            s.cache_max_entries,
+            s.cache_max_ttl,
+            self.cache_key.get(),
+        )
     }
 }
 
@@ -217,8 +249,10 @@ impl RootContext for FilterRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(DohContext {
+            id: context_id,
+            waiting: None,
             shared: Rc::clone(&self.shared),
             awaiting_body: false,
             body_size: 0,
@@ -246,6 +280,9 @@ struct Pending {
 }
 
 struct DohContext {
+    id: u32,
+    /// Waiting for another request's callout about this name.
+    waiting: Option<String>,
     shared: Rc<Shared>,
     awaiting_body: bool,
     /// Bytes of POST body buffered so far (the trailers callback is not told).
@@ -366,6 +403,14 @@ impl DohContext {
         let Some(scorer) = shared.settings.scorer.as_ref() else {
             return Action::Continue;
         };
+        // A callout for this name is in flight in this VM: wait for its answer.
+        if IN_FLIGHT.with_borrow(|f| f.is_flying(&name)) {
+            let context_id = self.id;
+            IN_FLIGHT.with_borrow_mut(|f| f.join(&name, Waiter { context_id, query }));
+            shared.bump(Counter::CalloutJoined);
+            self.waiting = Some(name);
+            return Action::Pause;
+        }
         let client = self.client_ip();
         let body = callout_body(&name, &query, client, shared.settings.events.is_some());
         let headers = vec![
@@ -378,6 +423,7 @@ impl DohContext {
         match self.dispatch_http_call(&scorer.cluster, headers, Some(&body), vec![], timeout) {
             Ok(token) => {
                 shared.bump(Counter::CalloutSent);
+                IN_FLIGHT.with_borrow_mut(|f| f.lead(&name));
                 let started_ms = self.now_ms();
                 self.pending = Some(Pending {
                     token,
@@ -389,7 +435,9 @@ impl DohContext {
             }
             Err(status) => {
                 let failure = decision::CalloutFailure::Dispatch(format!("{status:?}"));
-                warn_callout(self.now_ms(), || format!("scorer callout for {name}: {failure}"));
+                warn_callout(self.now_ms(), || {
+                    format!("scorer callout for {name}: {failure}")
+                });
                 shared.bump(failure.counter());
                 self.carry_out(&query, Decision::from_failure(scorer.failure_mode))
             }
@@ -400,15 +448,7 @@ impl DohContext {
     /// reply's pass back through `on_http_response_headers` needs no further host call.
     fn answer_locally(&mut self, status: u32, content_type: &str, body: &[u8]) {
         self.answered = true;
-        let settings = &self.shared.settings;
-        let verdict =
-            self.decision
-                .zip(settings.verdict_header.as_deref())
-                .map(|(decision, header)| {
-                    let value =
-                        decision.header_value(settings.mode, settings.verdict_header_detail);
-                    (header, value)
-                });
+        let verdict = verdict_header(&self.shared.settings, self.decision);
         let mut headers = vec![("content-type", content_type)];
         if let Some((header, value)) = &verdict {
             headers.push((*header, value.as_str()));
@@ -504,6 +544,7 @@ impl Context for DohContext {
             .then(|| self.get_http_call_response_body(0, body_size))
             .flatten();
         let elapsed = self.now_ms().saturating_sub(pending.started_ms);
+        let mut model = None;
         let decision = match parse_reply(
             &pending.name,
             status.as_deref(),
@@ -517,26 +558,134 @@ impl Context for DohContext {
                 if let Some(key) = cache::stored_key(&HostStore) {
                     shared.cache_key.set(key);
                 }
-                if let Err(err) = shared.cache(&HostStore).insert(&pending.name, &reply, self.now_ms()) {
+                if let Err(err) =
+                    shared
+                        .cache(&HostStore)
+                        .insert(&pending.name, &reply, self.now_ms())
+                {
                     warn!("could not cache the verdict for {}: {err}", pending.name);
                 }
-                if settings.events.is_some()
-                    && reply.reason == dohguard_core::contract::Reason::Model
+                model = (reply.reason == dohguard_core::contract::Reason::Model)
+                    .then(|| (reply.score, reply.model_version.clone()));
+                if let Some((score, version)) = model.clone().filter(|_| settings.events.is_some())
                 {
-                    self.draft.score = Some(reply.score);
-                    self.draft.model_version = Some(reply.model_version.clone());
+                    self.draft.score = Some(score);
+                    self.draft.model_version = Some(version);
                 }
                 Decision::from_reply(&reply)
             }
             Err(failure) => {
                 let name = &pending.name;
-                warn_callout(self.now_ms(), || format!("scorer callout for {name}: {failure}"));
+                warn_callout(self.now_ms(), || {
+                    format!("scorer callout for {name}: {failure}")
+                });
                 shared.bump(failure.counter());
                 Decision::from_failure(scorer.failure_mode)
             }
         };
+        let waiters = IN_FLIGHT.with_borrow_mut(|f| f.land(&pending.name));
         if self.carry_out(&pending.query, decision) == Action::Continue {
             self.resume_http_request();
+        }
+        self.settle(waiters, decision, model);
+    }
+
+    /// The end of the stream. A leader that goes before its callout's answer (Envoy cancels
+    /// the callout) ends the flight: its waiters get the failure mode, counted as one error.
+    fn on_done(&mut self) -> bool {
+        self.collect_settled();
+        if let Some(name) = self.waiting.take() {
+            let id = self.id;
+            IN_FLIGHT.with_borrow_mut(|f| f.leave(&name, |w| w.context_id == id));
+        }
+        if let Some(pending) = self.pending.take() {
+            let waiters = IN_FLIGHT.with_borrow_mut(|f| f.land(&pending.name));
+            if let (false, Some(scorer)) = (waiters.is_empty(), &self.shared.settings.scorer) {
+                let shared = Rc::clone(&self.shared);
+                shared.bump(Counter::CalloutError);
+                let (name, count) = (&pending.name, waiters.len());
+                warn_callout(self.now_ms(), || {
+                    format!("scorer callout for {name}: its request ended first; {count} waiting get the failure mode")
+                });
+                self.settle(waiters, Decision::from_failure(scorer.failure_mode), None);
+            }
+        }
+        true
+    }
+}
+
+impl DohContext {
+    /// Carries out `decision` for requests that waited for this request's callout: counts it
+    /// for each and answers or resumes each in its own context.
+    fn settle(&self, waiters: Vec<Waiter>, decision: Decision, model: Option<(f32, String)>) {
+        if waiters.is_empty() {
+            return;
+        }
+        let shared = Rc::clone(&self.shared);
+        let settings = &shared.settings;
+        for waiter in waiters {
+            decision
+                .counters(settings.mode)
+                .for_each(|c| shared.bump(c));
+            let action = decision::action_for(settings, &waiter.query, &decision);
+            let local = match &action {
+                Ok(decision::Action::Forward) => None,
+                Ok(decision::Action::Answer(_)) => {
+                    Some(record::blocked_answer(&settings.block_answer))
+                }
+                Err(_) => Some(dohguard_schema::Answer::Failed { http_status: 500 }),
+            };
+            let settled = Settled {
+                decision,
+                local,
+                model: model.clone(),
+            };
+            SETTLED.with_borrow_mut(|s| s.insert(waiter.context_id, settled));
+            if hostcalls::set_effective_context(waiter.context_id).is_err() {
+                SETTLED.with_borrow_mut(|s| s.remove(&waiter.context_id));
+                continue;
+            }
+            let verdict = verdict_header(settings, Some(decision));
+            let with_verdict = |content_type| {
+                let mut headers = vec![("content-type", content_type)];
+                headers.extend(verdict.as_ref().map(|(h, v)| (*h, v.as_str())));
+                headers
+            };
+            let _ = match action {
+                Ok(decision::Action::Forward) => hostcalls::resume_http_request(),
+                Ok(decision::Action::Answer(body)) => {
+                    hostcalls::send_http_response(200, with_verdict(doh::DNS_MESSAGE), Some(&body))
+                }
+                Err(err) => {
+                    error!("could not build the block answer: {err}");
+                    hostcalls::send_http_response(
+                        500,
+                        with_verdict("text/plain"),
+                        Some(b"internal error\n"),
+                    )
+                }
+            };
+        }
+        let _ = hostcalls::set_effective_context(self.id);
+    }
+
+    /// Takes up what a leader did for this waiting request (see [`DohContext::settle`]).
+    fn collect_settled(&mut self) {
+        if self.waiting.is_none() {
+            return;
+        }
+        let Some(settled) = SETTLED.with_borrow_mut(|s| s.remove(&self.id)) else {
+            return;
+        };
+        self.waiting = None;
+        self.decision = Some(settled.decision);
+        self.answered = settled.local.is_some();
+        if self.recording() {
+            self.draft.answer = settled.local;
+            if let Some((score, version)) = settled.model {
+                self.draft.score = Some(score);
+                self.draft.model_version = Some(version);
+            }
         }
     }
 }
@@ -583,10 +732,11 @@ impl HttpContext for DohContext {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.collect_settled();
         if !self.awaiting_body {
             // Body data of a GET (or after the decision): while a callout is pending or a local
             // reply went out, continuing here would forward the request behind the filter's back.
-            return if self.pending.is_some() || self.answered {
+            return if self.pending.is_some() || self.waiting.is_some() || self.answered {
                 Action::Pause
             } else {
                 Action::Continue
@@ -606,10 +756,11 @@ impl HttpContext for DohContext {
     /// HTTP/2 trailers end the request: a POST body is complete and is decided on the bytes
     /// buffered so far. Nothing moves on while a decision is pending or after a local reply.
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        self.collect_settled();
         if self.awaiting_body {
             return self.decide_body();
         }
-        if self.pending.is_some() || self.answered {
+        if self.pending.is_some() || self.waiting.is_some() || self.answered {
             Action::Pause
         } else {
             Action::Continue
@@ -617,6 +768,7 @@ impl HttpContext for DohContext {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        self.collect_settled();
         if self.answered {
             return Action::Continue; // a local reply: it already carries the verdict header
         }

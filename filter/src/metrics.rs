@@ -22,6 +22,7 @@ pub enum Counter {
     CalloutError,
     CalloutTimeout,
     CalloutMalformed,
+    CalloutJoined,
     MalformedRequests,
     EventsRecorded,
     EventsDropped,
@@ -29,7 +30,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 24] = [
         Counter::Queries,
         Counter::VerdictAllow,
         Counter::VerdictMonitor,
@@ -49,6 +50,7 @@ impl Counter {
         Counter::CalloutError,
         Counter::CalloutTimeout,
         Counter::CalloutMalformed,
+        Counter::CalloutJoined,
         Counter::MalformedRequests,
         Counter::EventsRecorded,
         Counter::EventsDropped,
@@ -81,6 +83,7 @@ impl Counter {
             Counter::CalloutError => "dohguard.callout.error",
             Counter::CalloutTimeout => "dohguard.callout.timeout",
             Counter::CalloutMalformed => "dohguard.callout.malformed",
+            Counter::CalloutJoined => "dohguard.callout.joined",
             Counter::MalformedRequests => "dohguard.malformed_requests",
             Counter::EventsRecorded => "dohguard.events.recorded",
             Counter::EventsDropped => "dohguard.events.dropped",

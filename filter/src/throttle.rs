@@ -36,7 +36,10 @@ pub fn held_note(held: u64) -> String {
     if held == 0 {
         String::new()
     } else {
-        format!(" ({held} more like it in the last {} s, not logged)", LOG_INTERVAL_MS / 1000)
+        format!(
+            " ({held} more like it in the last {} s, not logged)",
+            LOG_INTERVAL_MS / 1000
+        )
     }
 }
 

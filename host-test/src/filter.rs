@@ -411,11 +411,45 @@ impl Filter {
         if let Some(local) = events.local_response.take() {
             events.local_response = Some(self.encode_local_reply(context, local)?);
         }
+        let others = self.other_streams_acted_on(context)?;
         Ok(Step {
             action,
             events,
             calls,
+            others,
         })
+    }
+
+    /// What the guest did to other streams during a step of `context` (after
+    /// `proxy_set_effective_context`): their local replies pass through their own response
+    /// callbacks, as in Envoy.
+    fn other_streams_acted_on(&mut self, context: u32) -> Result<Vec<(u32, Step)>, HostError> {
+        let acted: Vec<u32> = self
+            .store
+            .data()
+            .streams
+            .iter()
+            .filter(|(id, s)| **id != context && s.events.acted())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut others = Vec::new();
+        for id in acted {
+            let state = self.store.data_mut();
+            let mut events =
+                std::mem::take(&mut state.streams.get_mut(&id).expect("listed").events);
+            if let Some(local) = events.local_response.take() {
+                events.local_response = Some(self.encode_local_reply(id, local)?);
+            }
+            let step = Step {
+                action: None,
+                events,
+                calls: Vec::new(),
+                others: Vec::new(),
+            };
+            others.push((id, step));
+        }
+        others.sort_by_key(|(id, _)| *id);
+        Ok(others)
     }
 
     /// Envoy sends a local reply back through this filter's encoder side:

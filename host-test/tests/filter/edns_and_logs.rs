@@ -19,7 +19,8 @@ fn edns_query(name: &str, version: u8, padding: bool) -> Vec<u8> {
     edns.set_max_payload(1232);
     edns.set_version(version);
     if padding {
-        edns.options_mut().insert(EdnsOption::Unknown(PADDING, vec![0; 16]));
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(PADDING, vec![0; 16]));
     }
     message.set_edns(edns);
     wire(&message)
@@ -39,15 +40,23 @@ fn an_unknown_edns_version_is_answered_badvers_without_a_decision() {
         assert_eq!(u16::from(answer.metadata.response_code), 16, "{name}");
         let edns = answer.edns.as_ref().expect("an OPT record");
         assert_eq!(edns.version(), 0, "the version the filter implements");
-        assert_eq!(reply.body[3] & 0x0f, 0, "header RCODE is the low bits of 16");
+        assert_eq!(
+            reply.body[3] & 0x0f,
+            0,
+            "header RCODE is the low bits of 16"
+        );
         stream.finish().unwrap();
     }
     assert_eq!(filter.metric("dohguard.malformed_requests"), Some(2));
-    assert_eq!(filter.metric("dohguard.queries"), Some(0), "no decision was made");
+    assert_eq!(
+        filter.metric("dohguard.queries"),
+        Some(0),
+        "no decision was made"
+    );
     // Version 0 is decided as usual.
     let mut stream = filter.stream().unwrap();
-    let reply = doh_get(&mut stream, &edns_query("blocked.test.", 0, false))
-        .expect_local_response(200);
+    let reply =
+        doh_get(&mut stream, &edns_query("blocked.test.", 0, false)).expect_local_response(200);
     assert_eq!(
         dns_answer(&reply).metadata.response_code,
         ResponseCode::NXDomain
@@ -56,11 +65,17 @@ fn an_unknown_edns_version_is_answered_badvers_without_a_decision() {
 
 #[test]
 fn block_answers_are_padded_when_the_query_asked_for_padding() {
-    let mut filter = filter(json!({ "deny": ["blocked.test", "much-longer-name.blocked.example"] }));
+    let mut filter =
+        filter(json!({ "deny": ["blocked.test", "much-longer-name.blocked.example"] }));
     for name in ["blocked.test.", "much-longer-name.blocked.example."] {
         let mut stream = filter.stream().unwrap();
         let reply = doh_get(&mut stream, &edns_query(name, 0, true)).expect_local_response(200);
-        assert_eq!(reply.body.len() % 468, 0, "{name}: {} octets", reply.body.len());
+        assert_eq!(
+            reply.body.len() % 468,
+            0,
+            "{name}: {} octets",
+            reply.body.len()
+        );
         let answer = dns_answer(&reply);
         assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
         let edns = answer.edns.as_ref().unwrap();
@@ -71,7 +86,12 @@ fn block_answers_are_padded_when_the_query_asked_for_padding() {
         let mut stream = filter.stream().unwrap();
         let plain = doh_get(&mut stream, &edns_query(name, 0, false)).expect_local_response(200);
         let answer = dns_answer(&plain);
-        assert!(answer.edns.as_ref().unwrap().option(EdnsCode::Padding).is_none());
+        assert!(answer
+            .edns
+            .as_ref()
+            .unwrap()
+            .option(EdnsCode::Padding)
+            .is_none());
         stream.finish().unwrap();
     }
 }
