@@ -180,14 +180,15 @@ impl RootContext for FilterRoot {
                 .map_or("none", |s| s.cluster.as_str()),
             settings.mode
         );
-        let mut fresh = [0u8; 16];
+        let mut key = [0u8; 16];
         if settings.cache_max_entries > 0 {
-            if let Err(err) = getrandom::fill(&mut fresh) {
+            if let Err(err) = getrandom::fill(&mut key) {
                 error!("cache: no random bytes for its hash key: {err}");
                 return false;
             }
+            key = cache::shared_key(&HostStore, || key);
         }
-        let cache_key = Cell::new(cache::shared_key(&HostStore, || fresh));
+        let cache_key = Cell::new(key);
         if let Some(events) = &settings.events {
             EVENTS.set(Some(EventBuffer::new(random_source(), events.max_buffered)));
             self.set_tick_period(Duration::from_millis(events.flush_interval_ms));
