@@ -477,17 +477,21 @@ impl DohContext {
         Action::Pause
     }
 
-    /// Decides a POST once its body is complete (end of stream or trailers). The 12-byte DNS
-    /// header is read and checked first: a body whose counts are refused is never copied in.
+    /// Decides a POST once its body is complete (end of stream or trailers). A body larger
+    /// than an ordinary query has its 12-byte DNS header read and checked first, so a body
+    /// whose counts are refused is never copied in (a small one is read in one host call).
     fn decide_body(&mut self) -> Action {
+        const ORDINARY_QUERY: usize = 512;
         self.awaiting_body = false;
         let body_size = self.body_size;
         if let Err(rejection) = check_body_size(body_size) {
             return self.reject(rejection);
         }
-        let header = self.get_http_request_body(0, HEADER_LEN.min(body_size));
-        if let Err(rejection) = crate::dns::check_header(&header.unwrap_or_default()) {
-            return self.reject(rejection);
+        if body_size > ORDINARY_QUERY {
+            let header = self.get_http_request_body(0, HEADER_LEN);
+            if let Err(rejection) = crate::dns::check_header(&header.unwrap_or_default()) {
+                return self.reject(rejection);
+            }
         }
         match self.get_http_request_body(0, body_size) {
             Some(bytes) => self.handle_query(&bytes),
