@@ -376,7 +376,7 @@ mod tests {
     fn targets_are_judged_by_lists_then_cache() {
         let s = settings(r#"{"allow":["ok.evil.test"],"deny":[".evil.test"]}"#);
         let store = MapStore::default();
-        let cache = VerdictCache::new(&store, s.cache_max_entries, s.cache_max_ttl);
+        let cache = crate::cache::tests::cache(&store, s.cache_max_entries, s.cache_max_ttl);
         let t = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
         assert_eq!(
             judge(
@@ -436,7 +436,7 @@ mod tests {
         let s = settings(r#"{"deny":[".evil.test"],"cname":{"max_answer_bytes":512}}"#);
         let cname_settings = s.cname.as_ref().unwrap();
         let store = MapStore::default();
-        let cache = VerdictCache::new(&store, 16, 60);
+        let cache = crate::cache::tests::cache(&store, 16, 60);
         let bytes = response(
             "cloak.example.test.",
             RecordType::A,

@@ -23,6 +23,7 @@ pub enum Counter {
     CalloutError,
     CalloutTimeout,
     CalloutMalformed,
+    CalloutJoined,
     MalformedRequests,
     EventsRecorded,
     EventsDropped,
@@ -32,7 +33,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 26] = [
+    pub const ALL: [Counter; 27] = [
         Counter::Queries,
         Counter::VerdictAllow,
         Counter::VerdictMonitor,
@@ -53,6 +54,7 @@ impl Counter {
         Counter::CalloutError,
         Counter::CalloutTimeout,
         Counter::CalloutMalformed,
+        Counter::CalloutJoined,
         Counter::MalformedRequests,
         Counter::EventsRecorded,
         Counter::EventsDropped,
@@ -88,6 +90,7 @@ impl Counter {
             Counter::CalloutError => "dohguard.callout.error",
             Counter::CalloutTimeout => "dohguard.callout.timeout",
             Counter::CalloutMalformed => "dohguard.callout.malformed",
+            Counter::CalloutJoined => "dohguard.callout.joined",
             Counter::MalformedRequests => "dohguard.malformed_requests",
             Counter::EventsRecorded => "dohguard.events.recorded",
             Counter::EventsDropped => "dohguard.events.dropped",

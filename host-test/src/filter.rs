@@ -30,6 +30,7 @@ pub struct FilterBuilder<'p> {
     properties: HashMap<String, Vec<u8>>,
     clusters: Option<HashSet<String>>,
     log_level: LogLevel,
+    random_seed: Option<u64>,
 }
 
 impl<'p> FilterBuilder<'p> {
@@ -53,7 +54,15 @@ impl<'p> FilterBuilder<'p> {
             properties,
             clusters: None,
             log_level: LogLevel::Trace,
+            random_seed: None,
         }
+    }
+
+    /// Seeds WASI `random_get` (deterministic either way; VMs given different seeds see
+    /// different bytes, as Envoy's workers do).
+    pub fn random_seed(mut self, seed: u64) -> Self {
+        self.random_seed = Some(seed);
+        self
     }
 
     /// The plugin configuration (buffer type 7), e.g. the filter's JSON.
@@ -104,6 +113,9 @@ impl<'p> FilterBuilder<'p> {
         state.properties = self.properties;
         state.clusters = self.clusters;
         state.log_level = self.log_level;
+        if let Some(seed) = self.random_seed {
+            state.random_state = seed;
+        }
         state.root_context_id = ROOT_CONTEXT_ID;
         let mut store = Store::new(self.plugin.engine(), state);
         let instance = self
@@ -419,11 +431,45 @@ impl Filter {
         if let Some(local) = events.local_response.take() {
             events.local_response = Some(self.encode_local_reply(context, local)?);
         }
+        let others = self.other_streams_acted_on(context)?;
         Ok(Step {
             action,
             events,
             calls,
+            others,
         })
+    }
+
+    /// What the guest did to other streams during a step of `context` (after
+    /// `proxy_set_effective_context`): their local replies pass through their own response
+    /// callbacks, as in Envoy.
+    fn other_streams_acted_on(&mut self, context: u32) -> Result<Vec<(u32, Step)>, HostError> {
+        let acted: Vec<u32> = self
+            .store
+            .data()
+            .streams
+            .iter()
+            .filter(|(id, s)| **id != context && s.events.acted())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut others = Vec::new();
+        for id in acted {
+            let state = self.store.data_mut();
+            let mut events =
+                std::mem::take(&mut state.streams.get_mut(&id).expect("listed").events);
+            if let Some(local) = events.local_response.take() {
+                events.local_response = Some(self.encode_local_reply(id, local)?);
+            }
+            let step = Step {
+                action: None,
+                events,
+                calls: Vec::new(),
+                others: Vec::new(),
+            };
+            others.push((id, step));
+        }
+        others.sort_by_key(|(id, _)| *id);
+        Ok(others)
     }
 
     /// Envoy sends a local reply back through this filter's encoder side:

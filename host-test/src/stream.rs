@@ -37,9 +37,20 @@ pub struct Step {
     pub(crate) events: StepEvents,
     /// HTTP calls dispatched during the callback.
     pub calls: Vec<HttpCall>,
+    /// Other streams the guest acted on during the callback (through
+    /// `proxy_set_effective_context`), by context id.
+    pub others: Vec<(u32, Step)>,
 }
 
 impl Step {
+    /// What the guest did to stream `context_id` during this callback of another stream.
+    pub fn for_stream(&self, context_id: u32) -> Option<&Step> {
+        self.others
+            .iter()
+            .find(|(id, _)| *id == context_id)
+            .map(|(_, step)| step)
+    }
+
     pub fn local_response(&self) -> Option<&LocalResponse> {
         self.events.local_response.as_ref()
     }

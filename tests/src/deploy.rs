@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::envoy::{GatewayLimits, SCORER_CLUSTER};
-use crate::unbound::GATEWAY_SOURCE;
 use crate::paths::repo_root;
+use crate::unbound::GATEWAY_SOURCE;
 use crate::LaunchError;
 
 /// Folder of the committed deployment files, relative to the repository root.

@@ -60,17 +60,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     .context("starting the stack")?;
     let monitoring = Monitoring::start_for(&stack, &Timing::fast(), None, None)
         .context("starting Prometheus and Alertmanager")?;
-    let python = std::env::var("DOHGUARD_PYTHON").context("DOHGUARD_PYTHON (source scripts/env.sh)")?;
+    let python =
+        std::env::var("DOHGUARD_PYTHON").context("DOHGUARD_PYTHON (source scripts/env.sh)")?;
     let scorer_pid = stack
         .scorer
         .as_mut()
         .and_then(|s| s.process().pid())
         .context("the scorer's PID")?;
-    let unbound_pid = stack
-        .unbound
-        .process()
-        .pid()
-        .context("unbound's PID")?;
+    let unbound_pid = stack.unbound.process().pid().context("unbound's PID")?;
     let mut command = Command::new(python);
     command
         .current_dir(root.join("anomaly"))
