@@ -194,6 +194,39 @@ SOURCES: list[Source] = [
     # per-line kind. dns_tunnel/ is not a registered-domain problem (see models/README.md).
 ]
 
+
+# Benign cleaning (models/README.md, "Benign cleaning"): lists that are read only to find
+# names in the benign lists that are really malicious. Each yields RawRecord(raw, "cleaning",
+# reason); the DGA lists of SOURCES count too (reason "dga_list").
+def dga_unlabelled_csv(path: Path) -> Iterator[RawRecord]:
+    for line in _lines(path):
+        name = line.split(",")[0].strip()
+        if name.lower() not in ("dga", "domain"):
+            yield RawRecord(name, "cleaning", "dga_list")
+
+
+def maltrail_tar(path: Path) -> Iterator[RawRecord]:
+    """maltrail's static malware trails: bare names only (no IPs, URLs or paths are names).
+    Files named ``sinkhole_*`` list sinkholed domains; the others list malware domains."""
+    with tarfile.open(path, "r:gz") as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            fh = tar.extractfile(member)
+            if fh is None:
+                continue
+            stem = Path(member.name).stem
+            reason = "maltrail_sinkhole" if stem.startswith("sinkhole") else "maltrail_malware"
+            for line in io.TextIOWrapper(fh, encoding="utf-8", errors="replace"):
+                token = line.strip().split(" ")[0].split("\t")[0]
+                if token and not token.startswith("#") and "/" not in token:
+                    yield RawRecord(token, "cleaning", reason)
+
+
+CLEANING_SOURCES: list[Source] = [
+    Source("dga_unlabelled/dga.csv", dga_unlabelled_csv),
+    Source("dga_unlabelled/xobx_dga.csv", dga_unlabelled_csv),
+    Source("maltrail/maltrail_trails_static_malware.tar.gz", maltrail_tar),
+]
+
 _USER_LABELS = {
     "0": ("benign", "user"),
     "benign": ("benign", "user"),
