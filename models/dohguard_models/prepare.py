@@ -36,6 +36,7 @@ from .sources import (
 )
 
 SPLITS = ("train", "val", "test")
+HOLDOUT_PRIORITY = 200  # records of holdout_benign sources: cleaned, never labelled
 _KIND_PRIORITY = {"benign": 1, "dga": 2, "malware": 3, "phishing": 4}
 USER_PRIORITY = 0
 
@@ -85,6 +86,9 @@ class SourceStats:
 class Prepared:
     rows: list[Row]
     manifest: dict
+    # Registered domains of the ``holdout_benign`` sources that no other source lists (any
+    # kind, before caps) and that the cleaning rule keeps: benign names never trained on.
+    holdout_benign: list[str] = field(default_factory=list)
 
 
 def sha256_file(path: Path) -> str:
@@ -157,7 +161,7 @@ def clean_benign(
             reasons[host].add(reason)
     removed = {
         rd for rd, why in reasons.items()
-        if not (why == {"dga_list"} and "tranco" in benign_sources[rd])
+        if not (why == {"dga_list"} and any(f.startswith("tranco") for f in benign_sources[rd]))
     }
     by_source = Counter(src for rd in removed for src in benign_sources[rd])
     by_reason = Counter(r for rd in removed for r in reasons[rd])
@@ -178,6 +182,7 @@ def prepare(
     user_csvs: list[Path] = (),
     sources: list[Source] | None = None,
     cleaning_sources: list[Source] | None = None,
+    holdout_benign: list[Source] = (),
 ) -> Prepared:
     """Build the labelled, split rows. ``data_dir=None`` trains from the user CSVs only.
     ``cleaning_sources`` (default :data:`CLEANING_SOURCES`) are read only for the benign
@@ -186,6 +191,8 @@ def prepare(
     if data_dir is not None:
         for src in sources if sources is not None else SOURCES:
             entries.append((data_dir / src.path, src.read, 99))
+        for src in holdout_benign:
+            entries.append((data_dir / src.path, src.read, HOLDOUT_PRIORITY))
     for csv_path in user_csvs:
         entries.append((Path(csv_path), user_csv, USER_PRIORITY))
     if not entries:
@@ -205,6 +212,9 @@ def prepare(
             r for r in records
             if not (r[2].kind == "benign" and r[3] != USER_PRIORITY and r[1] in removed)
         ]
+    holdout_rds = {rd for _, rd, rec, prio in records
+                   if prio == HOLDOUT_PRIORITY and rec.kind == "benign"}
+    records = [r for r in records if r[3] != HOLDOUT_PRIORITY]
 
     # Shared platforms: many distinct malicious hosts under one registered domain.
     hosts_per_domain: dict[str, set[str]] = defaultdict(set)
@@ -267,7 +277,14 @@ def prepare(
         rows, cfg, source_stats, conflicts, platforms, dropped_platform, capped, benign_dropped,
         data_dir, cleaning_report,
     )
-    return Prepared(rows, manifest)
+    holdout = sorted(holdout_rds - best.keys() - platforms)
+    if holdout_benign:
+        manifest["holdout_benign"] = {
+            "sources": [src.path for src in holdout_benign],
+            "registered_domains_read": len(holdout_rds),
+            "kept_not_in_any_other_source": len(holdout),
+        }
+    return Prepared(rows, manifest, holdout)
 
 
 def build_manifest(rows, cfg, source_stats, conflicts, platforms, dropped_platform, capped,

@@ -151,3 +151,18 @@ def test_missing_cleaning_source_is_an_error(tmp_path):
 
     with pytest.raises(SourceError, match="source file missing"):
         _prepare(_cfg(), cleaning_sources=[Source("maltrail/nope.tar.gz", maltrail_tar)])
+
+
+def test_holdout_benign_excludes_every_listed_name():
+    from dohguard_models.sources import Source, rank_csv
+
+    tranco = "tranco/tranco_top_10k.csv"
+    p = _prepare(_cfg(), sources=[s for s in _fixture_sources() if s.path != tranco],
+                 holdout_benign=[Source(tranco, rank_csv("benign", "tranco_new"))])
+    texts = {r.text for r in p.rows}
+    assert "facebook.com" in p.holdout_benign and "facebook.com" not in texts
+    assert "google.com" not in p.holdout_benign  # listed by umudga (as cryptolocker)
+    assert "wikipedia.org" not in p.holdout_benign  # umudga's legit list: used in training
+    assert "netflix.com" in p.holdout_benign  # Tranco exception of the cleaning rule
+    assert not set(p.holdout_benign) & texts
+    assert p.manifest["holdout_benign"]["kept_not_in_any_other_source"] == len(p.holdout_benign)
