@@ -67,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     pt.add_argument("--benign-train", type=int, default=None,
                     help="benign training names (default 100000)")
 
+    na = sub.add_parser("name-agreement", help="measure where Python's and the Rust core's "
+                        "normalisation and registered domain disagree (writes name_agreement.*)")
+    na.add_argument("--data", type=Path, default=pipeline.DEFAULT_DATA)
+    na.add_argument("--rust-bin", type=Path, required=True,
+                    help="the core/examples/names.rs binary (cargo build -p dohguard-core "
+                         "--example names)")
+    na.add_argument("--rows", type=Path, default=None,
+                    help="a prepared rows.csv whose registered domains are compared too")
+    na.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / "protocol")
+
     f = sub.add_parser("fixture", help="regenerate the encoding fixture from a model folder")
     f.add_argument("--model", type=Path, default=pipeline.SHIPPED_DIR)
     f.add_argument("--out", type=Path, default=pipeline.SHARED_FIXTURE)
@@ -95,6 +105,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "protocol":
             return _protocol(args)
+        if args.command == "name-agreement":
+            from . import agreement
+
+            if not args.rust_bin.is_file():
+                raise FileNotFoundError(f"{args.rust_bin} not found: cargo build -p "
+                                        "dohguard-core --example names")
+            if not args.data.is_dir():
+                raise SourceError(f"data folder {args.data} not found (use --data)")
+            r = agreement.run(args.data, args.rust_bin, args.out, args.rows)
+            d = r["raw_source_names"]
+            print(f"wrote {args.out}/name_agreement.md: {d['disagreements']} of {d['names']} "
+                  "raw names disagree")
+            return 0
         if args.command == "fixture":
             from . import fixtures
 

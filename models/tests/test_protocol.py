@@ -172,3 +172,21 @@ def test_missing_word_list_is_a_clear_error(tmp_path):
 def test_protocol_cli_errors(argv, message, capsys):
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_name_agreement_counts_each_kind_of_disagreement():
+    from dohguard_models import agreement
+
+    names = ["Example.COM.", " padded.com", "*.wild.com", "ok.github.io", "bad name"]
+    py = [agreement.python_side(n) for n in names]
+    assert py[0][:2] == ("example.com", "example.com")
+    assert py[2][0] == "wild.com"  # Python strips a leading wildcard
+    rs = [("example.com", "example.com", ""), (None, None, "character ' '"),
+          (None, None, "character '*'"), ("ok.github.io", "github.io", ""), (None, None, "x")]
+    r = agreement.compare(names, py, rs)
+    assert r["names"] == 5 and r["both_accept"] == 2 and r["same_normalised_name"] == 2
+    assert r["same_name_and_registered_domain"] == 1
+    assert r["by_case"] == {"python accepts, rust rejects (character ' ')": 1,
+                            "python accepts, rust rejects (character '*')": 1,
+                            "same name, different registered domain": 1}
+    assert r["disagreements"] == 3
