@@ -100,16 +100,15 @@ def compare(names: list[str], py: list, rs: list) -> dict:
     }
 
 
-def run(data_dir: Path, binary: Path, out: Path, prepared_rows: Path | None = None) -> dict:
+def run(data_dir: Path, binary: Path, out: Path) -> dict:
     names = raw_names(data_dir)
     py = [python_side(n) for n in names]
     rs = rust_side(binary, names)
     report = {"raw_source_names": compare(names, py, rs)}
-    if prepared_rows is not None and prepared_rows.is_file():
-        texts = [line.split(",", 1)[0] for line in
-                 prepared_rows.read_text().splitlines()[1:]]
-        report["prepared_registered_domains"] = compare(
-            texts, [python_side(t) for t in texts], rust_side(binary, texts))
+    # What prepare turns them into (the text the model reads): Python's registered domains.
+    texts = sorted({p[1] or p[0] for p in py if p[0] is not None})
+    report["prepared_registered_domains"] = compare(
+        texts, [python_side(t) for t in texts], rust_side(binary, texts))
     out.mkdir(parents=True, exist_ok=True)
     (out / "name_agreement.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "name_agreement.md").write_text(markdown(report))
@@ -123,7 +122,8 @@ def markdown(r: dict) -> str:
          "name is a public suffix). Rust: `dohguard_core::name::{normalize, registered_domain}` "
          "through `core/examples/names.rs`. A name both sides reject is an agreement.", ""]
     for key, title in (("raw_source_names", "Every distinct raw name in the data sources"),
-                       ("prepared_registered_domains", "Every prepared row (registered domains)")):
+                       ("prepared_registered_domains", "Every registered domain Python prepares from them "
+                                                        "(the text the model reads)")):
         if key not in r:
             continue
         d = r[key]
@@ -135,7 +135,13 @@ def markdown(r: dict) -> str:
               f"Disagreements: **{d['disagreements']}** "
               f"({100 * d['disagreements'] / max(d['names'], 1):.3f}%).", "",
               "| case | names | examples (raw -> python / rust) |", "|---|---:|---|"]
-        for case, n in d["by_case"].items():
+        cases = list(d["by_case"].items())
+        if len(cases) > 15:
+            rest = sum(n for _, n in cases[15:])
+            L.insert(len(L) - 2, f"The {len(cases) - 15} rarest cases ({rest} names) are in the "
+                                 "JSON only.")
+            L.insert(len(L) - 2, "")
+        for case, n in cases[:15]:
             ex = "; ".join(f"`{e['raw']}` -> {e['python']} / {e['rust']}"
                            for e in d["examples"][case][:3])
             L.append(f"| {case} | {n} | {ex} |")

@@ -73,8 +73,6 @@ def _parser() -> argparse.ArgumentParser:
     na.add_argument("--rust-bin", type=Path, required=True,
                     help="the core/examples/names.rs binary (cargo build -p dohguard-core "
                          "--example names)")
-    na.add_argument("--rows", type=Path, default=None,
-                    help="a prepared rows.csv whose registered domains are compared too")
     na.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / "protocol")
 
     f = sub.add_parser("fixture", help="regenerate the encoding fixture from a model folder")
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "dohguard-core --example names")
             if not args.data.is_dir():
                 raise SourceError(f"data folder {args.data} not found (use --data)")
-            r = agreement.run(args.data, args.rust_bin, args.out, args.rows)
+            r = agreement.run(args.data, args.rust_bin, args.out)
             d = r["raw_source_names"]
             print(f"wrote {args.out}/name_agreement.md: {d['disagreements']} of {d['names']} "
                   "raw names disagree")
