@@ -175,8 +175,9 @@ def _protocol(args) -> int:
     shipped = None if args.no_cnn else args.shipped
     if shipped is not None and not (shipped / "model.onnx").is_file():
         raise FileNotFoundError(f"{shipped}/model.onnx not found (use --shipped or --no-cnn)")
+    words = protocol.features.load_words()  # a missing word list fails now, not in minutes
     try:
-        report = protocol.run(args.data, args.out, cfg, shipped,
+        report = protocol.run(args.data, args.out, cfg, shipped, words=words,
                               progress=lambda m: print(f"[protocol] {m}", flush=True))
     except protocol.ProtocolError as err:
         raise pipeline.PipelineError(str(err)) from err

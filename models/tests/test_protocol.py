@@ -190,3 +190,10 @@ def test_name_agreement_counts_each_kind_of_disagreement():
                             "python accepts, rust rejects (character '*')": 1,
                             "same name, different registered domain": 1}
     assert r["disagreements"] == 3
+
+
+def test_protocol_cli_missing_word_list_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DOHGUARD_WORDS_FILE", str(tmp_path / "no-words"))
+    assert cli.main(["protocol", "--out", str(tmp_path / "out")]) == 2
+    assert "wamerican" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
