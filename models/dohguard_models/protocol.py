@@ -130,19 +130,18 @@ def build_names(prepared: prepare.Prepared, cfg: ProtocolConfig) -> tuple[Names,
     train_benign = benign["train"]
     if len(train_benign) > cfg.benign_train:
         train_benign = rng.sample(train_benign, cfg.benign_train)
-    text, kind, fam, split = [], [], [], []
-    for r in [*train_benign, *benign["val"], *benign["test"]]:
-        text.append(r.text), kind.append("benign"), fam.append(r.family), split.append(r.split)
+    cols: list[tuple[str, str, str, str]] = []  # (text, kind, family, split)
+    cols += [(r.text, "benign", r.family, r.split)
+             for r in [*train_benign, *benign["val"], *benign["test"]]]
     for f in sorted(by_family):
         if f not in FAMILY_STYLE:
             continue
         rows = by_family[f]
         if len(rows) > cfg.per_family:
             rows = rng.sample(rows, cfg.per_family)
-        for r in rows:
-            text.append(r.text), kind.append("dga"), fam.append(f), split.append(r.split)
-    for t in prepared.holdout_benign:
-        text.append(t), kind.append("external"), fam.append("tranco_2026"), split.append("test")
+        cols += [(r.text, "dga", f, r.split) for r in rows]
+    cols += [(t, "external", "tranco_2026", "test") for t in prepared.holdout_benign]
+    text, kind, fam, split = (list(c) for c in zip(*cols))
     names = Names(text, np.array(kind), np.array(fam), np.array(split))
     return names, {"families_not_in_style_table": left_out}
 

@@ -197,3 +197,22 @@ def test_protocol_cli_missing_word_list_fails_before_any_work(tmp_path, monkeypa
     assert cli.main(["protocol", "--out", str(tmp_path / "out")]) == 2
     assert "wamerican" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_build_names_samples_and_leaves_out_families_without_a_style():
+    from dohguard_models import prepare
+
+    rows = [prepare.Row(f"b{i}.com", "benign", "alexa", ("train", "val", "test")[i % 3])
+            for i in range(30)]
+    rows += [prepare.Row(f"c{i}.com", "dga", "conficker", "train") for i in range(10)]
+    rows += [prepare.Row("mix.com", "dga", "others", "train")]
+    cfg = protocol.ProtocolConfig(per_family=4, benign_train=5)
+    names, left = protocol.build_names(prepare.Prepared(rows, {}, ["new.com"]), cfg)
+    assert left == {"families_not_in_style_table": {"others": 1}}
+    assert "mix.com" not in names.text
+    assert ((names.kind == "dga") & (names.family == "conficker")).sum() == 4
+    assert ((names.kind == "benign") & (names.split == "train")).sum() == 5
+    assert ((names.kind == "benign") & (names.split == "val")).sum() == 10  # all kept
+    assert list(names.text[i] for i in np.nonzero(names.kind == "external")[0]) == ["new.com"]
+    with pytest.raises(protocol.ProtocolError, match="val and test"):
+        protocol.build_names(prepare.Prepared(rows[30:], {}, []), cfg)
