@@ -171,7 +171,8 @@ SOURCES: list[Source] = [
     Source("banjori/banjori.txt", one_per_line("dga", "banjori")),
     Source("bambenek_2017/dga-cryptolocke-1000.txt", bambenek("cryptolocker")),
     Source("bambenek_2017/dga-post-tovar-goz-1000.txt", bambenek("gameover")),
-    # dga_unlabelled/ is left out: with no family it could leak held-out families.
+    # dga_unlabelled/ is left out as labels: with no family it could leak held-out families
+    # (it is read for benign cleaning only: CLEANING_SOURCES).
     # Benign. The OpenDNS lists (in the DGA folders) are left out: ranked by query volume or
     # sampled from queries, they hold botnet traffic (qljqtnmqx.cn, jmkdxyk.ws, grxhhiqszb.biz)
     # that poisons the benign label; the ranked lists below cover the same popular sites.
@@ -190,8 +191,8 @@ SOURCES: list[Source] = [
     Source("blackbook/blackbook.csv", blackbook_csv),
     Source("ddofm_blocklists/URLHaus.txt", one_per_line("malware", "urlhaus")),
     Source("ddofm_blocklists/malware_domains_list.txt", one_per_line("malware", "malware_list")),
-    # maltrail/ is left out: its trails mix C2 hosts, sinkholes and DGA seeds without a
-    # per-line kind. dns_tunnel/ is not a registered-domain problem (see models/README.md).
+    # maltrail/ is left out as labels: its trails mix C2 hosts, sinkholes and DGA seeds without
+    # a per-line kind (read for benign cleaning only: CLEANING_SOURCES). dns_tunnel/ is not a registered-domain problem (see models/README.md).
 ]
 
 
