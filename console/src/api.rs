@@ -19,8 +19,7 @@ use crate::{
     app::AppState,
     auth::{self, Role, Session},
     error::ApiError,
-    labels,
-    overview,
+    labels, overview,
     query_log::{self, LogFilter, Row},
     store::StoreError,
 };
@@ -38,9 +37,15 @@ pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Resu
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim() == "application/json"));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim() == "application/json")
+        });
     if !is_json {
-        return Err(ApiError::BadRequest("send the body as application/json".into()));
+        return Err(ApiError::BadRequest(
+            "send the body as application/json".into(),
+        ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))
 }
@@ -60,12 +65,29 @@ struct LoginRequest {
     password: String,
 }
 
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: LoginRequest = json_body(&headers, &body)?;
     match auth::login(&state, &req.username, &req.password).await {
         Ok(session) => {
-            crate::audit::record(&state, &session.doc.username, "login", "success", &session.doc.username, None, json!({})).await?;
-            let cookie = auth::session_cookie(&session.token, state.config.session.ttl_s, state.config.session.secure_cookie);
+            crate::audit::record(
+                &state,
+                &session.doc.username,
+                "login",
+                "success",
+                &session.doc.username,
+                None,
+                json!({}),
+            )
+            .await?;
+            let cookie = auth::session_cookie(
+                &session.token,
+                state.config.session.ttl_s,
+                state.config.session.secure_cookie,
+            );
             let body = json!({
                 "username": session.doc.username, "role": session.doc.role,
                 "csrf_token": session.doc.csrf_token, "expires_at": session.doc.expires_at,
@@ -73,7 +95,11 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
             Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
         }
         Err(ApiError::LoginFailed) => {
-            let who = if auth::valid_username(&req.username) { req.username.as_str() } else { "(invalid name)" };
+            let who = if auth::valid_username(&req.username) {
+                req.username.as_str()
+            } else {
+                "(invalid name)"
+            };
             crate::audit::record(&state, who, "login", "failure", who, None, json!({})).await?;
             Err(ApiError::LoginFailed)
         }
@@ -83,13 +109,24 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Byte
 
 pub async fn logout(State(state): State<AppState>, session: Session) -> Result<Response, ApiError> {
     auth::logout(&state, &session).await?;
-    crate::audit::record(&state, &session.username, "logout", "success", &session.username, None, json!({})).await?;
+    crate::audit::record(
+        &state,
+        &session.username,
+        "logout",
+        "success",
+        &session.username,
+        None,
+        json!({}),
+    )
+    .await?;
     let cookie = auth::session_cookie("", 0, state.config.session.secure_cookie);
     Ok(([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response())
 }
 
 pub async fn me(session: Session) -> Json<Value> {
-    Json(json!({"username": session.username, "role": session.role, "csrf_token": session.csrf_token}))
+    Json(
+        json!({"username": session.username, "role": session.role, "csrf_token": session.csrf_token}),
+    )
 }
 
 #[derive(Deserialize)]
@@ -100,19 +137,53 @@ struct NewUser {
     password: String,
 }
 
-pub async fn create_user(State(state): State<AppState>, session: Session, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create_user(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     session.require(Role::Admin)?;
     let req: NewUser = json_body(&headers, &body)?;
-    if !auth::create_user(&state, &req.username, req.role, &req.password, &session.username).await? {
-        return Err(ApiError::bad("username", format!("{:?} exists already", req.username)));
+    if !auth::create_user(
+        &state,
+        &req.username,
+        req.role,
+        &req.password,
+        &session.username,
+    )
+    .await?
+    {
+        return Err(ApiError::bad(
+            "username",
+            format!("{:?} exists already", req.username),
+        ));
     }
-    crate::audit::record(&state, &session.username, "user.create", "success", &req.username, None, json!({"role": req.role})).await?;
-    Ok((StatusCode::CREATED, Json(json!({"username": req.username, "role": req.role}))).into_response())
+    crate::audit::record(
+        &state,
+        &session.username,
+        "user.create",
+        "success",
+        &req.username,
+        None,
+        json!({"role": req.role}),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"username": req.username, "role": req.role})),
+    )
+        .into_response())
 }
 
-pub async fn audit(State(state): State<AppState>, session: Session) -> Result<Json<Value>, ApiError> {
+pub async fn audit(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Json<Value>, ApiError> {
     session.require(Role::Admin)?;
-    Ok(Json(json!({"entries": crate::audit::recent(&state, 200).await?})))
+    Ok(Json(
+        json!({"entries": crate::audit::recent(&state, 200).await?}),
+    ))
 }
 
 /// A store refusal caused by the user's regular expression is their bad input.
@@ -123,17 +194,30 @@ fn blame(filter: &LogFilter) -> impl Fn(StoreError) -> ApiError + '_ {
     }
 }
 
-pub async fn overview_data(state: &AppState, params: &BTreeMap<String, String>) -> Result<(LogFilter, overview::Overview), ApiError> {
+pub async fn overview_data(
+    state: &AppState,
+    params: &BTreeMap<String, String>,
+) -> Result<(LogFilter, overview::Overview), ApiError> {
     let filter = LogFilter::parse(params, &[])?;
     let now = OffsetDateTime::now_utc();
-    let reply = state.store.search(&state.store.indices.verdicts, overview::body(&filter, now)).await.map_err(blame(&filter))?;
+    let reply = state
+        .store
+        .search(&state.store.indices.verdicts, overview::body(&filter, now))
+        .await
+        .map_err(blame(&filter))?;
     let data = overview::parse(&reply, &filter, now).map_err(StoreError::Unreadable)?;
     Ok((filter, data))
 }
 
-pub async fn overview(State(state): State<AppState>, _session: Session, p: Params) -> Result<Json<Value>, ApiError> {
+pub async fn overview(
+    State(state): State<AppState>,
+    _session: Session,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
     let (_, data) = overview_data(&state, &params(p)?).await?;
-    Ok(Json(serde_json::to_value(data).expect("the overview serialises")))
+    Ok(Json(
+        serde_json::to_value(data).expect("the overview serialises"),
+    ))
 }
 
 /// One page of the log.
@@ -151,12 +235,24 @@ fn page_size(state: &AppState, params: &BTreeMap<String, String>) -> Result<usiz
         None => Ok(state.config.log.page_size),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=state.config.log.max_page_size).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad("size", format!("{s:?}: a page holds 1 to {} rows", state.config.log.max_page_size))),
+            _ => Err(ApiError::bad(
+                "size",
+                format!(
+                    "{s:?}: a page holds 1 to {} rows",
+                    state.config.log.max_page_size
+                ),
+            )),
         },
     }
 }
 
-fn search_body(filter: &LogFilter, now: OffsetDateTime, size: usize, after: Option<&Value>, total: bool) -> Value {
+fn search_body(
+    filter: &LogFilter,
+    now: OffsetDateTime,
+    size: usize,
+    after: Option<&Value>,
+    total: bool,
+) -> Value {
     let mut body = json!({"size": size, "sort": query_log::sort(), "query": filter.query(now), "track_total_hits": total});
     if let Some(after) = after {
         body["search_after"] = after.clone();
@@ -164,19 +260,33 @@ fn search_body(filter: &LogFilter, now: OffsetDateTime, size: usize, after: Opti
     body
 }
 
-pub async fn log_page(state: &AppState, params: &BTreeMap<String, String>) -> Result<(LogFilter, Page), ApiError> {
+pub async fn log_page(
+    state: &AppState,
+    params: &BTreeMap<String, String>,
+) -> Result<(LogFilter, Page), ApiError> {
     let filter = LogFilter::parse(params, &["after", "size"])?;
     let size = page_size(state, params)?;
-    let after = params.get("after").filter(|s| !s.is_empty()).map(|c| query_log::decode_cursor(c)).transpose()?;
+    let after = params
+        .get("after")
+        .filter(|s| !s.is_empty())
+        .map(|c| query_log::decode_cursor(c))
+        .transpose()?;
     let now = OffsetDateTime::now_utc();
     let reply = state
         .store
-        .search(&state.store.indices.verdicts, search_body(&filter, now, size, after.as_ref(), true))
+        .search(
+            &state.store.indices.verdicts,
+            search_body(&filter, now, size, after.as_ref(), true),
+        )
         .await
         .map_err(blame(&filter))?;
-    let total = reply["hits"]["total"]["value"].as_u64().ok_or_else(|| StoreError::Unreadable("no hit total".into()))?;
+    let total = reply["hits"]["total"]["value"]
+        .as_u64()
+        .ok_or_else(|| StoreError::Unreadable("no hit total".into()))?;
     let rows = query_log::rows(&reply)?;
-    let next = (rows.len() == size).then(|| rows.last().map(|(_, sort)| query_log::encode_cursor(sort))).flatten();
+    let next = (rows.len() == size)
+        .then(|| rows.last().map(|(_, sort)| query_log::encode_cursor(sort)))
+        .flatten();
     let next_href = next.as_ref().map(|c| {
         let mut extra = vec![("after", c.as_str())];
         let size_s = size.to_string();
@@ -185,10 +295,22 @@ pub async fn log_page(state: &AppState, params: &BTreeMap<String, String>) -> Re
         }
         filter.link(&extra)
     });
-    Ok((filter, Page { total, rows: rows.into_iter().map(|(r, _)| r).collect(), next, next_href }))
+    Ok((
+        filter,
+        Page {
+            total,
+            rows: rows.into_iter().map(|(r, _)| r).collect(),
+            next,
+            next_href,
+        },
+    ))
 }
 
-pub async fn log(State(state): State<AppState>, _session: Session, p: Params) -> Result<Json<Page>, ApiError> {
+pub async fn log(
+    State(state): State<AppState>,
+    _session: Session,
+    p: Params,
+) -> Result<Json<Page>, ApiError> {
     let (_, page) = log_page(&state, &params(p)?).await?;
     Ok(Json(page))
 }
@@ -203,19 +325,31 @@ enum Format {
 /// a time goes out before the next is fetched, so memory stays flat whatever the size. A
 /// store failure mid-way aborts the transfer (the client sees a truncated download, never a
 /// short file that looks complete).
-pub async fn export(State(state): State<AppState>, session: Session, p: Params) -> Result<Response, ApiError> {
+pub async fn export(
+    State(state): State<AppState>,
+    session: Session,
+    p: Params,
+) -> Result<Response, ApiError> {
     let params = params(p)?;
     let format = match params.get("format").map(String::as_str) {
         None | Some("csv") => Format::Csv,
         Some("ndjson") => Format::Ndjson,
-        Some(other) => return Err(ApiError::bad("format", format!("{other:?}: use csv or ndjson"))),
+        Some(other) => {
+            return Err(ApiError::bad(
+                "format",
+                format!("{other:?}: use csv or ndjson"),
+            ))
+        }
     };
     let filter = LogFilter::parse(&params, &["format"])?;
     let now = OffsetDateTime::now_utc();
     // Check the query before the 200 goes out.
     state
         .store
-        .search(&state.store.indices.verdicts, search_body(&filter, now, 0, None, false))
+        .search(
+            &state.store.indices.verdicts,
+            search_body(&filter, now, 0, None, false),
+        )
         .await
         .map_err(blame(&filter))?;
     tracing::info!(user = %session.username, query = ?filter.to_query(), "export");
@@ -225,7 +359,11 @@ pub async fn export(State(state): State<AppState>, session: Session, p: Params) 
         header_sent: bool,
         done: bool,
     }
-    let start = Cursor { after: None, header_sent: format == Format::Ndjson, done: false };
+    let start = Cursor {
+        after: None,
+        header_sent: format == Format::Ndjson,
+        done: false,
+    };
     let stream = futures::stream::unfold(start, move |mut cur| {
         let state = state.clone();
         let filter = filter.clone();
@@ -238,7 +376,11 @@ pub async fn export(State(state): State<AppState>, session: Session, p: Params) 
                 return None;
             }
             let body = search_body(&filter, now, batch, cur.after.as_ref(), false);
-            let reply = match state.store.search(&state.store.indices.verdicts, body).await {
+            let reply = match state
+                .store
+                .search(&state.store.indices.verdicts, body)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "export aborted");
@@ -246,7 +388,10 @@ pub async fn export(State(state): State<AppState>, session: Session, p: Params) 
                     return Some((Err(std::io::Error::other(e.to_string())), cur));
                 }
             };
-            let hits = reply["hits"]["hits"].as_array().cloned().unwrap_or_default();
+            let hits = reply["hits"]["hits"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if hits.len() < batch {
                 cur.done = true;
             }
@@ -258,13 +403,21 @@ pub async fn export(State(state): State<AppState>, session: Session, p: Params) 
                         chunk.push_str(&hit["_source"].to_string());
                         chunk.push('\n');
                     }
-                    Format::Csv => match serde_json::from_value::<VerdictDocument>(hit["_source"].clone()) {
-                        Ok(doc) => chunk.push_str(&Row::from_doc(&doc).to_csv()),
-                        Err(e) => {
-                            cur.done = true;
-                            return Some((Err(std::io::Error::other(format!("document {}: {e}", hit["_id"]))), cur));
+                    Format::Csv => {
+                        match serde_json::from_value::<VerdictDocument>(hit["_source"].clone()) {
+                            Ok(doc) => chunk.push_str(&Row::from_doc(&doc).to_csv()),
+                            Err(e) => {
+                                cur.done = true;
+                                return Some((
+                                    Err(std::io::Error::other(format!(
+                                        "document {}: {e}",
+                                        hit["_id"]
+                                    ))),
+                                    cur,
+                                ));
+                            }
                         }
-                    },
+                    }
                 }
             }
             if hits.is_empty() {
@@ -280,7 +433,10 @@ pub async fn export(State(state): State<AppState>, session: Session, p: Params) 
     Ok((
         [
             (header::CONTENT_TYPE, content_type.to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"dohguard-verdicts.{ext}\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"dohguard-verdicts.{ext}\""),
+            ),
         ],
         Body::from_stream(stream),
     )
@@ -294,10 +450,17 @@ pub async fn verdict_data(state: &AppState, id: &str) -> Result<Value, ApiError>
     }
     let reply = state
         .store
-        .search(&state.store.indices.verdicts, json!({"size": 1, "query": {"term": {"event.id": id}}}))
+        .search(
+            &state.store.indices.verdicts,
+            json!({"size": 1, "query": {"term": {"event.id": id}}}),
+        )
         .await?;
-    let source = query_log::sources(&reply).into_iter().next().ok_or_else(|| ApiError::NotFound(format!("verdict {id:?}")))?;
-    let doc: VerdictDocument = serde_json::from_value(source.clone()).map_err(|e| StoreError::Unreadable(format!("verdict {id}: {e}")))?;
+    let source = query_log::sources(&reply)
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(format!("verdict {id:?}")))?;
+    let doc: VerdictDocument = serde_json::from_value(source.clone())
+        .map_err(|e| StoreError::Unreadable(format!("verdict {id}: {e}")))?;
     let d = &doc.dohguard;
     let thresholds = thresholds(state).await;
     let why = json!({
@@ -308,7 +471,11 @@ pub async fn verdict_data(state: &AppState, id: &str) -> Result<Value, ApiError>
         "latency_us": d.latency_us, "answer": d.answer,
         "response_code": doc.dns.as_ref().and_then(|x| x.response_code.clone()),
     });
-    let domain = match doc.dns.as_ref().and_then(|x| x.question.registered_domain.clone()) {
+    let domain = match doc
+        .dns
+        .as_ref()
+        .and_then(|x| x.question.registered_domain.clone())
+    {
         Some(rd) => Some(domain_history(state, &rd).await?),
         None => None,
     };
@@ -341,7 +508,10 @@ async fn domain_history(state: &AppState, domain: &str) -> Result<Value, ApiErro
             "verdicts": {"terms": {"field": "dohguard.verdict", "size": 3}}
         }
     });
-    let reply = state.store.search(&state.store.indices.verdicts, body).await?;
+    let reply = state
+        .store
+        .search(&state.store.indices.verdicts, body)
+        .await?;
     let aggs = &reply["aggregations"];
     Ok(json!({
         "registered_domain": domain,
@@ -355,18 +525,35 @@ async fn domain_history(state: &AppState, domain: &str) -> Result<Value, ApiErro
     }))
 }
 
-pub async fn verdict(State(state): State<AppState>, _session: Session, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn verdict(
+    State(state): State<AppState>,
+    _session: Session,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(verdict_data(&state, &id).await?))
 }
 
-pub async fn labels(State(state): State<AppState>, _session: Session, p: Params) -> Result<Json<Value>, ApiError> {
+pub async fn labels(
+    State(state): State<AppState>,
+    _session: Session,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
     let params = params(p)?;
-    let domain = params.get("domain").ok_or_else(|| ApiError::bad("domain", "required"))?;
+    let domain = params
+        .get("domain")
+        .ok_or_else(|| ApiError::bad("domain", "required"))?;
     let domain = labels::registered_domain(domain)?;
-    Ok(Json(json!({"domain": domain, "labels": labels::history(&state, &domain).await?})))
+    Ok(Json(
+        json!({"domain": domain, "labels": labels::history(&state, &domain).await?}),
+    ))
 }
 
-pub async fn add_label(State(state): State<AppState>, session: Session, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn add_label(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     session.require(Role::Analyst)?;
     let req: labels::LabelRequest = json_body(&headers, &body)?;
     let doc = labels::add(&state, &session, req).await?;

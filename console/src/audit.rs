@@ -25,18 +25,12 @@ pub async fn record(
     if let Some(reason) = reason {
         entry["reason"] = json!(reason);
     }
-    state
-        .store
-        .append(&state.store.indices.audit, &entry)
-        .await
+    state.store.append(&state.store.indices.audit, &entry).await
 }
 
 /// The newest `size` entries, newest first.
 pub async fn recent(state: &AppState, size: usize) -> Result<Vec<Value>, StoreError> {
     let body = json!({"size": size, "sort": [{"@timestamp": "desc"}], "query": {"match_all": {}}});
-    let reply = state
-        .store
-        .search(&state.store.indices.audit, body)
-        .await?;
+    let reply = state.store.search(&state.store.indices.audit, body).await?;
     Ok(crate::query_log::sources(&reply))
 }

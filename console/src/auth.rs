@@ -98,7 +98,8 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password(&random_token(24)))
 }
 
-fn token_id(token: &str) -> String {
+/// The stored id of a session token (its SHA-256, hex).
+pub fn token_id(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -211,9 +212,18 @@ pub struct NewSession {
 
 /// Checks the password and opens a session; `LoginFailed` for an unknown user or a wrong
 /// password alike.
-pub async fn login(state: &AppState, username: &str, password: &str) -> Result<NewSession, ApiError> {
+pub async fn login(
+    state: &AppState,
+    username: &str,
+    password: &str,
+) -> Result<NewSession, ApiError> {
     let user = match valid_username(username) {
-        true => state.store.get(&state.store.indices.users, username).await?,
+        true => {
+            state
+                .store
+                .get(&state.store.indices.users, username)
+                .await?
+        }
         false => None,
     };
     let user: Option<User> = user
@@ -309,7 +319,12 @@ pub async fn create_user(
 /// shown once. `None` when the user exists already.
 pub async fn ensure_initial_admin(state: &AppState) -> anyhow::Result<Option<String>> {
     let name = &state.config.admin.initial_user;
-    if state.store.get(&state.store.indices.users, name).await?.is_some() {
+    if state
+        .store
+        .get(&state.store.indices.users, name)
+        .await?
+        .is_some()
+    {
         return Ok(None);
     }
     let password = random_token(18);

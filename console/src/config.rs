@@ -208,7 +208,10 @@ impl Config {
                 .parse::<elasticsearch::http::Url>()
                 .map_err(|e| invalid("scorer_url", format!("{u:?}: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(invalid("scorer_url", format!("{u:?}: scheme must be http or https")));
+                return Err(invalid(
+                    "scorer_url",
+                    format!("{u:?}: scheme must be http or https"),
+                ));
             }
         }
         if self.elasticsearch.verdicts.is_empty() {
@@ -271,7 +274,11 @@ mod tests {
     fn bad_values_name_their_key() {
         let mut c = Config::default();
         c.session.ttl_s = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("session.ttl_s"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("session.ttl_s"));
         let mut c = Config::default();
         c.elasticsearch.url = "ftp://x".into();
         assert!(c
@@ -281,7 +288,11 @@ mod tests {
             .contains("elasticsearch.url"));
         let mut c = Config::default();
         c.log.page_size = 5000;
-        assert!(c.validate().unwrap_err().to_string().contains("log.page_size"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("log.page_size"));
         let mut c = Config::default();
         c.admin.initial_user = "Bad User".into();
         assert!(c
@@ -306,9 +317,12 @@ mod tests {
             assert_eq!(c.log.page_size, 20, "file beats defaults");
             assert_eq!(c.listen.port(), 4321, "flags beat file");
             jail.create_file("typo.toml", "[session]\nttl = 60\n")?;
-            let err = Config::load(Some(std::path::Path::new("typo.toml")), &Overrides::default())
-                .unwrap_err()
-                .to_string();
+            let err = Config::load(
+                Some(std::path::Path::new("typo.toml")),
+                &Overrides::default(),
+            )
+            .unwrap_err()
+            .to_string();
             assert!(err.contains("ttl"), "{err}");
             Ok(())
         });

@@ -45,7 +45,11 @@ pub fn registered_domain(input: &str) -> Result<String, ApiError> {
 }
 
 /// Stores the label and its audit entry; returns the stored document.
-pub async fn add(state: &AppState, session: &Session, req: LabelRequest) -> Result<Value, ApiError> {
+pub async fn add(
+    state: &AppState,
+    session: &Session,
+    req: LabelRequest,
+) -> Result<Value, ApiError> {
     crate::auth::Session::require(session, crate::auth::Role::Analyst)?;
     let domain = registered_domain(&req.domain)?;
     let reason = req.reason.trim();
@@ -53,7 +57,10 @@ pub async fn add(state: &AppState, session: &Session, req: LabelRequest) -> Resu
         return Err(ApiError::bad("reason", "a reason is required"));
     }
     if reason.chars().count() > MAX_REASON {
-        return Err(ApiError::bad("reason", format!("at most {MAX_REASON} characters")));
+        return Err(ApiError::bad(
+            "reason",
+            format!("at most {MAX_REASON} characters"),
+        ));
     }
     let doc = json!({
         "@timestamp": rfc3339(OffsetDateTime::now_utc()),
@@ -62,7 +69,10 @@ pub async fn add(state: &AppState, session: &Session, req: LabelRequest) -> Resu
         "reason": reason,
         "labelled_by": session.username,
     });
-    state.store.append(&state.store.indices.labels, &doc).await?;
+    state
+        .store
+        .append(&state.store.indices.labels, &doc)
+        .await?;
     crate::audit::record(
         state,
         &session.username,
@@ -83,7 +93,10 @@ pub async fn history(state: &AppState, domain: &str) -> Result<Vec<Value>, ApiEr
         "sort": [{"@timestamp": "desc"}],
         "query": {"term": {"registered_domain": domain}}
     });
-    let reply = state.store.search(&state.store.indices.labels, body).await?;
+    let reply = state
+        .store
+        .search(&state.store.indices.labels, body)
+        .await?;
     Ok(crate::query_log::sources(&reply))
 }
 

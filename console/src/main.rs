@@ -10,7 +10,11 @@ use dohguard_console::{app, config::Overrides, AppState, Config};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
-#[command(name = "dohguard-console", version, about = "dohguard security console")]
+#[command(
+    name = "dohguard-console",
+    version,
+    about = "dohguard security console"
+)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, env = "DOHGUARD_CONSOLE_CONFIG")]

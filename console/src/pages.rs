@@ -25,7 +25,8 @@ pub fn environment() -> Environment<'static> {
         ("verdict.html", include_str!("../templates/verdict.html")),
         ("error.html", include_str!("../templates/error.html")),
     ] {
-        env.add_template(name, source).expect("the console's templates parse");
+        env.add_template(name, source)
+            .expect("the console's templates parse");
     }
     env
 }
@@ -52,8 +53,8 @@ fn page_error(state: &AppState, session: Option<&Session>, e: ApiError) -> Respo
                 state,
                 "error.html",
                 context! { user => session.map(|s| s.username.clone()), role => session.map(|s| s.role.as_str()),
-                           csrf => session.map(|s| s.csrf_token.clone()),
-                           title => "Error", status => status.as_u16(), detail => other.to_string() },
+                csrf => session.map(|s| s.csrf_token.clone()),
+                title => "Error", status => status.as_u16(), detail => other.to_string() },
             );
             *r.status_mut() = status;
             r
@@ -68,10 +69,18 @@ pub async fn root() -> Redirect {
 }
 
 pub async fn login(State(state): State<AppState>, Query(q): Params) -> Response {
-    render(&state, "login.html", context! { title => "Log in", expired => q.contains_key("expired") })
+    render(
+        &state,
+        "login.html",
+        context! { title => "Log in", expired => q.contains_key("expired") },
+    )
 }
 
-pub async fn overview(State(state): State<AppState>, session: Result<Session, ApiError>, Query(q): Params) -> Response {
+pub async fn overview(
+    State(state): State<AppState>,
+    session: Result<Session, ApiError>,
+    Query(q): Params,
+) -> Response {
     let session = match session {
         Ok(s) => s,
         Err(e) => return page_error(&state, None, e),
@@ -93,7 +102,11 @@ pub async fn overview(State(state): State<AppState>, session: Result<Session, Ap
     }
 }
 
-pub async fn log(State(state): State<AppState>, session: Result<Session, ApiError>, Query(q): Params) -> Response {
+pub async fn log(
+    State(state): State<AppState>,
+    session: Result<Session, ApiError>,
+    Query(q): Params,
+) -> Response {
     let session = match session {
         Ok(s) => s,
         Err(e) => return page_error(&state, None, e),
@@ -115,7 +128,11 @@ pub async fn log(State(state): State<AppState>, session: Result<Session, ApiErro
     }
 }
 
-pub async fn verdict(State(state): State<AppState>, session: Result<Session, ApiError>, Path(id): Path<String>) -> Response {
+pub async fn verdict(
+    State(state): State<AppState>,
+    session: Result<Session, ApiError>,
+    Path(id): Path<String>,
+) -> Response {
     let session = match session {
         Ok(s) => s,
         Err(e) => return page_error(&state, None, e),
@@ -138,18 +155,34 @@ pub async fn verdict(State(state): State<AppState>, session: Result<Session, Api
 /// The console's own script and style sheet (compiled in).
 pub async fn static_file(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
-        "app.js" => (include_str!("../static/app.js"), "text/javascript; charset=utf-8"),
-        "style.css" => (include_str!("../static/style.css"), "text/css; charset=utf-8"),
+        "app.js" => (
+            include_str!("../static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "style.css" => (
+            include_str!("../static/style.css"),
+            "text/css; charset=utf-8",
+        ),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Third-party assets installed by set-up (`npm ci` in `console/web`); only the files
 /// listed here are served.
 pub async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     let (path, content_type) = match file.as_str() {
-        "uPlot.iife.min.js" => ("uplot/dist/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
+        "uPlot.iife.min.js" => (
+            "uplot/dist/uPlot.iife.min.js",
+            "text/javascript; charset=utf-8",
+        ),
         "uPlot.min.css" => ("uplot/dist/uPlot.min.css", "text/css; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };

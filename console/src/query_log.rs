@@ -105,7 +105,10 @@ fn wildcard_escape(s: &str) -> String {
 fn dns_text(field: &str, value: &str) -> Result<String, ApiError> {
     let v = value.trim().trim_end_matches('.').to_ascii_lowercase();
     if v.is_empty() || v.len() > 253 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ApiError::bad(field, format!("{value:?} is not part of a DNS name")));
+        return Err(ApiError::bad(
+            field,
+            format!("{value:?} is not part of a DNS name"),
+        ));
     }
     Ok(v)
 }
@@ -130,7 +133,9 @@ pub fn check_regex(pattern: &str) -> Result<(), ApiError> {
         if pattern.contains(perl) {
             return Err(ApiError::bad(
                 field,
-                format!("{perl} is not in Lucene's regular-expression syntax (use classes like [0-9])"),
+                format!(
+                    "{perl} is not in Lucene's regular-expression syntax (use classes like [0-9])"
+                ),
             ));
         }
     }
@@ -145,13 +150,21 @@ fn ip_or_cidr(value: &str) -> Result<String, ApiError> {
     value
         .parse::<ipnet::IpNet>()
         .map(|net| net.trunc().to_string())
-        .map_err(|_| ApiError::bad("client", format!("{value:?} is neither an IP address nor a CIDR block")))
+        .map_err(|_| {
+            ApiError::bad(
+                "client",
+                format!("{value:?} is neither an IP address nor a CIDR block"),
+            )
+        })
 }
 
 fn score(field: &str, value: &str) -> Result<f64, ApiError> {
     match value.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(ApiError::bad(field, format!("{value:?} is not a number in [0, 1]"))),
+        _ => Err(ApiError::bad(
+            field,
+            format!("{value:?} is not a number in [0, 1]"),
+        )),
     }
 }
 
@@ -231,12 +244,17 @@ impl LogFilter {
                         .into_iter()
                         .map(str::to_ascii_uppercase)
                         .collect();
-                    if let Some(bad) = items.iter().find(|i| {
-                        i.len() > 16 || !i.bytes().all(|b| b.is_ascii_alphanumeric())
-                    }) {
+                    if let Some(bad) = items
+                        .iter()
+                        .find(|i| i.len() > 16 || !i.bytes().all(|b| b.is_ascii_alphanumeric()))
+                    {
                         return Err(ApiError::bad(key, format!("{bad:?} is not a {key} name")));
                     }
-                    let field = if key == "qtype" { "dns.question.type" } else { "dns.response_code" };
+                    let field = if key == "qtype" {
+                        "dns.question.type"
+                    } else {
+                        "dns.response_code"
+                    };
                     json!({"terms": {field: items}})
                 }
                 "model" => json!({"terms": {"dohguard.model_version": list(key, value)?}}),
@@ -267,7 +285,10 @@ impl LogFilter {
 
     /// The Elasticsearch `query` at `now` (relative ranges end there).
     pub fn query(&self, now: OffsetDateTime) -> Value {
-        let mut filter = vec![self.range.clause(now), json!({"exists": {"field": "event.id"}})];
+        let mut filter = vec![
+            self.range.clause(now),
+            json!({"exists": {"field": "event.id"}}),
+        ];
         filter.extend(self.must.iter().cloned());
         json!({"bool": {"filter": filter, "must_not": self.must_not}})
     }
@@ -422,12 +443,19 @@ pub fn csv_field(s: &str) -> String {
 
 /// The hits of a log reply as rows plus their sort values.
 pub fn rows(reply: &Value) -> Result<Vec<(Row, Value)>, ApiError> {
-    let hits = reply["hits"]["hits"].as_array().cloned().unwrap_or_default();
+    let hits = reply["hits"]["hits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     hits.into_iter()
         .map(|hit| {
-            let doc: VerdictDocument = serde_json::from_value(hit["_source"].clone()).map_err(|e| {
-                crate::store::StoreError::Unreadable(format!("verdict document {}: {e}", hit["_id"]))
-            })?;
+            let doc: VerdictDocument =
+                serde_json::from_value(hit["_source"].clone()).map_err(|e| {
+                    crate::store::StoreError::Unreadable(format!(
+                        "verdict document {}: {e}",
+                        hit["_id"]
+                    ))
+                })?;
             Ok((Row::from_doc(&doc), hit["sort"].clone()))
         })
         .collect()
@@ -438,7 +466,10 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     fn field_of(e: ApiError) -> String {
@@ -450,13 +481,24 @@ mod tests {
 
     #[test]
     fn negation_goes_to_must_not() {
-        let f = LogFilter::parse(&params(&[("verdict", "!allow"), ("qtype", "a,aaaa")]), &[]).unwrap();
+        let f =
+            LogFilter::parse(&params(&[("verdict", "!allow"), ("qtype", "a,aaaa")]), &[]).unwrap();
         let q = f.query(OffsetDateTime::now_utc());
-        assert_eq!(q["bool"]["must_not"][0], json!({"terms": {"dohguard.verdict": ["allow"]}}));
-        assert_eq!(q["bool"]["filter"][2], json!({"terms": {"dns.question.type": ["A", "AAAA"]}}));
+        assert_eq!(
+            q["bool"]["must_not"][0],
+            json!({"terms": {"dohguard.verdict": ["allow"]}})
+        );
+        assert_eq!(
+            q["bool"]["filter"][2],
+            json!({"terms": {"dns.question.type": ["A", "AAAA"]}})
+        );
         assert_eq!(
             f.to_query(),
-            vec![("range", "24h".into()), ("verdict", "!allow".into()), ("qtype", "a,aaaa".into())]
+            vec![
+                ("range", "24h".into()),
+                ("verdict", "!allow".into()),
+                ("qtype", "a,aaaa".into())
+            ]
         );
     }
 
@@ -464,9 +506,18 @@ mod tests {
     fn cidrs_are_normalised_and_bad_ones_refused() {
         let f = LogFilter::parse(&params(&[("client", "10.1.2.3/8,::1")]), &[]).unwrap();
         let q = f.query(OffsetDateTime::now_utc());
-        assert_eq!(q["bool"]["filter"][2]["bool"]["should"][0]["term"]["client.ip"], "10.0.0.0/8");
-        assert_eq!(q["bool"]["filter"][2]["bool"]["should"][1]["term"]["client.ip"], "::1");
-        assert_eq!(field_of(LogFilter::parse(&params(&[("client", "10.0.0.0/33")]), &[]).unwrap_err()), "client");
+        assert_eq!(
+            q["bool"]["filter"][2]["bool"]["should"][0]["term"]["client.ip"],
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            q["bool"]["filter"][2]["bool"]["should"][1]["term"]["client.ip"],
+            "::1"
+        );
+        assert_eq!(
+            field_of(LogFilter::parse(&params(&[("client", "10.0.0.0/33")]), &[]).unwrap_err()),
+            "client"
+        );
     }
 
     #[test]
@@ -476,14 +527,26 @@ mod tests {
         for bad in ["a[1", "(", "^abc", "abc$", "\\d+", ""] {
             assert!(check_regex(bad).is_err(), "{bad}");
         }
-        assert_eq!(field_of(LogFilter::parse(&params(&[("name_regex", "a[")]), &[]).unwrap_err()), "name_regex");
+        assert_eq!(
+            field_of(LogFilter::parse(&params(&[("name_regex", "a[")]), &[]).unwrap_err()),
+            "name_regex"
+        );
     }
 
     #[test]
     fn unknown_parameters_and_bad_values_name_themselves() {
-        assert_eq!(field_of(LogFilter::parse(&params(&[("verdikt", "block")]), &[]).unwrap_err()), "verdikt");
-        assert_eq!(field_of(LogFilter::parse(&params(&[("verdict", "evil")]), &[]).unwrap_err()), "verdict");
-        assert_eq!(field_of(LogFilter::parse(&params(&[("score_min", "2")]), &[]).unwrap_err()), "score_min");
+        assert_eq!(
+            field_of(LogFilter::parse(&params(&[("verdikt", "block")]), &[]).unwrap_err()),
+            "verdikt"
+        );
+        assert_eq!(
+            field_of(LogFilter::parse(&params(&[("verdict", "evil")]), &[]).unwrap_err()),
+            "verdict"
+        );
+        assert_eq!(
+            field_of(LogFilter::parse(&params(&[("score_min", "2")]), &[]).unwrap_err()),
+            "score_min"
+        );
         assert!(LogFilter::parse(&params(&[("after", "x")]), &["after"]).is_ok());
     }
 
@@ -491,7 +554,10 @@ mod tests {
     fn wildcards_are_escaped_and_cursors_round_trip() {
         let f = LogFilter::parse(&params(&[("name", "a*b")]), &[]).unwrap();
         let q = f.query(OffsetDateTime::now_utc());
-        assert_eq!(q["bool"]["filter"][2]["wildcard"]["dns.question.name"]["value"], "*a\\*b*");
+        assert_eq!(
+            q["bool"]["filter"][2]["wildcard"]["dns.question.name"]["value"],
+            "*a\\*b*"
+        );
         let sort = json!([1796191320000u64, "abc-1"]);
         assert_eq!(decode_cursor(&encode_cursor(&sort)).unwrap(), sort);
         assert!(decode_cursor("!!").is_err());

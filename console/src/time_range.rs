@@ -7,7 +7,12 @@ use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 use crate::error::ApiError;
 
 /// The preset spans the range picker offers.
-pub const PRESETS: [(&str, i64); 4] = [("15m", 15 * 60), ("1h", 3600), ("24h", 86_400), ("7d", 7 * 86_400)];
+pub const PRESETS: [(&str, i64); 4] = [
+    ("15m", 15 * 60),
+    ("1h", 3600),
+    ("24h", 86_400),
+    ("7d", 7 * 86_400),
+];
 /// Longest custom range accepted.
 pub const MAX_SPAN: Duration = Duration::days(400);
 
@@ -31,7 +36,8 @@ impl Default for RangeSpec {
 }
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).expect("an OffsetDateTime formats as RFC 3339")
+    t.format(&Rfc3339)
+        .expect("an OffsetDateTime formats as RFC 3339")
 }
 
 pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
@@ -47,7 +53,9 @@ fn parse_instant(field: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
     parse_rfc3339(value).map_err(|e| {
         ApiError::bad(
             field,
-            format!("{value:?} is neither RFC 3339 (2026-12-02T06:00:00Z) nor epoch milliseconds: {e}"),
+            format!(
+                "{value:?} is neither RFC 3339 (2026-12-02T06:00:00Z) nor epoch milliseconds: {e}"
+            ),
         )
     })
 }
@@ -74,7 +82,8 @@ impl RangeSpec {
                 "give either range or from/to, not both",
             )),
             (_, true) => {
-                let from = from.ok_or_else(|| ApiError::bad("from", "a custom range needs from"))?;
+                let from =
+                    from.ok_or_else(|| ApiError::bad("from", "a custom range needs from"))?;
                 let from = parse_instant("from", from)?;
                 let to = match to {
                     Some(t) => parse_instant("to", t)?,
@@ -142,20 +151,29 @@ mod tests {
 
     #[test]
     fn presets_and_default() {
-        assert_eq!(RangeSpec::parse(None, None, None).unwrap(), RangeSpec::default());
+        assert_eq!(
+            RangeSpec::parse(None, None, None).unwrap(),
+            RangeSpec::default()
+        );
         let r = RangeSpec::parse(Some("15m"), None, None).unwrap();
         let now = OffsetDateTime::now_utc();
         let (f, t) = r.bounds(now);
         assert_eq!((t - f).whole_minutes(), 15);
         assert_eq!(r.interval(now), "10s");
         assert_eq!(RangeSpec::default().interval(now), "15m");
-        assert_eq!(RangeSpec::parse(Some("7d"), None, None).unwrap().interval(now), "3h");
+        assert_eq!(
+            RangeSpec::parse(Some("7d"), None, None)
+                .unwrap()
+                .interval(now),
+            "3h"
+        );
     }
 
     #[test]
     fn custom_ranges_in_both_spellings() {
         // 1796169600000 ms = 2026-12-02T00:00:00Z
-        let r = RangeSpec::parse(None, Some("2026-12-01T00:00:00Z"), Some("1796169600000")).unwrap();
+        let r =
+            RangeSpec::parse(None, Some("2026-12-01T00:00:00Z"), Some("1796169600000")).unwrap();
         let RangeSpec::Custom { from, to } = r else {
             panic!("{r:?}")
         };
@@ -169,12 +187,28 @@ mod tests {
             ApiError::BadInput { field, .. } => field,
             other => panic!("{other:?}"),
         };
-        assert_eq!(field(RangeSpec::parse(Some("2w"), None, None).unwrap_err()), "range");
-        assert_eq!(field(RangeSpec::parse(None, Some("yesterday"), None).unwrap_err()), "from");
         assert_eq!(
-            field(RangeSpec::parse(None, Some("2026-12-02T00:00:00Z"), Some("2026-12-01T00:00:00Z")).unwrap_err()),
+            field(RangeSpec::parse(Some("2w"), None, None).unwrap_err()),
+            "range"
+        );
+        assert_eq!(
+            field(RangeSpec::parse(None, Some("yesterday"), None).unwrap_err()),
+            "from"
+        );
+        assert_eq!(
+            field(
+                RangeSpec::parse(
+                    None,
+                    Some("2026-12-02T00:00:00Z"),
+                    Some("2026-12-01T00:00:00Z")
+                )
+                .unwrap_err()
+            ),
             "to"
         );
-        assert_eq!(field(RangeSpec::parse(None, None, Some("2026-12-01T00:00:00Z")).unwrap_err()), "from");
+        assert_eq!(
+            field(RangeSpec::parse(None, None, Some("2026-12-01T00:00:00Z")).unwrap_err()),
+            "from"
+        );
     }
 }
