@@ -76,11 +76,20 @@ async fn main() -> anyhow::Result<()> {
                            "password_file": password_file})
     );
     if let Some(password) = password {
-        // Shown once, at first start (the brief's "generated password shown once").
-        eprintln!(
-            "dohguard-console: created the initial admin {:?} with password {password} (also in {password_file}, mode 0600)",
-            admin.initial_user
-        );
+        // Shown once, at first start, and only to a terminal: a launcher's log file is not
+        // where a password belongs (it reads the 0600 file instead).
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "dohguard-console: created the initial admin {:?} with password {password} (also in {password_file}, mode 0600)",
+                admin.initial_user
+            );
+        } else {
+            eprintln!(
+                "dohguard-console: created the initial admin {:?}; its password is in {password_file} (mode 0600)",
+                admin.initial_user
+            );
+        }
     }
     tracing::info!(%local, "dohguard-console listening");
     axum::serve(listener, app(state))
