@@ -1,8 +1,10 @@
 //! `cargo xtask up`: builds the filter (and the scorer), generates the TLS certificate if
 //! missing, and runs the whole gateway on fixed, documented ports until Ctrl-C: unbound
 //! (recursing, with the demo zone from `envoy/demo-zone.txt` so the examples work offline),
-//! osmem-server (the Elasticsearch-API store), the scorer, and Envoy with the filter and the
-//! demo deny list. Configurations and logs go to `run/gateway/`, the certificate to `run/tls/`.
+//! osmem-server (the Elasticsearch-API store), the scorer, Envoy with the filter and the
+//! demo deny list, and the security console (with the store). Configurations and logs go to
+//! `run/gateway/`, the certificate to `run/tls/`, the console's initial admin password to
+//! `run/console/initial-admin-password` (mode 0600).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use dohguard_e2e::console::{Console, ConsoleOptions, INITIAL_ADMIN};
 use dohguard_e2e::envoy::EnvoyPorts;
 use dohguard_e2e::filter_config::{read_rule_list, FailureMode, FilterConfig};
 use dohguard_e2e::paths::repo_root;
@@ -43,10 +46,13 @@ pub struct Args {
     /// The Elasticsearch-API store (osmem-server).
     #[arg(long, default_value_t = 9200)]
     elasticsearch_port: u16,
+    /// The security console (web UI and API): http://127.0.0.1:PORT/
+    #[arg(long, default_value_t = 8780)]
+    console_port: u16,
     /// Deny list, one rule per line.
     #[arg(long, default_value = "envoy/demo-deny-list.txt")]
     deny_list: PathBuf,
-    /// Run without the scorer and the store (deny list only).
+    /// Run without the scorer, the store and the console (deny list only).
     #[arg(long)]
     no_scorer: bool,
     /// Answer only the local demo zones; refuse everything else instead of recursing.
@@ -68,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.no_build {
         cargo(&["xtask", "wasm"])?;
         if !args.no_scorer {
-            cargo(&["build", "-p", "dohguard-scorer"])?;
+            cargo(&["build", "-p", "dohguard-scorer", "-p", "dohguard-console"])?;
         }
     }
     let deny_path = root.join(&args.deny_list);
@@ -127,8 +133,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("starting the gateway (configurations and logs are in run/gateway/)")?;
 
-    print_banner(&stack, &args, &run_dir);
-    wait_for_ctrl_c_or_exit(stack)
+    let console = match &stack.osmem {
+        Some(store) => Some(
+            Console::start(
+                &run_dir,
+                &ConsoleOptions {
+                    elasticsearch_url: store.url(),
+                    scorer_url: stack.scorer.as_ref().map(|s| s.url()),
+                    port: Some(args.console_port),
+                    password_file: Some(root.join("run/console/initial-admin-password")),
+                },
+            )
+            .context("starting the console (its log is run/gateway/console.log)")?,
+        ),
+        None => None,
+    };
+
+    print_banner(&stack, console.as_ref(), &args, &run_dir);
+    wait_for_ctrl_c_or_exit(stack, console)
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
@@ -144,7 +166,7 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
+fn print_banner(stack: &Stack, console: Option<&Console>, args: &Args, run_dir: &std::path::Path) {
     let ca = stack.ca().expect("TLS is on").display().to_string();
     let kdig = |name: &str| {
         format!(
@@ -169,6 +191,13 @@ fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
             store.url()
         );
     }
+    if let Some(console) = console {
+        println!("  console:         {}", console.url());
+        println!(
+            "                   log in as {INITIAL_ADMIN}; password: cat {}",
+            console.password_file.display()
+        );
+    }
     println!("  configs, logs:   {}", run_dir.display());
     println!();
     println!("try (allowed, from the demo zone):");
@@ -184,7 +213,7 @@ fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
 }
 
 /// Blocks until Ctrl-C (then stops the stack cleanly) or until a process dies (an error).
-fn wait_for_ctrl_c_or_exit(mut stack: Stack) -> anyhow::Result<()> {
+fn wait_for_ctrl_c_or_exit(mut stack: Stack, mut console: Option<Console>) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
@@ -193,6 +222,7 @@ fn wait_for_ctrl_c_or_exit(mut stack: Stack) -> anyhow::Result<()> {
     loop {
         if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
             println!("\nstopping ...");
+            drop(console);
             drop(stack);
             println!("stopped");
             return Ok(());
@@ -204,6 +234,9 @@ fn wait_for_ctrl_c_or_exit(mut stack: Stack) -> anyhow::Result<()> {
         }
         if let Some(store) = stack.osmem.as_mut() {
             store.process().check_running()?;
+        }
+        if let Some(console) = console.as_mut() {
+            console.process().check_running()?;
         }
     }
 }
