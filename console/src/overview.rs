@@ -159,6 +159,7 @@ pub fn parse(reply: &Value, filter: &LogFilter, now: OffsetDateTime) -> Result<O
         })
         .collect();
     let (from, to) = filter.range.bounds(now);
+    let whole_seconds = |t: OffsetDateTime| t.replace_nanosecond(0).unwrap_or(t);
     let domains = |agg: &str, verdict: &'static str| -> Result<Vec<Bucket>, String> {
         Ok(buckets(&need(agg)?["top"], |k| {
             filter.link(&[("verdict", verdict), ("domain", k)])
@@ -170,8 +171,8 @@ pub fn parse(reply: &Value, filter: &LogFilter, now: OffsetDateTime) -> Result<O
         }))
     };
     Ok(Overview {
-        from: rfc3339(from),
-        to: rfc3339(to),
+        from: rfc3339(whole_seconds(from)),
+        to: rfc3339(whole_seconds(to)),
         interval: filter.range.interval(now),
         total,
         total_href: filter.link(&[]),

@@ -75,3 +75,106 @@ fn a_bad_setting_exits_with_status_2_naming_the_key() -> anyhow::Result<()> {
     assert!(stderr.contains("session.ttl_s"), "{stderr}");
     Ok(())
 }
+
+/// The whole loop in a real browser: DoH queries through Envoy + filter + scorer land in the
+/// store, and headless Chromium (Debian's, driven by playwright-core from
+/// `console/web/e2e/overview.mjs`) logs in, sees them on the overview and follows the
+/// blocked count to the log. Needs `cargo xtask wasm`, the scorer and console builds, and
+/// set-up's `chromium` and `npm ci` in console/web.
+#[test]
+fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow::Result<()> {
+    use dohguard_e2e::filter_config::FilterConfig;
+    use dohguard_e2e::kdig::{self, Method};
+    use dohguard_e2e::paths::repo_root;
+    use dohguard_e2e::scorer::default_model_card;
+    use dohguard_e2e::stack::ScorerKind;
+    use dohguard_e2e::tls::TLS_HOSTNAME;
+    use dohguard_e2e::{Stack, StackOptions};
+    use std::time::{Duration, Instant};
+
+    let stack = Stack::start(StackOptions {
+        filter_config: Some(
+            FilterConfig {
+                deny: vec!["ads.example.test".into()],
+                scorer: true,
+                scorer_timeout_ms: 5000,
+                events: true,
+                ..FilterConfig::default()
+            }
+            .to_json(),
+        ),
+        scorer: ScorerKind::Real {
+            model_card: default_model_card()?,
+        },
+        concurrency: 1,
+        ..StackOptions::default()
+    })?;
+    let store = stack
+        .osmem
+        .as_ref()
+        .expect("the real scorer comes with the store");
+    let dir = tempfile::tempdir()?;
+    let console = Console::start(
+        dir.path(),
+        &ConsoleOptions {
+            elasticsearch_url: store.url(),
+            scorer_url: stack.scorer.as_ref().map(|s| s.url()),
+            port: None,
+            password_file: None,
+        },
+    )?;
+    let ca = stack.ca().expect("TLS is on");
+    let queries = [
+        ("www.example.test", "NOERROR"),
+        ("ads.example.test", "NXDOMAIN"),
+        ("ads.example.test", "NXDOMAIN"),
+    ];
+    for (name, status) in queries {
+        let reply = kdig::query_doh(
+            stack.envoy.ports.https,
+            ca,
+            TLS_HOSTNAME,
+            Method::Post,
+            name,
+            "A",
+            true,
+        )?;
+        assert_eq!(reply.status, status, "{name}: {}", reply.raw);
+    }
+    // Wait until every query is on the record (events are batched, then bulk-written).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store
+        .search(serde_json::json!({"exists": {"field": "event.id"}}))?
+        .len()
+        < queries.len()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the queries never reached the store"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let web = repo_root().join("console/web");
+    let node = which::which("node")
+        .map_err(|_| anyhow::anyhow!("node not found: run scripts/setup.sh"))?;
+    let out = Command::new(node)
+        .arg(web.join("e2e/overview.mjs"))
+        .current_dir(&web)
+        .env("CONSOLE_URL", console.url())
+        .env("CONSOLE_USER", INITIAL_ADMIN)
+        .env("CONSOLE_PASSWORD", console.initial_password()?)
+        .env("CONSOLE_MIN_TOTAL", queries.len().to_string())
+        .envs(std::env::var_os("DOHGUARD_SCREENSHOT_DIR").map(|d| ("SCREENSHOT_DIR", d)))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    assert_eq!(result["total"], queries.len());
+    assert_eq!(result["blocked"], 2);
+    Ok(())
+}

@@ -1,0 +1,64 @@
+// Headless Chromium (Debian's, driven by playwright-core) against a running console: log in
+// with the given account, see the overview populated (numbers and the chart), follow the
+// blocked count to the filtered log, and check that nothing was fetched from anywhere but the
+// console. Optionally writes screenshots at 1280x800 and 1920x1080.
+//
+// Environment: CONSOLE_URL (with trailing slash), CONSOLE_USER, CONSOLE_PASSWORD,
+// CONSOLE_MIN_TOTAL (the overview must show at least this many queries), CHROMIUM
+// (default /usr/bin/chromium), SCREENSHOT_DIR (optional). Exit status 0 = passed.
+import { chromium } from "playwright-core";
+
+const need = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const url = need("CONSOLE_URL");
+const minTotal = Number(need("CONSOLE_MIN_TOTAL"));
+const shots = process.env.SCREENSHOT_DIR;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const elsewhere = [];
+  page.on("request", (r) => { if (!r.url().startsWith(url) && !r.url().startsWith("data:")) elsewhere.push(r.url()); });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+
+  await page.goto(url + "overview");
+  await page.waitForURL(/\/login/);
+  await page.fill('input[name="username"]', need("CONSOLE_USER"));
+  await page.fill('input[name="password"]', need("CONSOLE_PASSWORD"));
+  await page.click('button[type="submit"]');
+  await page.waitForURL(/\/overview/);
+
+  const total = Number(await page.textContent('[data-testid="total"]'));
+  if (!(total >= minTotal)) throw new Error(`overview shows ${total} queries, expected at least ${minTotal}`);
+  await page.waitForSelector("#timeline canvas", { timeout: 5000 }); // uPlot drew the timeline
+  const blocked = Number(await page.textContent("a.card.block .n"));
+  if (!(blocked >= 1)) throw new Error(`overview shows ${blocked} blocked queries`);
+  if (shots) {
+    await page.screenshot({ path: `${shots}/overview-1280x800.png`, fullPage: true });
+    await page.setViewportSize({ width: 1920, height: 1080 });
+    await page.screenshot({ path: `${shots}/overview-1920x1080.png`, fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 800 });
+  }
+
+  // The number is a link to the log filtered to it.
+  await page.click("a.card.block");
+  await page.waitForURL(/\/log\?.*verdict=block/);
+  const logTotal = Number(await page.textContent('[data-testid="log-total"]'));
+  if (logTotal !== blocked) throw new Error(`log shows ${logTotal} blocked, overview ${blocked}`);
+  const rows = await page.locator("table.log tbody tr.block").count();
+  if (rows !== Math.min(blocked, 50)) throw new Error(`log lists ${rows} blocked rows, expected ${Math.min(blocked, 50)}`);
+  if (shots) await page.screenshot({ path: `${shots}/log-1280x800.png`, fullPage: true });
+
+  if (elsewhere.length) throw new Error(`requests left the console: ${elsewhere.join(", ")}`);
+  if (errors.length) throw new Error(`script errors: ${errors.join("; ")}`);
+  console.log(JSON.stringify({ passed: true, total, blocked, logTotal }));
+} finally {
+  await browser.close();
+}
