@@ -17,10 +17,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "filter wasm build (cargo xtask wasm)"
 cargo xtask wasm
 
-step "scorer binary (the end-to-end tests start the real process)"
-cargo build -p dohguard-scorer --locked
+step "scorer and console binaries (the end-to-end tests start the real processes)"
+cargo build -p dohguard-scorer -p dohguard-console --locked
 
-step "Rust tests: core, filter, host-test (real .wasm), scorer, end-to-end (real Envoy, unbound, scorer, osmem)"
+step "Rust tests: core, filter, host-test (real .wasm), scorer, console, end-to-end (real Envoy, unbound, scorer, osmem, console in Chromium)"
 cargo test --workspace --locked
 
 step "model pipeline tests (pytest)"
