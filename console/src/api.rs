@@ -559,3 +559,38 @@ pub async fn add_label(
     let doc = labels::add(&state, &session, req).await?;
     Ok((StatusCode::CREATED, Json(doc)).into_response())
 }
+
+/// One registered domain over the range (plus any other log filters in `params`).
+pub async fn domain_data(
+    state: &AppState,
+    domain: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<crate::domain::DomainView, ApiError> {
+    let domain = labels::registered_domain(domain)?;
+    let mut params = params.clone();
+    params.insert("domain".into(), domain.clone());
+    let filter = LogFilter::parse(&params, &[])?;
+    let now = OffsetDateTime::now_utc();
+    let reply = state
+        .store
+        .search(
+            &state.store.indices.verdicts,
+            crate::domain::body(&filter, now),
+        )
+        .await
+        .map_err(blame(&filter))?;
+    let labels = labels::history(state, &domain).await?;
+    Ok(crate::domain::parse(&reply, &domain, &filter, labels).map_err(StoreError::Unreadable)?)
+}
+
+pub async fn domain(
+    State(state): State<AppState>,
+    _session: Session,
+    Path(domain): Path<String>,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let view = domain_data(&state, &domain, &params(p)?).await?;
+    Ok(Json(
+        serde_json::to_value(view).expect("the domain view serialises"),
+    ))
+}

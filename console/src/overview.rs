@@ -56,20 +56,12 @@ fn top(verdict: &str, field: &str) -> Value {
 
 /// The search body.
 pub fn body(filter: &LogFilter, now: OffsetDateTime) -> Value {
-    let (from, to) = filter.range.bounds(now);
-    let interval = filter.range.interval(now);
     json!({
         "size": 0,
         "track_total_hits": true,
         "query": filter.query(now),
         "aggs": {
-            "timeline": {
-                "date_histogram": {
-                    "field": "@timestamp", "fixed_interval": interval, "min_doc_count": 0,
-                    "extended_bounds": {"min": rfc3339(from), "max": rfc3339(to)}
-                },
-                "aggs": {"verdict": {"terms": {"field": "dohguard.verdict", "size": 3}}}
-            },
+            "timeline": timeline_agg(filter, now),
             "by_verdict": {"terms": {"field": "dohguard.verdict", "size": 3}},
             "blocked_domains": top("block", "dns.question.registered_domain"),
             "monitored_domains": top("monitor", "dns.question.registered_domain"),
@@ -83,6 +75,45 @@ pub fn body(filter: &LogFilter, now: OffsetDateTime) -> Value {
     })
 }
 
+/// The timeline aggregation (a `date_histogram` with a `verdict` terms sub-aggregation).
+pub fn timeline_agg(filter: &LogFilter, now: OffsetDateTime) -> Value {
+    let (from, to) = filter.range.bounds(now);
+    json!({
+        "date_histogram": {
+            "field": "@timestamp", "fixed_interval": filter.range.interval(now), "min_doc_count": 0,
+            "extended_bounds": {"min": rfc3339(from), "max": rfc3339(to)}
+        },
+        "aggs": {"verdict": {"terms": {"field": "dohguard.verdict", "size": 3}}}
+    })
+}
+
+/// Reads a [`timeline_agg`] reply.
+pub fn timeline_points(agg: &Value) -> Result<Vec<Point>, String> {
+    Ok(agg["buckets"]
+        .as_array()
+        .ok_or_else(|| "timeline has no buckets".to_owned())?
+        .iter()
+        .map(|b| {
+            let mut p = Point {
+                t: b["key"].as_i64().unwrap_or_default(),
+                allow: 0,
+                monitor: 0,
+                block: 0,
+            };
+            for v in b["verdict"]["buckets"].as_array().into_iter().flatten() {
+                let n = v["doc_count"].as_u64().unwrap_or_default();
+                match v["key"].as_str() {
+                    Some("allow") => p.allow = n,
+                    Some("monitor") => p.monitor = n,
+                    Some("block") => p.block = n,
+                    _ => {}
+                }
+            }
+            p
+        })
+        .collect())
+}
+
 fn key_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -90,7 +121,7 @@ fn key_string(v: &Value) -> String {
     }
 }
 
-fn buckets(agg: &Value, link: impl Fn(&str) -> String) -> Vec<Bucket> {
+pub fn buckets(agg: &Value, link: impl Fn(&str) -> String) -> Vec<Bucket> {
     agg["buckets"]
         .as_array()
         .map(|bs| {
@@ -135,29 +166,7 @@ pub fn parse(reply: &Value, filter: &LogFilter, now: OffsetDateTime) -> Result<O
     let total = reply["hits"]["total"]["value"]
         .as_u64()
         .ok_or_else(|| "the reply has no hit total".to_owned())?;
-    let timeline = need("timeline")?["buckets"]
-        .as_array()
-        .ok_or_else(|| "timeline has no buckets".to_owned())?
-        .iter()
-        .map(|b| {
-            let mut p = Point {
-                t: b["key"].as_i64().unwrap_or_default(),
-                allow: 0,
-                monitor: 0,
-                block: 0,
-            };
-            for v in b["verdict"]["buckets"].as_array().into_iter().flatten() {
-                let n = v["doc_count"].as_u64().unwrap_or_default();
-                match v["key"].as_str() {
-                    Some("allow") => p.allow = n,
-                    Some("monitor") => p.monitor = n,
-                    Some("block") => p.block = n,
-                    _ => {}
-                }
-            }
-            p
-        })
-        .collect();
+    let timeline = timeline_points(need("timeline")?)?;
     let (from, to) = filter.range.bounds(now);
     let whole_seconds = |t: OffsetDateTime| t.replace_nanosecond(0).unwrap_or(t);
     let domains = |agg: &str, verdict: &'static str| -> Result<Vec<Bucket>, String> {

@@ -24,6 +24,7 @@ pub fn environment() -> Environment<'static> {
         ("log.html", include_str!("../templates/log.html")),
         ("verdict.html", include_str!("../templates/verdict.html")),
         ("error.html", include_str!("../templates/error.html")),
+        ("domain.html", include_str!("../templates/domain.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse");
@@ -146,6 +147,33 @@ pub async fn verdict(
                 can_label => session.role >= crate::auth::Role::Analyst,
                 v => minijinja::Value::from_serialize(&data),
                 document_json => serde_json::to_string_pretty(&data["document"]).expect("serialises"),
+            },
+        ),
+        Err(e) => page_error(&state, Some(&session), e),
+    }
+}
+
+pub async fn domain(
+    State(state): State<AppState>,
+    session: Result<Session, ApiError>,
+    Path(domain): Path<String>,
+    Query(q): Params,
+) -> Response {
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => return page_error(&state, None, e),
+    };
+    match api::domain_data(&state, &domain, &q).await {
+        Ok(view) => render(
+            &state,
+            "domain.html",
+            context! {
+                title => format!("Domain {}", view.domain), user => &session.username, role => session.role.as_str(), csrf => &session.csrf_token,
+                can_label => session.role >= crate::auth::Role::Analyst,
+                d => minijinja::Value::from_serialize(&view),
+                timeline_json => serde_json::to_string(&view.timeline).expect("serialises"),
+                presets => PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                range => q.get("range").cloned().unwrap_or_else(|| "24h".into()),
             },
         ),
         Err(e) => page_error(&state, Some(&session), e),

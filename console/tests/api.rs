@@ -604,3 +604,80 @@ async fn one_verdict_explained() {
         page.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_page_shows_clients_subdomains_verdicts_and_labels() {
+    let f = loaded().await;
+    let analyst = f.user("ana", "analyst").await;
+    let r = f
+        .get("/api/domains/example.com?range=1h", Some(&analyst))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let d = r.json();
+    assert_eq!(d["total"], 11, "{d}");
+    assert_eq!(d["unique_clients"], 1);
+    assert_eq!(count_of(&d["clients"], "192.168.1.5"), 11);
+    assert_eq!(d["unique_subdomains"], 2);
+    assert_eq!(count_of(&d["subdomains"], "www"), 10);
+    assert_eq!(count_of(&d["subdomains"], "api"), 1);
+    assert_eq!(count_of(&d["verdicts"], "allow"), 11);
+    let timeline = d["timeline"].as_array().unwrap();
+    assert_eq!(
+        timeline
+            .iter()
+            .map(|p| p["allow"].as_u64().unwrap())
+            .sum::<u64>(),
+        11
+    );
+    assert!(
+        d["first_seen"].is_string() && d["last_seen"].is_string(),
+        "{d}"
+    );
+    // The client link lists that client's queries of this domain.
+    let href = d["clients"][0]["href"]
+        .as_str()
+        .unwrap()
+        .replacen("/log", "/api/log", 1);
+    assert_eq!(
+        f.get(&href, Some(&analyst)).await.json()["total"],
+        11,
+        "{href}"
+    );
+
+    let labelled = f
+        .post(
+            "/api/labels",
+            Some(&analyst),
+            true,
+            json!({"domain": "example.com", "label": "benign", "reason": "our own"}),
+        )
+        .await;
+    assert_eq!(labelled.status, StatusCode::CREATED);
+    let d = f
+        .get("/api/domains/example.com?range=1h", Some(&analyst))
+        .await
+        .json();
+    assert_eq!(d["labels"][0]["label"], "benign", "{d}");
+
+    let page = f.get("/domains/example.com?range=1h", Some(&analyst)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(r#"data-testid="unique-subdomains">2<"#),
+        "{}",
+        page.body
+    );
+    f.get("/api/domains/com", Some(&analyst))
+        .await
+        .problem(400, "bad-input");
+    f.get("/api/domains/www.example.com", Some(&analyst))
+        .await
+        .problem(400, "bad-input");
+    // A page with bad input shows the same message, with the same status.
+    let bad = f.get("/log?client=10.0.0.0%2F33", Some(&analyst)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains("neither an IP address nor a CIDR block"),
+        "{}",
+        bad.body
+    );
+}
