@@ -80,6 +80,35 @@ const dohguard = (() => {
     };
     new uPlot(opts, [t, s3, s2, s1], el);
   }
+  // Live tail on the log page: polls the same filter every 2 s and puts rows it has not shown
+  // yet on top. Unticking the box pauses it.
+  function tail() {
+    const box = document.getElementById("live-tail"), table = document.getElementById("log-table");
+    if (!box || !table) return;
+    const body = table.tBodies[0];
+    const seen = new Set([...body.rows].map((r) => r.dataset.id).filter(Boolean));
+    const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text ?? ""; if (cls) td.className = cls; return td; };
+    async function poll() {
+      const r = await fetch("/api/log?" + table.dataset.query + "&size=100", { credentials: "same-origin" });
+      if (r.status === 401) { location.href = "/login?expired=1"; return; }
+      if (!r.ok) return;
+      const page = await r.json();
+      const fresh = page.rows.filter((row) => !seen.has(row.id));
+      for (const row of fresh.reverse()) {
+        seen.add(row.id);
+        const tr = document.createElement("tr");
+        tr.className = (row.verdict || "malformed") + " fresh"; tr.dataset.id = row.id;
+        const time = cell(""); const a = document.createElement("a"); a.href = "/verdicts/" + encodeURIComponent(row.id); a.textContent = row.timestamp; time.appendChild(a);
+        tr.append(time, cell(row.client), cell(row.name, "name"), cell(row.qtype), cell(row.verdict), cell(row.layer),
+          cell(row.score == null ? "" : row.score.toFixed(3), "num"), cell(row.rcode), cell(row.latency_us, "num"));
+        body.insertBefore(tr, body.firstChild);
+        body.querySelector("td.empty")?.parentElement.remove();
+      }
+      document.querySelector('[data-testid="log-total"]').textContent = page.total;
+    }
+    let timer = null;
+    box.addEventListener("change", () => { clearInterval(timer); timer = box.checked ? setInterval(poll, 2000) : null; if (box.checked) poll(); });
+  }
   document.addEventListener("DOMContentLoaded", () => { bindLogin(); bindLogout(); bindLabel(); bindAutoRefresh(); });
-  return { timeline, post };
+  return { timeline, tail, post };
 })();

@@ -78,8 +78,8 @@ fn a_bad_setting_exits_with_status_2_naming_the_key() -> anyhow::Result<()> {
 
 /// The whole loop in a real browser: DoH queries through Envoy + filter + scorer land in the
 /// store, and headless Chromium (Debian's, driven by playwright-core from
-/// `console/web/e2e/overview.mjs`) logs in, sees them on the overview and follows the
-/// blocked count to the log. Needs `cargo xtask wasm`, the scorer and console builds, and
+/// `console/web/e2e/overview.mjs`) logs in, sees them on the overview, follows the blocked
+/// count to the log, and watches a new query arrive in the live tail. Needs `cargo xtask wasm`, the scorer and console builds, and
 /// set-up's `chromium` and `npm ci` in console/web.
 #[test]
 fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow::Result<()> {
@@ -165,6 +165,7 @@ fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow
         .env("CONSOLE_USER", INITIAL_ADMIN)
         .env("CONSOLE_PASSWORD", console.initial_password()?)
         .env("CONSOLE_MIN_TOTAL", queries.len().to_string())
+        .env("DOH_URL", stack.envoy.http_url())
         .envs(std::env::var_os("DOHGUARD_SCREENSHOT_DIR").map(|d| ("SCREENSHOT_DIR", d)))
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);

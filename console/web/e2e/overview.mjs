@@ -3,8 +3,11 @@
 // blocked count to the filtered log, and check that nothing was fetched from anywhere but the
 // console. Optionally writes screenshots at 1280x800 and 1920x1080.
 //
+// Then the live tail: with it ticked, a DoH query sent now (GET to DOH_URL, the gateway's
+// cleartext listener) appears on top of the log without a reload.
+//
 // Environment: CONSOLE_URL (with trailing slash), CONSOLE_USER, CONSOLE_PASSWORD,
-// CONSOLE_MIN_TOTAL (the overview must show at least this many queries), CHROMIUM
+// CONSOLE_MIN_TOTAL (the overview must show at least this many queries), DOH_URL, CHROMIUM
 // (default /usr/bin/chromium), SCREENSHOT_DIR (optional). Exit status 0 = passed.
 import { chromium } from "playwright-core";
 
@@ -16,6 +19,13 @@ const need = (name) => {
 const url = need("CONSOLE_URL");
 const minTotal = Number(need("CONSOLE_MIN_TOTAL"));
 const shots = process.env.SCREENSHOT_DIR;
+
+/// A DNS query for `name` (type A, RD set), base64url without padding, for a DoH GET.
+function dnsQuery(name) {
+  const labels = name.split(".").flatMap((l) => [l.length, ...Buffer.from(l, "ascii")]);
+  const bytes = Buffer.from([0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, ...labels, 0, 0, 1, 0, 1]);
+  return bytes.toString("base64url");
+}
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -56,9 +66,20 @@ try {
   if (rows !== Math.min(blocked, 50)) throw new Error(`log lists ${rows} blocked rows, expected ${Math.min(blocked, 50)}`);
   if (shots) await page.screenshot({ path: `${shots}/log-1280x800.png`, fullPage: true });
 
+  // Live tail: a query made now shows up on top without a reload.
+  await page.goto(url + "log?range=1h");
+  await page.check("#live-tail");
+  const tailName = `tail-${Date.now()}.example.test`;
+  const doh = await fetch(`${need("DOH_URL")}?dns=${dnsQuery(tailName)}`, { headers: { accept: "application/dns-message" } });
+  if (doh.status !== 200) throw new Error(`DoH query for ${tailName} answered ${doh.status}`);
+  await page.waitForSelector(`table.log tbody tr.fresh >> text=${tailName}`, { timeout: 20000 });
+  const first = await page.textContent("table.log tbody tr:first-child td.name");
+  if (first !== tailName) throw new Error(`the newest row is ${first}, not ${tailName}`);
+  await page.uncheck("#live-tail");
+
   if (elsewhere.length) throw new Error(`requests left the console: ${elsewhere.join(", ")}`);
   if (errors.length) throw new Error(`script errors: ${errors.join("; ")}`);
-  console.log(JSON.stringify({ passed: true, total, blocked, logTotal }));
+  console.log(JSON.stringify({ passed: true, total, blocked, logTotal, tailed: tailName }));
 } finally {
   await browser.close();
 }
