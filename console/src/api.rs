@@ -594,3 +594,49 @@ pub async fn domain(
         serde_json::to_value(view).expect("the domain view serialises"),
     ))
 }
+
+/// One client address over the range (plus any other log filters in `params`).
+pub async fn client_data(
+    state: &AppState,
+    client: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<crate::client::ClientView, ApiError> {
+    let ip: std::net::IpAddr = client
+        .parse()
+        .map_err(|_| ApiError::bad("client", format!("{client:?} is not an IP address")))?;
+    let ip = ip.to_string();
+    let mut params = params.clone();
+    params.insert("client".into(), ip.clone());
+    let filter = LogFilter::parse(&params, &[])?;
+    let now = OffsetDateTime::now_utc();
+    let verdicts = &state.store.indices.verdicts;
+    let reply = state
+        .store
+        .search(verdicts, crate::client::body(&filter, now))
+        .await
+        .map_err(blame(&filter))?;
+    let candidates = crate::client::candidates(&reply).map_err(StoreError::Unreadable)?;
+    let first = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        let domains: Vec<String> = candidates.iter().map(|c| c.domain.clone()).collect();
+        let everyone = state
+            .store
+            .search(verdicts, crate::client::first_seen_body(&domains))
+            .await?;
+        crate::client::first_seen(&candidates, &everyone).map_err(StoreError::Unreadable)?
+    };
+    Ok(crate::client::parse(&reply, &ip, &filter, &first).map_err(StoreError::Unreadable)?)
+}
+
+pub async fn client(
+    State(state): State<AppState>,
+    _session: Session,
+    Path(client): Path<String>,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let view = client_data(&state, &client, &params(p)?).await?;
+    Ok(Json(
+        serde_json::to_value(view).expect("the client view serialises"),
+    ))
+}

@@ -25,6 +25,7 @@ pub fn environment() -> Environment<'static> {
         ("verdict.html", include_str!("../templates/verdict.html")),
         ("error.html", include_str!("../templates/error.html")),
         ("domain.html", include_str!("../templates/domain.html")),
+        ("client.html", include_str!("../templates/client.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse");
@@ -171,6 +172,32 @@ pub async fn domain(
                 title => format!("Domain {}", view.domain), user => &session.username, role => session.role.as_str(), csrf => &session.csrf_token,
                 can_label => session.role >= crate::auth::Role::Analyst,
                 d => minijinja::Value::from_serialize(&view),
+                timeline_json => serde_json::to_string(&view.timeline).expect("serialises"),
+                presets => PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                range => q.get("range").cloned().unwrap_or_else(|| "24h".into()),
+            },
+        ),
+        Err(e) => page_error(&state, Some(&session), e),
+    }
+}
+
+pub async fn client(
+    State(state): State<AppState>,
+    session: Result<Session, ApiError>,
+    Path(client): Path<String>,
+    Query(q): Params,
+) -> Response {
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => return page_error(&state, None, e),
+    };
+    match api::client_data(&state, &client, &q).await {
+        Ok(view) => render(
+            &state,
+            "client.html",
+            context! {
+                title => format!("Client {}", view.client), user => &session.username, role => session.role.as_str(), csrf => &session.csrf_token,
+                c => minijinja::Value::from_serialize(&view),
                 timeline_json => serde_json::to_string(&view.timeline).expect("serialises"),
                 presets => PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
                 range => q.get("range").cloned().unwrap_or_else(|| "24h".into()),

@@ -681,3 +681,79 @@ async fn a_domain_page_shows_clients_subdomains_verdicts_and_labels() {
         bad.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_page_shows_its_domains_and_the_new_domains_it_found_first() {
+    let f = loaded().await;
+    // 10.0.0.9 asks for a name nobody asked for before (the upstream says NXDOMAIN) and for
+    // example.com, which 192.168.1.5 asked for minutes earlier.
+    let mut nx = event(
+        "nx-0",
+        5,
+        "nx1.gibberish-a.com",
+        "10.0.0.9",
+        Verdict::Allow,
+        Layer::Model,
+    );
+    nx.answer = Answer::Forwarded {
+        rcode: Some(3),
+        answers: Some(0),
+        http_status: None,
+    };
+    let known = event(
+        "known-0",
+        5,
+        "www.example.com",
+        "10.0.0.9",
+        Verdict::Allow,
+        Layer::Cache,
+    );
+    f.insert(&[nx, known]).await;
+    let v = f.user("vic", "viewer").await;
+
+    let c = f
+        .get("/api/clients/10.0.0.9?range=1h", Some(&v))
+        .await
+        .json();
+    assert_eq!(c["total"], 2, "{c}");
+    assert_eq!(c["unique_domains"], 2);
+    let first: Vec<&str> = c["first_seen_domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(first, ["gibberish-a.com"], "{c}");
+    assert_eq!(c["first_seen_nxdomain"], 1);
+    assert_eq!(c["first_seen_nxdomain_rate"], 1.0);
+
+    let c = f
+        .get("/api/clients/10.0.0.2?range=1h", Some(&v))
+        .await
+        .json();
+    assert_eq!(c["total"], 5, "{c}");
+    assert_eq!(count_of(&c["blocked_domains"], "qwxzkjh.com"), 3);
+    assert_eq!(count_of(&c["monitored_domains"], "maybe-odd.net"), 2);
+    assert_eq!(
+        c["first_seen_domains"].as_array().unwrap().len(),
+        2,
+        "nobody else asked for them: {c}"
+    );
+    assert_eq!(
+        c["first_seen_nxdomain"], 0,
+        "a block answer's NXDOMAIN is not the upstream's"
+    );
+
+    let page = f.get("/clients/10.0.0.9?range=1h", Some(&v)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("gibberish-a.com") && page.body.contains("100%"),
+        "{}",
+        page.body
+    );
+    let p = f
+        .get("/api/clients/10.0.0.0%2F8", Some(&v))
+        .await
+        .problem(400, "bad-input");
+    assert_eq!(p["field"], "client");
+}
