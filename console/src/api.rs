@@ -640,3 +640,51 @@ pub async fn client(
         serde_json::to_value(view).expect("the client view serialises"),
     ))
 }
+
+pub async fn vetting_data(
+    state: &AppState,
+    params: &BTreeMap<String, String>,
+) -> Result<Vec<crate::vetting::Item>, ApiError> {
+    let mut params = params.clone();
+    params.entry("range".into()).or_insert_with(|| "7d".into());
+    if params.contains_key("from") || params.contains_key("to") {
+        params.remove("range");
+    }
+    let filter = LogFilter::parse(&params, &[])?;
+    let now = OffsetDateTime::now_utc();
+    let reply = state
+        .store
+        .search(
+            &state.store.indices.verdicts,
+            crate::vetting::body(&filter, now, &state.config.vetting),
+        )
+        .await
+        .map_err(blame(&filter))?;
+    let labelled = labels::labelled_domains(state).await?;
+    Ok(crate::vetting::parse(&reply, &labelled).map_err(StoreError::Unreadable)?)
+}
+
+pub async fn vetting(
+    State(state): State<AppState>,
+    _session: Session,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let items = vetting_data(&state, &params(p)?).await?;
+    Ok(Json(json!({"items": items})))
+}
+
+pub async fn add_labels_bulk(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    session.require(Role::Analyst)?;
+    let req: labels::BulkLabelRequest = json_body(&headers, &body)?;
+    let stored = labels::add_bulk(&state, &session, req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"labelled": stored.len(), "labels": stored})),
+    )
+        .into_response())
+}

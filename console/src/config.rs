@@ -42,6 +42,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub vetting: VettingConfig,
     /// Folder of the front-end assets installed by set-up (`npm ci` in `console/web`).
     pub assets_dir: PathBuf,
     /// The scorer's base URL, asked for the thresholds in force (`GET /v1/model`) when a
@@ -90,6 +91,27 @@ pub struct LogConfig {
     pub export_batch: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VettingConfig {
+    /// Model blocks scoring under this are "near the threshold" and go to the queue.
+    pub confident_block: f64,
+    /// Allowed queries scoring at least this are "suspicious" and go to the queue.
+    pub suspicious_allow: f64,
+    /// Most domains in the queue.
+    pub max_domains: usize,
+}
+
+impl Default for VettingConfig {
+    fn default() -> Self {
+        Self {
+            confident_block: 0.999,
+            suspicious_allow: 0.3,
+            max_domains: 200,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -98,6 +120,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
+            vetting: VettingConfig::default(),
             assets_dir: PathBuf::from("console/web/node_modules"),
             scorer_url: "http://127.0.0.1:8090".into(),
         }
@@ -251,6 +274,17 @@ impl Config {
         }
         if self.log.page_size == 0 || self.log.page_size > self.log.max_page_size {
             return Err(invalid("log.page_size", "must be in 1..=log.max_page_size"));
+        }
+        for (key, v) in [
+            ("vetting.confident_block", self.vetting.confident_block),
+            ("vetting.suspicious_allow", self.vetting.suspicious_allow),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(key, format!("{v} is outside [0, 1]")));
+            }
+        }
+        if self.vetting.max_domains == 0 || self.vetting.max_domains > 10_000 {
+            return Err(invalid("vetting.max_domains", "must be in 1..=10000"));
         }
         if self.log.export_batch == 0 || self.log.export_batch > 10_000 {
             return Err(invalid("log.export_batch", "must be in 1..=10000"));

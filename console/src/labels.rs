@@ -44,6 +44,80 @@ pub fn registered_domain(input: &str) -> Result<String, ApiError> {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkLabelRequest {
+    pub domains: Vec<String>,
+    pub label: Label,
+    pub reason: String,
+}
+
+/// Most domains in one bulk label.
+pub const MAX_BULK: usize = 500;
+
+/// Labels every domain of `req` alike. Every domain and the reason are checked before
+/// anything is written, so bad input stores nothing.
+pub async fn add_bulk(
+    state: &AppState,
+    session: &Session,
+    req: BulkLabelRequest,
+) -> Result<Vec<Value>, ApiError> {
+    session.require(crate::auth::Role::Analyst)?;
+    if req.domains.is_empty() || req.domains.len() > MAX_BULK {
+        return Err(ApiError::bad(
+            "domains",
+            format!("give 1 to {MAX_BULK} domains"),
+        ));
+    }
+    let domains = req
+        .domains
+        .iter()
+        .map(|d| registered_domain(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_reason(&req.reason)?;
+    let mut stored = Vec::with_capacity(domains.len());
+    for domain in domains {
+        let one = LabelRequest {
+            domain,
+            label: req.label,
+            reason: req.reason.clone(),
+        };
+        stored.push(add(state, session, one).await?);
+    }
+    Ok(stored)
+}
+
+fn check_reason(reason: &str) -> Result<&str, ApiError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::bad("reason", "a reason is required"));
+    }
+    if reason.chars().count() > MAX_REASON {
+        return Err(ApiError::bad(
+            "reason",
+            format!("at most {MAX_REASON} characters"),
+        ));
+    }
+    Ok(reason)
+}
+
+/// Every labelled registered domain (for the vetting queue to leave out).
+pub async fn labelled_domains(
+    state: &AppState,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    let body = json!({"size": 0, "aggs": {"domains": {"terms": {"field": "registered_domain", "size": 65536}}}});
+    let reply = state
+        .store
+        .search(&state.store.indices.labels, body)
+        .await?;
+    Ok(reply["aggregations"]["domains"]["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["key"].as_str().map(str::to_owned))
+        .collect())
+}
+
 /// Stores the label and its audit entry; returns the stored document.
 pub async fn add(
     state: &AppState,

@@ -5,7 +5,7 @@
 //! - [`config`]: typed configuration (file, environment, flags), validated once.
 //! - [`store`]: Elasticsearch access and the console's index mappings.
 //! - [`auth`], [`audit`]: users, roles, argon2 passwords, sessions, CSRF; the audit trail.
-//! - [`time_range`], [`query_log`], [`overview`], [`domain`], [`client`], [`labels`]: the pure logic (URL filters
+//! - [`time_range`], [`query_log`], [`overview`], [`domain`], [`client`], [`vetting`], [`labels`]: the pure logic (URL filters
 //!   to queries, search_after cursors, aggregations to numbers, label validation).
 //! - [`api`], [`pages`], [`app`]: HTTP glue; [`app::app`] is the router as a value.
 
@@ -23,6 +23,7 @@ pub mod pages;
 pub mod query_log;
 pub mod store;
 pub mod time_range;
+pub mod vetting;
 
 pub use app::{app, AppState};
 pub use config::Config;

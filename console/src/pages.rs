@@ -26,6 +26,7 @@ pub fn environment() -> Environment<'static> {
         ("error.html", include_str!("../templates/error.html")),
         ("domain.html", include_str!("../templates/domain.html")),
         ("client.html", include_str!("../templates/client.html")),
+        ("vetting.html", include_str!("../templates/vetting.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse");
@@ -201,6 +202,31 @@ pub async fn client(
                 timeline_json => serde_json::to_string(&view.timeline).expect("serialises"),
                 presets => PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
                 range => q.get("range").cloned().unwrap_or_else(|| "24h".into()),
+            },
+        ),
+        Err(e) => page_error(&state, Some(&session), e),
+    }
+}
+
+pub async fn vetting(
+    State(state): State<AppState>,
+    session: Result<Session, ApiError>,
+    Query(q): Params,
+) -> Response {
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => return page_error(&state, None, e),
+    };
+    match api::vetting_data(&state, &q).await {
+        Ok(items) => render(
+            &state,
+            "vetting.html",
+            context! {
+                title => "Vetting queue", user => &session.username, role => session.role.as_str(), csrf => &session.csrf_token,
+                can_label => session.role >= crate::auth::Role::Analyst,
+                items => minijinja::Value::from_serialize(&items),
+                presets => PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                range => q.get("range").cloned().unwrap_or_else(|| "7d".into()),
             },
         ),
         Err(e) => page_error(&state, Some(&session), e),

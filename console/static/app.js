@@ -109,6 +109,37 @@ const dohguard = (() => {
     let timer = null;
     box.addEventListener("change", () => { clearInterval(timer); timer = box.checked ? setInterval(poll, 2000) : null; if (box.checked) poll(); });
   }
+  // The vetting queue: select rows (click or x), move with j/k, label the selection (or the
+  // current row) with m (malicious) or b (benign); the reason field is required.
+  function vetting() {
+    const form = document.getElementById("vet-form"), table = document.getElementById("vet-table");
+    if (!form || !table) return;
+    const rows = [...table.tBodies[0].rows].filter((r) => r.dataset.domain);
+    let current = 0;
+    const focus = (i) => { rows[current]?.classList.remove("current"); current = Math.max(0, Math.min(rows.length - 1, i)); rows[current]?.classList.add("current"); rows[current]?.scrollIntoView({ block: "nearest" }); };
+    focus(0);
+    async function label(kind) {
+      const chosen = rows.filter((r) => r.querySelector("input[type=checkbox]").checked);
+      const domains = (chosen.length ? chosen : rows.slice(current, current + 1)).map((r) => r.dataset.domain);
+      const out = document.getElementById("vet-result");
+      const reason = document.getElementById("vet-reason").value.trim();
+      if (!domains.length) return;
+      if (!reason) { out.textContent = "a reason is required"; document.getElementById("vet-reason").focus(); return; }
+      const r = await post("/api/labels/bulk", { domains, label: kind, reason });
+      if (!r) return;
+      out.textContent = r.ok ? `labelled ${domains.length} ${kind}` : await problem(r);
+      if (r.ok) for (const row of rows.filter((x) => domains.includes(x.dataset.domain))) row.remove();
+    }
+    form.querySelectorAll("button[data-label]").forEach((b) => b.addEventListener("click", () => label(b.dataset.label)));
+    document.addEventListener("keydown", (e) => {
+      if (e.target.tagName === "INPUT" && e.target.type !== "checkbox") return;
+      if (e.key === "j") focus(current + 1);
+      else if (e.key === "k") focus(current - 1);
+      else if (e.key === "x") { const c = rows[current]?.querySelector("input[type=checkbox]"); if (c) c.checked = !c.checked; }
+      else if (e.key === "m") label("malicious");
+      else if (e.key === "b") label("benign");
+    });
+  }
   document.addEventListener("DOMContentLoaded", () => { bindLogin(); bindLogout(); bindLabel(); bindAutoRefresh(); });
-  return { timeline, tail, post };
+  return { timeline, tail, vetting, post };
 })();

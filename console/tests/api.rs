@@ -757,3 +757,105 @@ async fn a_client_page_shows_its_domains_and_the_new_domains_it_found_first() {
         .problem(400, "bad-input");
     assert_eq!(p["field"], "client");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vetting_queue_ranks_uncertain_domains_and_bulk_labels_empty_it() {
+    let f = loaded().await;
+    // A suspicious allow: score over vetting.suspicious_allow (0.3), two clients.
+    let mut odd = event(
+        "sus-0",
+        50,
+        "a.suspicious-ok.org",
+        "10.0.0.5",
+        Verdict::Allow,
+        Layer::Model,
+    );
+    odd.score = Some(0.45);
+    let mut odd2 = event(
+        "sus-1",
+        51,
+        "b.suspicious-ok.org",
+        "10.0.0.6",
+        Verdict::Allow,
+        Layer::Model,
+    );
+    odd2.score = Some(0.45);
+    // A confident block (over vetting.confident_block): not in the queue.
+    let mut sure = event(
+        "sure-0",
+        52,
+        "zzqxjv.net",
+        "10.0.0.5",
+        Verdict::Block,
+        Layer::Model,
+    );
+    sure.score = Some(0.9999);
+    f.insert(&[odd, odd2, sure]).await;
+    let analyst = f.user("ana", "analyst").await;
+    let viewer = f.user("vic", "viewer").await;
+
+    let queue = f.get("/api/vetting?range=1h", Some(&viewer)).await.json();
+    let order: Vec<&str> = queue["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["domain"].as_str().unwrap())
+        .collect();
+    // suspicious-ok.org: 0.9 x 2 x 2 = 3.6; maybe-odd.net: 0.8 x 2 x 1 = 1.6;
+    // qwxzkjh.com: 0.06 x 3 x 1 = 0.18. Allowed example.com (score 0.01) and the confident
+    // block are not candidates; deny-list blocks are not the model's.
+    assert_eq!(
+        order,
+        ["suspicious-ok.org", "maybe-odd.net", "qwxzkjh.com"],
+        "{queue}"
+    );
+    assert_eq!(queue["items"][0]["clients"], 2);
+    assert_eq!(queue["items"][1]["monitor"], 2);
+
+    let bulk = json!({"domains": ["maybe-odd.net", "qwxzkjh.com"], "label": "malicious", "reason": "DGA family X"});
+    f.post("/api/labels/bulk", Some(&viewer), true, bulk.clone())
+        .await
+        .problem(403, "forbidden");
+    // One bad domain: nothing is stored.
+    let bad = json!({"domains": ["maybe-odd.net", "com"], "label": "malicious", "reason": "x"});
+    f.post("/api/labels/bulk", Some(&analyst), true, bad)
+        .await
+        .problem(400, "bad-input");
+    assert_eq!(
+        f.get("/api/vetting?range=1h", Some(&viewer)).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let r = f.post("/api/labels/bulk", Some(&analyst), true, bulk).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.json()["labelled"], 2);
+    let queue = f.get("/api/vetting?range=1h", Some(&viewer)).await.json();
+    let order: Vec<&str> = queue["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["suspicious-ok.org"],
+        "labelled domains leave the queue"
+    );
+    let labels = f
+        .get("/api/labels?domain=qwxzkjh.com", Some(&viewer))
+        .await
+        .json();
+    assert_eq!(labels["labels"][0]["labelled_by"], "ana");
+    assert_eq!(labels["labels"][0]["reason"], "DGA family X");
+
+    let page = f.get("/vetting?range=1h", Some(&analyst)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(r#"data-domain="suspicious-ok.org""#),
+        "{}",
+        page.body
+    );
+}
