@@ -64,7 +64,7 @@ fn event(i: u64, now_ms: u64) -> DecisionEvent {
         principal: None,
         request_id: None,
         name: Some(format!("h{}.d{domain}.example.org", i % 17)),
-        qtype: Some(if i % 3 == 0 { "AAAA" } else { "A" }.into()),
+        qtype: Some(if i.is_multiple_of(3) { "AAAA" } else { "A" }.into()),
         verdict: Some(verdict),
         layer,
         cached_layer: None,
