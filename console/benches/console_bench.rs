@@ -64,7 +64,13 @@ fn event(i: u64, now_ms: u64) -> DecisionEvent {
         principal: None,
         request_id: None,
         name: Some(format!("h{}.d{domain}.example.org", i % 17)),
-        qtype: Some(if i.is_multiple_of(3) { "AAAA" } else { "A" }.into()),
+        qtype: Some(
+            match i % 3 {
+                0 => "AAAA",
+                _ => "A",
+            }
+            .into(),
+        ),
         verdict: Some(verdict),
         layer,
         cached_layer: None,
