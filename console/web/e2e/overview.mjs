@@ -4,7 +4,9 @@
 // console. Optionally writes screenshots at 1280x800 and 1920x1080.
 //
 // Then the live tail: with it ticked, a DoH query sent now (GET to DOH_URL, the gateway's
-// cleartext listener) appears on top of the log without a reload.
+// cleartext listener) appears on top of the log without a reload. Then search with the
+// filter form, export the view as CSV, open a verdict, open the domain, client and vetting
+// pages, and check that a viewer (created by the admin) is refused a label.
 //
 // Environment: CONSOLE_URL (with trailing slash), CONSOLE_USER, CONSOLE_PASSWORD,
 // CONSOLE_MIN_TOTAL (the overview must show at least this many queries), DOH_URL, CHROMIUM
@@ -76,6 +78,50 @@ try {
   const first = await page.textContent("table.log tbody tr:first-child td.name");
   if (first !== tailName) throw new Error(`the newest row is ${first}, not ${tailName}`);
   await page.uncheck("#live-tail");
+
+  // Search with the filter form, open a verdict, export the view as CSV.
+  await page.goto(url + "log?range=1h");
+  await page.fill('input[name="name"]', "ads");
+  await page.click('form.filters button');
+  await page.waitForURL(/name=ads/);
+  const found = await page.locator("table.log tbody tr").count();
+  if (found !== blocked) throw new Error(`searching "ads" lists ${found} rows, expected ${blocked}`);
+  const csvHref = await page.getAttribute('a[href^="/api/log/export?format=csv"]', "href");
+  const csv = await page.request.get(url + csvHref.slice(1));
+  const csvLines = (await csv.text()).trim().split("\n");
+  if (csv.status() !== 200 || csvLines.length !== found + 1) throw new Error(`CSV export: ${csv.status()}, ${csvLines.length} lines for ${found} rows`);
+  await page.click("table.log tbody tr:first-child td:first-child a");
+  await page.waitForURL(/\/verdicts\//);
+  const why = await page.textContent("table.kv");
+  if (!why.includes("deny_list") || !why.includes("ads.example.test")) throw new Error(`verdict page: ${why}`);
+  if (shots) await page.screenshot({ path: `${shots}/verdict-1280x800.png`, fullPage: true });
+  for (const view of ["domains/example.test?range=1h", "clients/127.0.0.1?range=1h", "vetting?range=1h"]) {
+    const r = await page.goto(url + view);
+    if (r.status() !== 200) throw new Error(`${view} answered ${r.status()}`);
+    if (shots) await page.screenshot({ path: `${shots}/${view.split(/[/?]/)[0]}-1280x800.png`, fullPage: true });
+  }
+
+  // A viewer is refused a label (and an admin creates the viewer through the API).
+  const csrf = await page.getAttribute('meta[name="csrf-token"]', "content");
+  const created = await page.request.post(url + "api/users", {
+    headers: { "x-csrf-token": csrf }, data: { username: "viewer1", role: "viewer", password: "viewer-password-1" },
+  });
+  if (created.status() !== 201) throw new Error(`creating a viewer: ${created.status()}`);
+  const viewer = await (await browser.newContext()).newPage();
+  await viewer.goto(url + "login");
+  await viewer.fill('input[name="username"]', "viewer1");
+  await viewer.fill('input[name="password"]', "viewer-password-1");
+  await viewer.click('button[type="submit"]');
+  await viewer.waitForURL(/\/overview/);
+  await viewer.goto(url + "domains/example.test?range=1h");
+  if (await viewer.locator("#label-form").count()) throw new Error("a viewer sees the label form");
+  const viewerCsrf = await viewer.getAttribute('meta[name="csrf-token"]', "content");
+  const refused = await viewer.request.post(url + "api/labels", {
+    headers: { "x-csrf-token": viewerCsrf }, data: { domain: "example.test", label: "benign", reason: "trying" },
+  });
+  if (refused.status() !== 403 || (await refused.json()).type !== "urn:dohguard:console:forbidden") {
+    throw new Error(`a viewer's label answered ${refused.status()}`);
+  }
 
   if (elsewhere.length) throw new Error(`requests left the console: ${elsewhere.join(", ")}`);
   if (errors.length) throw new Error(`script errors: ${errors.join("; ")}`);
