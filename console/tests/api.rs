@@ -859,3 +859,33 @@ async fn the_vetting_queue_ranks_uncertain_domains_and_bulk_labels_empty_it() {
         page.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_cut_off_by_the_store_is_a_failed_transfer_not_a_short_file() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut f = Fixture::start_with(|c| c.log.export_batch = 40).await;
+    f.insert(&allows(130)).await;
+    let v = f.user("vic", "viewer").await;
+    let request = axum::http::Request::get("/api/log/export?format=ndjson&range=1h")
+        .header(header::COOKIE, &v.cookie)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = f.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the query was checked before the 200"
+    );
+    // The store goes away before the first page is read.
+    tokio::task::block_in_place(|| f.osmem.process().stop());
+    let body = response.into_body().collect().await;
+    assert!(
+        body.is_err(),
+        "the transfer must fail, not end as if complete"
+    );
+    // And the API says so plainly afterwards.
+    f.get("/api/log?range=1h", Some(&v))
+        .await
+        .problem(502, "store-unavailable");
+}
