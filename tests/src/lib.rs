@@ -10,6 +10,7 @@
 //! names it.
 
 pub mod console;
+pub mod demo_traffic;
 pub mod dns;
 pub mod dnsdist;
 pub mod doh_client;

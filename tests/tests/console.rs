@@ -179,3 +179,101 @@ fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow
     assert_eq!(result["blocked"], 2);
     Ok(())
 }
+
+/// `cargo xtask up --demo-traffic`'s mix through the real gateway: every query is recorded,
+/// the console sees its six clients, and the NXDOMAIN-burst client's 40 queries all got
+/// NXDOMAIN.
+#[test]
+fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<()> {
+    use dohguard_e2e::filter_config::FilterConfig;
+    use dohguard_e2e::scorer::default_model_card;
+    use dohguard_e2e::stack::ScorerKind;
+    use dohguard_e2e::{demo_traffic, Stack, StackOptions};
+    use std::time::{Duration, Instant};
+
+    let stack = Stack::start(StackOptions {
+        filter_config: Some(
+            FilterConfig {
+                deny: vec!["ads.example.test".into(), ".tracker.example.test".into()],
+                scorer: true,
+                scorer_timeout_ms: 5000,
+                events: true,
+                ..FilterConfig::default()
+            }
+            .to_json(),
+        ),
+        scorer: ScorerKind::Real {
+            model_card: default_model_card()?,
+        },
+        concurrency: 1,
+        ..StackOptions::default()
+    })?;
+    let store = stack
+        .osmem
+        .as_ref()
+        .expect("the real scorer comes with the store");
+    let dir = tempfile::tempdir()?;
+    let console = Console::start(
+        dir.path(),
+        &ConsoleOptions {
+            elasticsearch_url: store.url(),
+            scorer_url: None,
+            port: None,
+            password_file: None,
+        },
+    )?;
+    let summary = demo_traffic::send(stack.envoy.ports.http)?;
+    assert_eq!(summary.sent, demo_traffic::plan().len());
+    assert_eq!(summary.answered, summary.sent, "{summary:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store
+        .search(serde_json::json!({"exists": {"field": "event.id"}}))?
+        .len()
+        < summary.sent
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the demo queries never all reached the store"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let agent = dohguard_e2e::http::agent();
+    let mut login = agent
+        .post(format!("{}api/login", console.url()))
+        .send_json(
+            serde_json::json!({"username": INITIAL_ADMIN, "password": console.initial_password()?}),
+        )?;
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _ = login.body_mut().read_to_string()?;
+    let get = |path: &str| -> anyhow::Result<serde_json::Value> {
+        let mut r = agent
+            .get(format!("{}{path}", console.url()))
+            .header("cookie", &cookie)
+            .call()?;
+        anyhow::ensure!(r.status() == 200, "{path}: {}", r.status());
+        Ok(serde_json::from_str(&r.body_mut().read_to_string()?)?)
+    };
+    let overview = get("api/overview?range=15m")?;
+    assert_eq!(overview["total"], summary.sent, "{overview}");
+    assert_eq!(overview["unique_clients"], summary.clients, "{overview}");
+    let blocked: u64 = overview["by_verdict"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["key"] == "block")
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert!(blocked >= 10, "the deny-list hits at least: {overview}");
+    let burst = get("api/clients/127.0.0.66?range=15m")?;
+    assert_eq!(burst["total"], 40, "{burst}");
+    let nx = get("api/log?range=15m&client=127.0.0.66&rcode=NXDOMAIN&size=1")?;
+    assert_eq!(nx["total"], 40, "every burst query got NXDOMAIN: {nx}");
+    Ok(())
+}

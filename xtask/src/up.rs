@@ -61,6 +61,11 @@ pub struct Args {
     /// Block (instead of allow) when the scorer cannot be asked.
     #[arg(long)]
     fail_closed: bool,
+    /// Send a realistic mix of DoH queries through the gateway once it is up (demo zone,
+    /// algorithmic-looking names, deny-list hits, an NXDOMAIN burst from one client), so the
+    /// console has something to show: see tests/src/demo_traffic.rs.
+    #[arg(long)]
+    demo_traffic: bool,
     /// Envoy worker threads.
     #[arg(long, default_value_t = 2)]
     concurrency: u32,
@@ -150,6 +155,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     print_banner(&stack, console.as_ref(), &args, &run_dir);
+    if args.demo_traffic {
+        let sent = dohguard_e2e::demo_traffic::send(stack.envoy.ports.http)
+            .context("sending the demo traffic")?;
+        println!(
+            "demo traffic: {} queries from {} clients, {} answered (see the console)",
+            sent.sent, sent.clients, sent.answered
+        );
+    }
     wait_for_ctrl_c_or_exit(stack, console)
 }
 
