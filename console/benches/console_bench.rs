@@ -195,6 +195,38 @@ async fn main() -> anyhow::Result<()> {
         assert_eq!(page.rows.len(), 50);
     })
     .await;
+    // Where the overview's time goes: each aggregation alone, same query, straight to the store.
+    let body = dohguard_console::overview::body(
+        &dohguard_console::query_log::LogFilter::parse(&overview, &[]).unwrap(),
+        time::OffsetDateTime::now_utc(),
+    );
+    let search_url = format!("{}/{INDEX}/_search", osmem.url());
+    let mut no_aggs = body.clone();
+    no_aggs.as_object_mut().unwrap().remove("aggs");
+    time("  store: the overview's query, no aggregation", || async {
+        http.post(&search_url)
+            .json(&no_aggs)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    })
+    .await;
+    for (name, agg) in body["aggs"].as_object().unwrap() {
+        let mut one = body.clone();
+        one["aggs"] = json!({ name.clone(): agg.clone() });
+        time(&format!("  store: aggregation {name} alone"), || async {
+            http.post(&search_url)
+                .json(&one)
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+        })
+        .await;
+    }
     println!(
         "p95 over the _count floor: overview {:.1}x, log page {:.1}x",
         ov / floor,
