@@ -181,8 +181,9 @@ fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow
 }
 
 /// `cargo xtask up --demo-traffic`'s mix through the real gateway: every query is recorded,
-/// the console sees its six clients, and the NXDOMAIN-burst client's 40 queries all got
-/// NXDOMAIN.
+/// the console sees its six clients, the NXDOMAIN-burst client's 40 queries all got
+/// NXDOMAIN, and an analyst labels an uncertain domain in the vetting queue in a real browser
+/// (keyboard: `x` selects, `m` labels malicious).
 #[test]
 fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<()> {
     use dohguard_e2e::filter_config::FilterConfig;
@@ -275,5 +276,37 @@ fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<(
     assert_eq!(burst["total"], 40, "{burst}");
     let nx = get("api/log?range=15m&client=127.0.0.66&rcode=NXDOMAIN&size=1")?;
     assert_eq!(nx["total"], 40, "every burst query got NXDOMAIN: {nx}");
+
+    // The model found some of the algorithmic names uncertain: label one in the vetting
+    // queue in a real browser, with the keyboard.
+    let queue = get("api/vetting?range=15m")?;
+    assert!(!queue["items"].as_array().unwrap().is_empty(), "{queue}");
+    let web = dohguard_e2e::paths::repo_root().join("console/web");
+    let node = which::which("node")
+        .map_err(|_| anyhow::anyhow!("node not found: run scripts/setup.sh"))?;
+    let out = Command::new(node)
+        .arg(web.join("e2e/vetting.mjs"))
+        .current_dir(&web)
+        .env("CONSOLE_URL", console.url())
+        .env("CONSOLE_USER", INITIAL_ADMIN)
+        .env("CONSOLE_PASSWORD", console.initial_password()?)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "vetting browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let labelled: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let domain = labelled["labelled"].as_str().unwrap();
+    let after = get("api/vetting?range=15m")?;
+    assert!(
+        after["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["domain"] != domain),
+        "{domain} left the queue: {after}"
+    );
     Ok(())
 }
