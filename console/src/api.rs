@@ -661,7 +661,22 @@ pub async fn vetting_data(
         .await
         .map_err(blame(&filter))?;
     let labelled = labels::labelled_domains(state).await?;
-    Ok(crate::vetting::parse(&reply, &labelled).map_err(StoreError::Unreadable)?)
+    let boundaries = decision_boundaries(state).await;
+    Ok(crate::vetting::parse(&reply, &labelled, &boundaries).map_err(StoreError::Unreadable)?)
+}
+
+/// The scorer's monitor and block thresholds in force, or 0.5 when it cannot be asked.
+async fn decision_boundaries(state: &AppState) -> Vec<f64> {
+    let t = thresholds(state).await;
+    let found: Vec<f64> = ["monitor", "block"]
+        .iter()
+        .filter_map(|k| t[*k].as_f64())
+        .collect();
+    if found.is_empty() {
+        vec![0.5]
+    } else {
+        found
+    }
 }
 
 pub async fn vetting(

@@ -4,8 +4,12 @@
 //! `vetting.confident_block` (near the threshold), or an `allow` with a score of at least
 //! `vetting.suspicious_allow` (the model found it suspicious but not enough). Candidates are
 //! grouped by registered domain; domains that already carry a label leave the queue. The rank
-//! is uncertainty x query volume x number of clients, where uncertainty is
-//! `1 - |2 * mean score - 1|` (1 at a score of 0.5, 0 at 0 or 1).
+//! is uncertainty x query volume x number of clients. Uncertainty is the closeness of the
+//! domain's mean score to the nearest decision boundary, in log-odds:
+//! `exp(-min |logit(mean) - logit(boundary)|)`, 1 on a boundary, 1/e one unit of log-odds
+//! away. The boundaries are the scorer's thresholds in force (monitor, block) when it can be
+//! asked, else 0.5: the shipped model's thresholds sit near 0.99, where "0.5" would call its
+//! monitor verdicts certain.
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -55,16 +59,27 @@ pub fn body(filter: &LogFilter, now: OffsetDateTime, config: &VettingConfig) -> 
     })
 }
 
-/// Uncertainty of a mean score: 1 at 0.5, 0 at 0 and 1; unknown scores count as fully
-/// uncertain (a monitor verdict from the cache has no score of its own).
-pub fn uncertainty(mean: Option<f64>) -> f64 {
-    mean.map_or(1.0, |m| 1.0 - (2.0 * m - 1.0).abs())
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-9, 1.0 - 1e-9);
+    (p / (1.0 - p)).ln()
+}
+
+/// Uncertainty of a mean score against the decision `boundaries`: 1 on a boundary, falling
+/// by a factor e per unit of log-odds away; unknown scores count as fully uncertain (a
+/// monitor verdict from the cache has no score of its own).
+pub fn uncertainty(mean: Option<f64>, boundaries: &[f64]) -> f64 {
+    let Some(m) = mean else { return 1.0 };
+    boundaries
+        .iter()
+        .map(|b| (-(logit(m) - logit(*b)).abs()).exp())
+        .fold(0.0, f64::max)
 }
 
 /// The ranked queue, without the domains in `labelled`.
 pub fn parse(
     reply: &Value,
     labelled: &std::collections::HashSet<String>,
+    boundaries: &[f64],
 ) -> Result<Vec<Item>, String> {
     let Some(aggs) = reply.get("aggregations") else {
         return match reply["hits"]["total"]["value"].as_u64() {
@@ -94,7 +109,7 @@ pub fn parse(
                     .and_then(|x| x["doc_count"].as_u64())
                     .unwrap_or_default()
             };
-            let u = uncertainty(mean_score);
+            let u = uncertainty(mean_score, boundaries);
             Some(Item {
                 href: format!("/domains/{domain}"),
                 rank: u * queries as f64 * clients.max(1) as f64,
@@ -122,11 +137,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uncertainty_peaks_at_one_half() {
-        assert_eq!(uncertainty(Some(0.5)), 1.0);
-        assert_eq!(uncertainty(Some(1.0)), 0.0);
-        assert!((uncertainty(Some(0.9)) - 0.2).abs() < 1e-9);
-        assert_eq!(uncertainty(None), 1.0);
+    fn uncertainty_peaks_on_a_boundary() {
+        assert_eq!(uncertainty(Some(0.5), &[0.5]), 1.0);
+        assert!(uncertainty(Some(1.0), &[0.5]) < 1e-6);
+        // One unit of log-odds away: 1/e.
+        let p = 1.0 / (1.0 + (-1.0f64).exp());
+        assert!((uncertainty(Some(p), &[0.5]) - (-1.0f64).exp()).abs() < 1e-9);
+        assert_eq!(uncertainty(None, &[0.5]), 1.0);
+        // With the shipped model's thresholds, a 0.995 monitor is uncertain, a 0.5 is not.
+        let shipped = [0.992, 0.99995];
+        assert!(uncertainty(Some(0.995), &shipped) > 0.6);
+        assert!(uncertainty(Some(0.5), &shipped) < 0.01);
     }
 
     #[test]
@@ -137,10 +158,10 @@ mod tests {
             {"key": "c.com", "doc_count": 50, "clients": {"value": 9}, "score": {"value": 0.5}, "verdicts": {"buckets": []}}
         ]}}});
         let labelled = ["c.com".to_owned()].into_iter().collect();
-        let items = parse(&reply, &labelled).unwrap();
+        let items = parse(&reply, &labelled, &[0.5]).unwrap();
         let order: Vec<&str> = items.iter().map(|i| i.domain.as_str()).collect();
-        assert_eq!(order, ["b.com", "a.com"]); // 1.0*4*3 = 12 > 0.1*10*1 = 1
+        assert_eq!(order, ["b.com", "a.com"]); // 1.0*4*3 = 12 > 0.05*10*1 = 0.5
         assert_eq!(items[0].monitor, 4);
-        assert!(parse(&json!({"hits": {"total": {"value": 3}}}), &labelled).is_err());
+        assert!(parse(&json!({"hits": {"total": {"value": 3}}}), &labelled, &[0.5]).is_err());
     }
 }
