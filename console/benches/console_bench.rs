@@ -75,6 +75,7 @@ fn event(i: u64, now_ms: u64) -> DecisionEvent {
         layer,
         cached_layer: None,
         rule: None,
+        cname_target: None,
         score: Some(score),
         model_version: Some("bench-model".into()),
         cached: false,
@@ -102,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let osmem = tokio::task::spawn_blocking({
         let path = dir.path().to_owned();
-        move || dohguard_e2e::osmem::Osmem::start(&path, None)
+        move || dohguard_launcher::osmem::Osmem::start(&path, None)
     })
     .await??;
     let http = reqwest::Client::builder().no_proxy().build()?;

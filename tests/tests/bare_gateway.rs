@@ -1,9 +1,9 @@
 //! The gateway without the filter: Envoy proxies DoH to unbound over cleartext HTTP/2. This
 //! pins the plumbing (TLS listener, h2c upstream, kdig GET/POST) that the filter tests build on.
 
-use dohguard_e2e::kdig::{self, Method};
-use dohguard_e2e::tls::TLS_HOSTNAME;
-use dohguard_e2e::{Stack, StackOptions};
+use dohguard_launcher::kdig::{self, Method};
+use dohguard_launcher::tls::TLS_HOSTNAME;
+use dohguard_launcher::{Stack, StackOptions};
 
 #[test]
 fn bare_envoy_proxies_doh_to_unbound_over_get_and_post() -> anyhow::Result<()> {

@@ -2,9 +2,11 @@
 //! and bare `direct_response` (benchmark bounds), with and without TLS, and the gateway with
 //! the filter and the scorer cluster.
 
-use dohguard_e2e::envoy::{self, EnvoyOptions, EnvoyPorts, FilterSetup, GatewayLimits, Upstream};
-use dohguard_e2e::filter_config::FilterConfig;
-use dohguard_e2e::{paths, tls};
+use dohguard_launcher::envoy::{
+    self, EnvoyOptions, EnvoyPorts, FilterSetup, GatewayLimits, Upstream,
+};
+use dohguard_launcher::filter_config::FilterConfig;
+use dohguard_launcher::{paths, tls};
 
 fn validate(name: &str, options: &EnvoyOptions) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;

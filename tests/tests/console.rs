@@ -4,9 +4,9 @@
 
 use std::process::Command;
 
-use dohguard_e2e::console::{self, Console, ConsoleOptions, INITIAL_ADMIN};
-use dohguard_e2e::osmem::Osmem;
-use dohguard_e2e::process::tcp_open;
+use dohguard_launcher::console::{self, Console, ConsoleOptions, INITIAL_ADMIN};
+use dohguard_launcher::osmem::Osmem;
+use dohguard_launcher::process::tcp_open;
 
 #[test]
 fn the_launcher_starts_the_console_and_the_generated_admin_can_log_in() -> anyhow::Result<()> {
@@ -28,7 +28,7 @@ fn the_launcher_starts_the_console_and_the_generated_admin_can_log_in() -> anyho
     assert!(log.contains("console-admin-password"), "{log}");
     assert!(!log.contains(&password), "the password leaked into the log");
 
-    let agent = dohguard_e2e::http::agent();
+    let agent = dohguard_launcher::http::agent();
     let mut reply = agent
         .post(format!("{}api/login", console.url()))
         .send_json(serde_json::json!({"username": INITIAL_ADMIN, "password": password}))?;
@@ -83,13 +83,13 @@ fn a_bad_setting_exits_with_status_2_naming_the_key() -> anyhow::Result<()> {
 /// set-up's `chromium` and `npm ci` in console/web.
 #[test]
 fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow::Result<()> {
-    use dohguard_e2e::filter_config::FilterConfig;
-    use dohguard_e2e::kdig::{self, Method};
-    use dohguard_e2e::paths::repo_root;
-    use dohguard_e2e::scorer::default_model_card;
-    use dohguard_e2e::stack::ScorerKind;
-    use dohguard_e2e::tls::TLS_HOSTNAME;
-    use dohguard_e2e::{Stack, StackOptions};
+    use dohguard_launcher::filter_config::FilterConfig;
+    use dohguard_launcher::kdig::{self, Method};
+    use dohguard_launcher::paths::repo_root;
+    use dohguard_launcher::scorer::default_model_card;
+    use dohguard_launcher::stack::ScorerKind;
+    use dohguard_launcher::tls::TLS_HOSTNAME;
+    use dohguard_launcher::{Stack, StackOptions};
     use std::time::{Duration, Instant};
 
     let stack = Stack::start(StackOptions {
@@ -186,10 +186,10 @@ fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow
 /// (keyboard: `x` selects, `m` labels malicious).
 #[test]
 fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<()> {
-    use dohguard_e2e::filter_config::FilterConfig;
-    use dohguard_e2e::scorer::default_model_card;
-    use dohguard_e2e::stack::ScorerKind;
-    use dohguard_e2e::{demo_traffic, Stack, StackOptions};
+    use dohguard_launcher::filter_config::FilterConfig;
+    use dohguard_launcher::scorer::default_model_card;
+    use dohguard_launcher::stack::ScorerKind;
+    use dohguard_launcher::{demo_traffic, Stack, StackOptions};
     use std::time::{Duration, Instant};
 
     let stack = Stack::start(StackOptions {
@@ -239,7 +239,7 @@ fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<(
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let agent = dohguard_e2e::http::agent();
+    let agent = dohguard_launcher::http::agent();
     let mut login = agent
         .post(format!("{}api/login", console.url()))
         .send_json(
@@ -281,7 +281,7 @@ fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<(
     // queue in a real browser, with the keyboard.
     let queue = get("api/vetting?range=15m")?;
     assert!(!queue["items"].as_array().unwrap().is_empty(), "{queue}");
-    let web = dohguard_e2e::paths::repo_root().join("console/web");
+    let web = dohguard_launcher::paths::repo_root().join("console/web");
     let node = which::which("node")
         .map_err(|_| anyhow::anyhow!("node not found: run scripts/setup.sh"))?;
     let out = Command::new(node)

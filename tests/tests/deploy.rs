@@ -18,15 +18,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use dohguard_e2e::deploy::{self, Ports, Profile, UnitCommands};
-use dohguard_e2e::kdig::{self, Method};
-use dohguard_e2e::osmem::Osmem;
-use dohguard_e2e::paths::{filter_wasm, repo_root};
-use dohguard_e2e::ports::free_port;
-use dohguard_e2e::process::{http_ok, tcp_open, ManagedProcess};
-use dohguard_e2e::scorer::{self, default_model_card};
-use dohguard_e2e::tls::{self, TLS_HOSTNAME};
-use dohguard_e2e::tools::{self, Tool};
+use dohguard_launcher::deploy::{self, Ports, Profile, UnitCommands};
+use dohguard_launcher::kdig::{self, Method};
+use dohguard_launcher::osmem::Osmem;
+use dohguard_launcher::paths::{filter_wasm, repo_root};
+use dohguard_launcher::ports::free_port;
+use dohguard_launcher::process::{http_ok, tcp_open, ManagedProcess};
+use dohguard_launcher::scorer::{self, default_model_card};
+use dohguard_launcher::tls::{self, TLS_HOSTNAME};
+use dohguard_launcher::tools::{self, Tool};
 
 /// In the demo zone the test installs as the installation's own local data.
 const ALLOWED_NAME: &str = "www.example.test";
@@ -329,7 +329,7 @@ fn the_kubernetes_envoy_config_loads_and_its_readiness_listener_forwards_only_re
     let ready = format!("http://127.0.0.1:{ready_port}/ready");
     envoy.wait_ready(Duration::from_secs(60), || http_ok(&ready))?;
     let status = |path: &str| -> anyhow::Result<u16> {
-        Ok(dohguard_e2e::http::get_text(&format!("http://127.0.0.1:{ready_port}{path}"))?.0)
+        Ok(dohguard_launcher::http::get_text(&format!("http://127.0.0.1:{ready_port}{path}"))?.0)
     };
     assert_eq!(status("/ready")?, 200);
     for admin_only in ["/stats", "/config_dump", "/ready/x"] {

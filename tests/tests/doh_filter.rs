@@ -2,12 +2,12 @@
 //! with the real kdig over DoH (TLS, HTTP/2, GET and POST) and with curl for malformed input.
 //! The scorer is the in-process stand-in (blocks `*.dga.test`, allows the rest).
 
-use dohguard_e2e::dns::{self, Type};
-use dohguard_e2e::filter_config::{FailureMode, FilterConfig};
-use dohguard_e2e::kdig::Method;
-use dohguard_e2e::stack::ScorerKind;
-use dohguard_e2e::stand_in_scorer::Behaviour;
-use dohguard_e2e::{Stack, StackOptions};
+use dohguard_launcher::dns::{self, Type};
+use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
+use dohguard_launcher::kdig::Method;
+use dohguard_launcher::stack::ScorerKind;
+use dohguard_launcher::stand_in_scorer::Behaviour;
+use dohguard_launcher::{Stack, StackOptions};
 use serde_json::json;
 
 const DENY: [&str; 2] = ["ads.example.test", ".tracker.example.test"];
@@ -348,7 +348,7 @@ fn a_post_with_trailers_is_decided_not_forwarded() -> anyhow::Result<()> {
         &body,
         dns::query("ads.example.test", Type::A, 9, false).expect("valid name"),
     )?;
-    let nghttp = dohguard_e2e::tools::find(dohguard_e2e::tools::Tool::Nghttp)?;
+    let nghttp = dohguard_launcher::tools::find(dohguard_launcher::tools::Tool::Nghttp)?;
     let out = std::process::Command::new(nghttp)
         .args(["--no-dep", "-H", "content-type: application/dns-message"])
         .args(["--trailer", "x-foo: bar", "-d"])
@@ -383,7 +383,7 @@ fn a_post_with_trailers_is_decided_not_forwarded() -> anyhow::Result<()> {
 /// AliasMode record) into a deny-listed domain; the client gets the block answer.
 #[test]
 fn cname_and_alias_cloaking_into_a_denied_domain_get_the_block_answer() -> anyhow::Result<()> {
-    use dohguard_e2e::unbound::{LocalZone, UnboundOptions};
+    use dohguard_launcher::unbound::{LocalZone, UnboundOptions};
     let mut unbound = UnboundOptions::default();
     let zone = |name: &str, records: &[&str]| LocalZone {
         name: name.into(),

@@ -4,12 +4,12 @@
 //! reply, in its own stream), an unknown EDNS version gets BADVERS, and block answers are
 //! padded when the query asked for padding.
 
-use dohguard_e2e::dns;
-use dohguard_e2e::filter_config::FilterConfig;
-use dohguard_e2e::kdig::Method;
-use dohguard_e2e::stack::ScorerKind;
-use dohguard_e2e::stand_in_scorer::Behaviour;
-use dohguard_e2e::{Stack, StackOptions};
+use dohguard_launcher::dns;
+use dohguard_launcher::filter_config::FilterConfig;
+use dohguard_launcher::kdig::Method;
+use dohguard_launcher::stack::ScorerKind;
+use dohguard_launcher::stand_in_scorer::Behaviour;
+use dohguard_launcher::{Stack, StackOptions};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{Name, RecordType};
@@ -50,7 +50,7 @@ fn edns_query(name: &str, version: u8, padding: bool) -> Vec<u8> {
     message.to_vec().unwrap()
 }
 
-fn post(stack: &Stack, body: &[u8]) -> anyhow::Result<dohguard_e2e::doh_client::HttpReply> {
+fn post(stack: &Stack, body: &[u8]) -> anyhow::Result<dohguard_launcher::doh_client::HttpReply> {
     Ok(stack.http(
         "POST",
         "/dns-query",

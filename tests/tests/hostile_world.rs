@@ -9,15 +9,15 @@ use std::net::{IpAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dohguard_e2e::dns::{self, ResponseCode, Type};
-use dohguard_e2e::doh_client::{self, HttpReply, Transport};
-use dohguard_e2e::envoy::{GatewayLimits, RateLimit, ScorerCircuit};
-use dohguard_e2e::filter_config::{FailureMode, FilterConfig};
-use dohguard_e2e::scorer::default_model_card;
-use dohguard_e2e::stack::ScorerKind;
-use dohguard_e2e::tools::{self, Tool};
-use dohguard_e2e::unbound::GATEWAY_SOURCE;
-use dohguard_e2e::{Stack, StackOptions};
+use dohguard_launcher::dns::{self, ResponseCode, Type};
+use dohguard_launcher::doh_client::{self, HttpReply, Transport};
+use dohguard_launcher::envoy::{GatewayLimits, RateLimit, ScorerCircuit};
+use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
+use dohguard_launcher::scorer::default_model_card;
+use dohguard_launcher::stack::ScorerKind;
+use dohguard_launcher::tools::{self, Tool};
+use dohguard_launcher::unbound::GATEWAY_SOURCE;
+use dohguard_launcher::{Stack, StackOptions};
 use serde_json::Value;
 
 fn gateway(limits: GatewayLimits, scorer: ScorerKind) -> anyhow::Result<Stack> {
@@ -97,7 +97,11 @@ fn a_slow_post_is_cut_off_by_the_request_and_stream_idle_timeouts() -> anyhow::R
         // Nothing was decided or forwarded for the partial body.
         assert_eq!(stack.filter_counter("dohguard.queries")?, 0, "{stat}");
         // The listener still serves.
-        let ok = stack.kdig(dohguard_e2e::kdig::Method::Post, "www.example.test", "A")?;
+        let ok = stack.kdig(
+            dohguard_launcher::kdig::Method::Post,
+            "www.example.test",
+            "A",
+        )?;
         assert_eq!(ok.answer_data("A"), ["192.0.2.10"], "{}", ok.raw);
     }
     Ok(())
@@ -215,7 +219,11 @@ fn unbound_refuses_every_source_but_the_gateway() -> anyhow::Result<()> {
         );
     }
     // The gateway's own source is answered: through Envoy, the query resolves.
-    let through = stack.kdig(dohguard_e2e::kdig::Method::Get, "www.example.test", "A")?;
+    let through = stack.kdig(
+        dohguard_launcher::kdig::Method::Get,
+        "www.example.test",
+        "A",
+    )?;
     assert_eq!(through.answer_data("A"), ["192.0.2.10"], "{}", through.raw);
     // And directly from that source too (it is the address unbound trusts, nothing else).
     let socket = UdpSocket::bind((GATEWAY_SOURCE.parse::<IpAddr>()?, 0))?;

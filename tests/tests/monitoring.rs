@@ -8,14 +8,14 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dohguard_e2e::filter_config::{FailureMode, FilterConfig};
-use dohguard_e2e::kdig::Method;
-use dohguard_e2e::monitoring::{Monitoring, Timing};
-use dohguard_e2e::scorer::{default_model_card, Scorer, ScorerOptions};
-use dohguard_e2e::stack::ScorerKind;
-use dohguard_e2e::tools::{self, Tool};
-use dohguard_e2e::webhook::WebhookReceiver;
-use dohguard_e2e::{Stack, StackOptions};
+use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
+use dohguard_launcher::kdig::Method;
+use dohguard_launcher::monitoring::{Monitoring, Timing};
+use dohguard_launcher::scorer::{default_model_card, Scorer, ScorerOptions};
+use dohguard_launcher::stack::ScorerKind;
+use dohguard_launcher::tools::{self, Tool};
+use dohguard_launcher::webhook::WebhookReceiver;
+use dohguard_launcher::{Stack, StackOptions};
 
 /// Polls `probe` every 200 ms until it yields a value; fails after `timeout`, naming `what`
 /// and the last probe error.
@@ -44,7 +44,7 @@ fn wait_for<T>(
 fn the_rules_file_passes_promtool() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     for timing in [Timing::fast(), Timing::operator()] {
-        let rules = dohguard_e2e::monitoring::render_rules(dir.path(), &timing)?;
+        let rules = dohguard_launcher::monitoring::render_rules(dir.path(), &timing)?;
         let out = Command::new(tools::find(Tool::Promtool)?)
             .arg("check")
             .arg("rules")

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use dohguard_e2e::filter_config::{FailureMode, FilterConfig};
-use dohguard_e2e::kdig::Method;
-use dohguard_e2e::osmem::Osmem;
-use dohguard_e2e::scorer::default_model_card;
-use dohguard_e2e::stack::ScorerKind;
-use dohguard_e2e::{Stack, StackOptions};
+use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
+use dohguard_launcher::kdig::Method;
+use dohguard_launcher::osmem::Osmem;
+use dohguard_launcher::scorer::default_model_card;
+use dohguard_launcher::stack::ScorerKind;
+use dohguard_launcher::{Stack, StackOptions};
 use serde_json::Value;
 
 /// A DGA name from the shipped model's fixture (models/fixtures/encoding.json): it scores

@@ -23,15 +23,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context};
 
-use dohguard_e2e::dns::{self, Type};
-use dohguard_e2e::dnsdist::Dnsdist;
-use dohguard_e2e::doh_client::{self, Transport};
-use dohguard_e2e::envoy::GatewayLimits;
-use dohguard_e2e::filter_config::FilterConfig;
-use dohguard_e2e::stack::ScorerKind;
-use dohguard_e2e::tls;
-use dohguard_e2e::unbound::{Unbound, UnboundOptions};
-use dohguard_e2e::{Stack, StackOptions};
+use dohguard_launcher::dns::{self, Type};
+use dohguard_launcher::dnsdist::Dnsdist;
+use dohguard_launcher::doh_client::{self, Transport};
+use dohguard_launcher::envoy::GatewayLimits;
+use dohguard_launcher::filter_config::FilterConfig;
+use dohguard_launcher::stack::ScorerKind;
+use dohguard_launcher::tls;
+use dohguard_launcher::unbound::{Unbound, UnboundOptions};
+use dohguard_launcher::{Stack, StackOptions};
 use h2load::{Figures, Load, Method};
 
 use crate::wasm;

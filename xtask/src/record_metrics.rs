@@ -9,12 +9,12 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use dohguard_e2e::filter_config::{read_rule_list, FilterConfig};
-use dohguard_e2e::monitoring::{Monitoring, Timing};
-use dohguard_e2e::paths::repo_root;
-use dohguard_e2e::scorer::default_model_card;
-use dohguard_e2e::stack::ScorerKind;
-use dohguard_e2e::{Stack, StackOptions};
+use dohguard_launcher::filter_config::{read_rule_list, FilterConfig};
+use dohguard_launcher::monitoring::{Monitoring, Timing};
+use dohguard_launcher::paths::repo_root;
+use dohguard_launcher::scorer::default_model_card;
+use dohguard_launcher::stack::ScorerKind;
+use dohguard_launcher::{Stack, StackOptions};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,5 +1,5 @@
 //! `cargo xtask render`: writes the production configuration under `deploy/` from the same
-//! templates the launcher uses (see `dohguard_e2e::deploy`): the systemd installation's
+//! templates the launcher uses (see `dohguard_launcher::deploy`): the systemd installation's
 //! `/etc/dohguard` files and the Kubernetes ConfigMaps. `--check` only compares (the deploy
 //! test does the same); `--out DIR` renders an installation's own systemd files, with its own
 //! filter configuration and listen address, without touching the committed ones.
@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use dohguard_e2e::deploy::{self, Profile};
-use dohguard_e2e::paths::repo_root;
+use dohguard_launcher::deploy::{self, Profile};
+use dohguard_launcher::paths::repo_root;
 
 #[derive(clap::Args)]
 pub struct Args {

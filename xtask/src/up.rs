@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use dohguard_e2e::console::{Console, ConsoleOptions, INITIAL_ADMIN};
-use dohguard_e2e::envoy::{EnvoyPorts, GatewayLimits};
-use dohguard_e2e::filter_config::{read_rule_list, FailureMode, FilterConfig};
-use dohguard_e2e::monitoring::{Monitoring, MonitoringPorts, Timing};
-use dohguard_e2e::paths::repo_root;
-use dohguard_e2e::scorer::default_model_card;
-use dohguard_e2e::stack::ScorerKind;
-use dohguard_e2e::tls::TLS_HOSTNAME;
-use dohguard_e2e::unbound::{demo_zones, UnboundOptions};
-use dohguard_e2e::{Stack, StackOptions};
+use dohguard_launcher::console::{Console, ConsoleOptions, CONSOLE_BIN_VAR, INITIAL_ADMIN};
+use dohguard_launcher::envoy::{EnvoyPorts, GatewayLimits};
+use dohguard_launcher::filter_config::{read_rule_list, FailureMode, FilterConfig};
+use dohguard_launcher::monitoring::{Monitoring, MonitoringPorts, Timing};
+use dohguard_launcher::paths::repo_root;
+use dohguard_launcher::scorer::{default_model_card, SCORER_BIN_VAR};
+use dohguard_launcher::stack::ScorerKind;
+use dohguard_launcher::tls::TLS_HOSTNAME;
+use dohguard_launcher::unbound::{demo_zones, UnboundOptions};
+use dohguard_launcher::{Stack, StackOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -86,7 +86,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.no_build {
         cargo(&["xtask", "wasm"])?;
         if !args.no_scorer {
-            cargo(&["build", "-p", "dohguard-scorer", "-p", "dohguard-console"])?;
+            // Release builds: `up` is the product running, not a test.
+            cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "dohguard-scorer",
+                "-p",
+                "dohguard-console",
+            ])?;
+            // The launcher runs exactly these builds (not a newer debug build of a test run).
+            std::env::set_var(SCORER_BIN_VAR, root.join("target/release/dohguard-scorer"));
+            std::env::set_var(
+                CONSOLE_BIN_VAR,
+                root.join("target/release/dohguard-console"),
+            );
         }
     }
     let deny_path = root.join(&args.deny_list);
@@ -174,7 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     print_banner(&stack, &monitoring, console.as_ref(), &args, &run_dir);
     if args.demo_traffic {
-        let sent = dohguard_e2e::demo_traffic::send(stack.envoy.ports.http)
+        let sent = dohguard_launcher::demo_traffic::send(stack.envoy.ports.http)
             .context("sending the demo traffic")?;
         println!(
             "demo traffic: {} queries from {} clients, {} answered (see the console)",

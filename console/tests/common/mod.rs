@@ -12,7 +12,7 @@ use axum::{
 };
 use dohguard_console::{app, AppState, Config};
 use dohguard_core::{contract::Verdict, name::split};
-use dohguard_e2e::osmem::Osmem;
+use dohguard_launcher::osmem::Osmem;
 use dohguard_schema::{Answer, DecisionEvent, Layer, VerdictDocument};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -57,6 +57,7 @@ pub fn event(
         layer,
         cached_layer: None,
         rule: None,
+        cname_target: None,
         score: None,
         model_version: None,
         cached: layer == Layer::Cache,

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use dohguard_e2e::tools::{self, Tool};
+use dohguard_launcher::tools::{self, Tool};
 
 use super::h2load::Method;
 

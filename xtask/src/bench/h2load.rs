@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use dohguard_e2e::tools::{self, Tool};
+use dohguard_launcher::tools::{self, Tool};
 
 /// Load shape: `connections` TLS connections, each with `streams` concurrent HTTP/2 streams.
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +80,7 @@ pub fn run(
         }
         Method::Get => format!(
             "https://127.0.0.1:{port}/dns-query?dns={}",
-            dohguard_e2e::dns::get_param(query)
+            dohguard_launcher::dns::get_param(query)
         ),
     };
     let output = command.arg(&url).output().context("running h2load")?;

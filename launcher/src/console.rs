@@ -45,6 +45,8 @@ impl Console {
             .clone()
             .unwrap_or_else(|| dir.join("console-admin-password"));
         let mut command = Command::new(binary);
+        // The launcher's own variable, not a console setting.
+        command.env_remove(CONSOLE_BIN_VAR);
         command
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -94,8 +96,12 @@ impl Console {
 }
 
 /// Path of a `dohguard-console` build that is newer than its sources.
+/// The variable that names the console binary to run (`cargo xtask up` points it at the
+/// release build); without it, the newest up-to-date build under `target/` is used.
+pub const CONSOLE_BIN_VAR: &str = "DOHGUARD_CONSOLE_BIN";
+
 pub fn binary() -> Result<PathBuf, LaunchError> {
-    if let Some(path) = std::env::var_os("DOHGUARD_CONSOLE_BIN") {
+    if let Some(path) = std::env::var_os(CONSOLE_BIN_VAR) {
         return Ok(PathBuf::from(path));
     }
     let root = repo_root();

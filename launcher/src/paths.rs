@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use crate::LaunchError;
 
-/// The repository root (this crate lives in `<root>/tests`).
+/// The repository root (this crate lives in `<root>/launcher`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ has a parent")
+        .expect("launcher/ has a parent")
         .to_path_buf()
 }
 

@@ -34,6 +34,9 @@ impl Scorer {
             .map_err(LaunchError::io(format!("creating {}", spool.display())))?;
         let mut command = Command::new(binary);
         command
+            // The launcher's own variable: the scorer would read it as its setting `bin`
+            // (prefix DOHGUARD_SCORER_) and refuse to start.
+            .env_remove(SCORER_BIN_VAR)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--model")
@@ -73,9 +76,13 @@ pub fn default_model_card() -> Result<PathBuf, LaunchError> {
     }
 }
 
+/// The variable that names the scorer binary to run (`cargo xtask up` points it at the release
+/// build); without it, the newest up-to-date build under `target/` is used.
+pub const SCORER_BIN_VAR: &str = "DOHGUARD_SCORER_BIN";
+
 /// Path of a `dohguard-scorer` build that is newer than the scorer's and core's sources.
 pub fn binary() -> Result<PathBuf, LaunchError> {
-    if let Some(path) = std::env::var_os("DOHGUARD_SCORER_BIN") {
+    if let Some(path) = std::env::var_os(SCORER_BIN_VAR) {
         return Ok(PathBuf::from(path));
     }
     let root = repo_root();
