@@ -66,6 +66,12 @@ pub struct SinkCounters {
     pub rejected: Counter,
     /// Lost: could not be queued, stored or spooled. Must stay 0.
     pub dropped: Counter,
+    /// Written to the write-ahead journal before being acknowledged.
+    pub journaled: Counter,
+    /// Filter events refused with 503 (spool full or unwritable); the filter keeps and resends them.
+    pub refused: Counter,
+    /// Spool segments moved to quarantine (unreadable, or lines that do not parse).
+    pub quarantined: Counter,
 }
 
 #[derive(Clone)]
@@ -87,6 +93,8 @@ pub struct Metrics {
     pub sink_queue_depth: Gauge,
     /// Bytes in the on-disk spool not yet replayed.
     pub spool_bytes: Gauge,
+    /// The spool's bound (`spool.max_bytes`).
+    pub spool_max_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,6 +132,7 @@ impl Metrics {
             sink: SinkCounters::default(),
             sink_queue_depth: Gauge::default(),
             spool_bytes: Gauge::default(),
+            spool_max_bytes: Gauge::default(),
         };
         let mut r = Registry::with_prefix("dohguard_scorer");
         r.register(
@@ -212,6 +221,26 @@ impl Metrics {
             "sink_dropped",
             "Documents lost (must stay 0)",
             s.dropped.clone(),
+        );
+        r.register(
+            "sink_journaled",
+            "Documents written to the journal before acknowledgement",
+            s.journaled.clone(),
+        );
+        r.register(
+            "sink_refused",
+            "Filter events refused with 503 (spool full or unwritable); resent by the filter",
+            s.refused.clone(),
+        );
+        r.register(
+            "sink_spool_quarantined",
+            "Spool segments moved to quarantine (unreadable or corrupt)",
+            s.quarantined.clone(),
+        );
+        r.register(
+            "sink_spool_max_bytes",
+            "The spool's bound in bytes (spool.max_bytes)",
+            m.spool_max_bytes.clone(),
         );
         r.register(
             "sink_queue_depth",
