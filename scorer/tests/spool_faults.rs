@@ -71,18 +71,24 @@ async fn at_the_byte_bound_batches_get_503_and_direct_verdicts_a_gap_marker() {
         metric(&app, "dohguard_scorer_sink_refused_total"),
         (refused.len() * 20) as f64
     );
-    // A direct verdict at the bound: the caller has its answer and cannot resend; the loss is
-    // counted and reported by a gap marker once there is room.
-    app.scorer
-        .score(vec![dohguard_core::contract::ScoreRequest {
-            name: "lost.at-bound.example".into(),
-            qtype: "A".into(),
-            client: None,
-            caller_records: false,
-        }])
-        .await
-        .unwrap();
+    // Direct verdicts at the bound: each caller has its answer and cannot resend; the first
+    // that does not fit is counted as dropped and reported by a gap marker once there is room.
+    let mut direct = 0;
+    while app.metrics.sink.dropped.get() == 0 {
+        assert!(direct < 500, "the spool never refused a direct verdict");
+        app.scorer
+            .score(vec![dohguard_core::contract::ScoreRequest {
+                name: format!("d{direct}.at-bound.example"),
+                qtype: "A".into(),
+                client: None,
+                caller_records: false,
+            }])
+            .await
+            .unwrap();
+        direct += 1;
+    }
     assert_eq!(app.metrics.sink.dropped.get(), 1);
+    let direct_stored = direct - 1;
 
     // Elasticsearch comes back; the spool drains; the filter's resends are taken.
     let osmem = Osmem::start_on(port, None);
@@ -97,7 +103,7 @@ async fn at_the_byte_bound_batches_get_503_and_direct_verdicts_a_gap_marker() {
     let mut ids: Vec<String> = accepted.iter().chain(&refused).flat_map(batch_ids).collect();
     eventually("every event and one scorer gap marker stored", SETTLE, || {
         let es = &es;
-        let want = ids.len() as u64 + 1;
+        let want = (ids.len() + direct_stored + 1) as u64;
         async move { es.count_if_exists(DEFAULT_INDEX).await == Some(want) }
     })
     .await;
@@ -110,6 +116,17 @@ async fn at_the_byte_bound_batches_get_503_and_direct_verdicts_a_gap_marker() {
     assert_eq!(gaps[0].1["dohguard"]["gap"]["dropped"], 1);
     assert_eq!(gaps[0].1["dohguard"]["gap"]["source"], "scorer");
     ids.push(gaps[0].0.clone());
+    let direct_ids: Vec<String> = docs
+        .iter()
+        .filter(|(_, d)| {
+            d["dns"]["question"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(".at-bound.example"))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(direct_ids.len(), direct_stored, "direct verdicts that fitted");
+    ids.extend(direct_ids);
     assert_ids_exactly_once(&es, DEFAULT_INDEX, &ids).await;
     assert_eq!(app.metrics.sink.rejected.get(), 0);
 }
