@@ -692,8 +692,12 @@ async fn journal_rate(
     };
     let metrics = Metrics::new();
     let (sink, tasks) = Sink::start(&es, &spool_cfg, metrics.clone()).await?;
-    let tag = format!("{:?}", journal).to_lowercase().replace(['(', ')'], "");
-    let all: Vec<_> = (0..batches).map(|b| event_batch(&tag, b, per_batch)).collect();
+    let tag = format!("{:?}", journal)
+        .to_lowercase()
+        .replace(['(', ')'], "");
+    let all: Vec<_> = (0..batches)
+        .map(|b| event_batch(&tag, b, per_batch))
+        .collect();
     let started = Instant::now();
     for b in &all {
         sink.submit_batch(b)?;
@@ -713,7 +717,8 @@ async fn journal_section(opts: &Opts) -> Result<()> {
     );
     println!("| round | journal | acknowledged events/s | vs off | end-to-end events/s | vs off | stored |\n|---:|---|---:|---:|---:|---:|---:|");
     for round in 1..=opts.rounds {
-        let (off_ack, off_e2e, off_stored) = journal_rate(&opts.osmem, batches, per_batch, None).await?;
+        let (off_ack, off_e2e, off_stored) =
+            journal_rate(&opts.osmem, batches, per_batch, None).await?;
         println!("| {round} | off | {off_ack:.0} | 1.00 | {off_e2e:.0} | 1.00 | {off_stored} |");
         for policy in [FsyncPolicy::Interval, FsyncPolicy::Always] {
             let (ack, e2e, stored) =

@@ -24,8 +24,18 @@ use serde_json::{json, Value};
 
 const SETTLE: Duration = Duration::from_secs(90);
 
+/// A scorer process, killed (by its PID) if a test fails while it runs.
+struct Scorer(Child);
+
+impl Drop for Scorer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the scorer binary; returns the process and its address.
-fn spawn_scorer(es_url: &str, spool: &Path, env: &[(&str, &str)]) -> (Child, String) {
+fn spawn_scorer(es_url: &str, spool: &Path, env: &[(&str, &str)]) -> (Scorer, String) {
     require_env("ORT_DYLIB_PATH");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dohguard-scorer"))
         .current_dir(repo_root())
@@ -46,12 +56,12 @@ fn spawn_scorer(es_url: &str, spool: &Path, env: &[(&str, &str)]) -> (Child, Str
         .unwrap();
     let start: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("start line {line:?}: {e}"));
-    (child, start["listen"].as_str().unwrap().to_owned())
+    (Scorer(child), start["listen"].as_str().unwrap().to_owned())
 }
 
-fn signal(child: &Child, sig: &str) {
+fn signal(child: &Scorer, sig: &str) {
     let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
+        .args([sig, &child.0.id().to_string()])
         .status()
         .unwrap()
         .success();
@@ -116,14 +126,14 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
             async move { done }
         })
         .await;
-        child.kill().unwrap(); // SIGKILL
+        child.0.kill().unwrap(); // SIGKILL
         stop.store(true, Ordering::SeqCst);
         for s in senders {
             s.await.unwrap();
         }
         es.count_if_exists(DEFAULT_INDEX).await.unwrap_or(0)
     });
-    child.wait().unwrap();
+    child.0.wait().unwrap();
     let acked = acked.lock().unwrap().clone();
     eprintln!(
         "SIGKILL with {} events acknowledged, {stored_at_kill} stored at that moment",
@@ -153,7 +163,7 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
         );
     });
     signal(&child, "-TERM");
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
 }
 
 /// An Elasticsearch stand-in that takes the template and never answers a bulk request.
@@ -163,7 +173,10 @@ async fn hanging_elasticsearch(bulk_calls: Arc<AtomicUsize>) -> String {
         Json, Router,
     };
     let app = Router::new()
-        .route("/", get(|| async { Json(json!({"version": {"number": "8.15.0"}})) }))
+        .route(
+            "/",
+            get(|| async { Json(json!({"version": {"number": "8.15.0"}})) }),
+        )
         .route(
             "/_index_template/{name}",
             put(|| async { Json(json!({"acknowledged": true})) }),
@@ -192,7 +205,10 @@ fn sigterm_finishes_within_the_bound_and_spools_the_rest() {
         spool.path(),
         &[
             ("DOHGUARD_SCORER_SPOOL__SHUTDOWN_TIMEOUT_MS", "1500"),
-            ("DOHGUARD_SCORER_ELASTICSEARCH__REQUEST_TIMEOUT_MS", "120000"),
+            (
+                "DOHGUARD_SCORER_ELASTICSEARCH__REQUEST_TIMEOUT_MS",
+                "120000",
+            ),
         ],
     );
     let batches: Vec<Value> = (0..5).map(|seq| event_batch("term", seq, 50)).collect();
@@ -210,7 +226,7 @@ fn sigterm_finishes_within_the_bound_and_spools_the_rest() {
     });
     let started = Instant::now();
     signal(&child, "-TERM");
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     let took = started.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(
@@ -232,7 +248,10 @@ fn sigterm_finishes_within_the_bound_and_spools_the_rest() {
         on_disk.extend(docs.into_iter().map(|(_, d)| d.id));
     }
     let ids: Vec<String> = batches.iter().flat_map(batch_ids).collect();
-    assert!(ids.iter().all(|id| on_disk.contains(id)), "every event is in the spool");
+    assert!(
+        ids.iter().all(|id| on_disk.contains(id)),
+        "every event is in the spool"
+    );
 
     let osmem = Osmem::start();
     let (mut child, _) = spawn_scorer(&osmem.url, spool.path(), &[]);
@@ -246,5 +265,5 @@ fn sigterm_finishes_within_the_bound_and_spools_the_rest() {
         assert_ids_exactly_once(es, DEFAULT_INDEX, &ids).await;
     });
     signal(&child, "-TERM");
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
 }

@@ -51,7 +51,10 @@ async fn at_the_byte_bound_batches_get_503_and_direct_verdicts_a_gap_marker() {
     config.spool.segment_bytes = 16 * 1024;
     let (app, _tasks) = start(config).await;
     let router = dohguard_scorer::router(app.clone());
-    assert_eq!(metric(&app, "dohguard_scorer_sink_spool_max_bytes"), 96.0 * 1024.0);
+    assert_eq!(
+        metric(&app, "dohguard_scorer_sink_spool_max_bytes"),
+        96.0 * 1024.0
+    );
 
     // Elasticsearch is away: batches are journaled until the bound refuses one.
     let mut accepted = Vec::new();
@@ -64,9 +67,17 @@ async fn at_the_byte_bound_batches_get_503_and_direct_verdicts_a_gap_marker() {
             s => panic!("status {s}"),
         }
     }
-    assert!(!accepted.is_empty() && !refused.is_empty(), "{} accepted, {} refused", accepted.len(), refused.len());
+    assert!(
+        !accepted.is_empty() && !refused.is_empty(),
+        "{} accepted, {} refused",
+        accepted.len(),
+        refused.len()
+    );
     let bytes = metric(&app, "dohguard_scorer_sink_spool_bytes");
-    assert!(bytes <= 96.0 * 1024.0 && bytes > 48.0 * 1024.0, "spool bytes {bytes}");
+    assert!(
+        bytes <= 96.0 * 1024.0 && bytes > 48.0 * 1024.0,
+        "spool bytes {bytes}"
+    );
     assert_eq!(
         metric(&app, "dohguard_scorer_sink_refused_total"),
         (refused.len() * 20) as f64
@@ -94,18 +105,30 @@ async fn at_the_byte_bound_batches_get_503_and_direct_verdicts_a_gap_marker() {
     let osmem = Osmem::start_on(port, None);
     let es = Es::new(&osmem.url);
     for batch in &refused {
-        eventually("a refused batch is taken once the spool drains", SETTLE, || {
-            let router = router.clone();
-            async move { post_events(&router, batch).await == 202 }
-        })
+        eventually(
+            "a refused batch is taken once the spool drains",
+            SETTLE,
+            || {
+                let router = router.clone();
+                async move { post_events(&router, batch).await == 202 }
+            },
+        )
         .await;
     }
-    let mut ids: Vec<String> = accepted.iter().chain(&refused).flat_map(batch_ids).collect();
-    eventually("every event and one scorer gap marker stored", SETTLE, || {
-        let es = &es;
-        let want = (ids.len() + direct_stored + 1) as u64;
-        async move { es.count_if_exists(DEFAULT_INDEX).await == Some(want) }
-    })
+    let mut ids: Vec<String> = accepted
+        .iter()
+        .chain(&refused)
+        .flat_map(batch_ids)
+        .collect();
+    eventually(
+        "every event and one scorer gap marker stored",
+        SETTLE,
+        || {
+            let es = &es;
+            let want = (ids.len() + direct_stored + 1) as u64;
+            async move { es.count_if_exists(DEFAULT_INDEX).await == Some(want) }
+        },
+    )
     .await;
     let docs = es.all(DEFAULT_INDEX).await;
     let gaps: Vec<_> = docs
@@ -125,7 +148,11 @@ async fn at_the_byte_bound_batches_get_503_and_direct_verdicts_a_gap_marker() {
         })
         .map(|(id, _)| id.clone())
         .collect();
-    assert_eq!(direct_ids.len(), direct_stored, "direct verdicts that fitted");
+    assert_eq!(
+        direct_ids.len(),
+        direct_stored,
+        "direct verdicts that fitted"
+    );
     ids.extend(direct_ids);
     assert_ids_exactly_once(&es, DEFAULT_INDEX, &ids).await;
     assert_eq!(app.metrics.sink.rejected.get(), 0);
@@ -158,7 +185,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -193,8 +223,16 @@ async fn a_full_disk_leaves_no_partial_line_and_loses_nothing() {
     std::fs::remove_file(fs.path().join("room")).unwrap();
     let big = event_batch("disk", 1, 100);
     let lines_before = assert_segments_whole(&spool_dir);
-    assert_eq!(post_events(&router, &big).await, 503, "a failed append is not acknowledged");
-    assert_eq!(assert_segments_whole(&spool_dir), lines_before, "the partial write was cut back");
+    assert_eq!(
+        post_events(&router, &big).await,
+        503,
+        "a failed append is not acknowledged"
+    );
+    assert_eq!(
+        assert_segments_whole(&spool_dir),
+        lines_before,
+        "the partial write was cut back"
+    );
     // The next append starts on a clean line and is read back whole.
     let small = event_batch("disk", 2, 5);
     assert_eq!(post_events(&router, &small).await, 202);
@@ -225,7 +263,11 @@ async fn a_full_disk_leaves_no_partial_line_and_loses_nothing() {
     eventually("every acknowledged event stored", SETTLE, || {
         let es = &es;
         let n = stored_ids.len() as u64;
-        async move { es.count_if_exists(DEFAULT_INDEX).await.is_some_and(|c| c >= n) }
+        async move {
+            es.count_if_exists(DEFAULT_INDEX)
+                .await
+                .is_some_and(|c| c >= n)
+        }
     })
     .await;
     assert_ids_exactly_once(&es, DEFAULT_INDEX, &ids).await;
@@ -257,8 +299,14 @@ async fn a_corrupt_segment_is_quarantined_and_replay_goes_on() {
     // Three segments of 10 documents each, left by an earlier run.
     let docs: Vec<_> = (0..30).map(|i| verdict(i).to_doc(DEFAULT_INDEX)).collect();
     {
-        let s = Spool::open(spool.path(), FsyncPolicy::Always, Duration::from_secs(1), 1, 1 << 30)
-            .unwrap();
+        let s = Spool::open(
+            spool.path(),
+            FsyncPolicy::Always,
+            Duration::from_secs(1),
+            1,
+            1 << 30,
+        )
+        .unwrap();
         for chunk in docs.chunks(10) {
             s.append(chunk, Track::Replay).unwrap(); // segment_bytes 1: one segment per append
         }
@@ -279,7 +327,12 @@ async fn a_corrupt_segment_is_quarantined_and_replay_goes_on() {
         .unwrap()
         .0
         + 1;
-    bytes.splice(cut..cut, b"\x00\xff\xfegarbage{\"_index\":\n\x13\x37\n".iter().copied());
+    bytes.splice(
+        cut..cut,
+        b"\x00\xff\xfegarbage{\"_index\":\n\x13\x37\n"
+            .iter()
+            .copied(),
+    );
     std::fs::write(&segments[1], bytes).unwrap();
 
     let osmem = Osmem::start();
@@ -298,12 +351,18 @@ async fn a_corrupt_segment_is_quarantined_and_replay_goes_on() {
         async move { q == 1 }
     })
     .await;
-    assert_eq!(metric(&app, "dohguard_scorer_sink_spool_quarantined_total"), 1.0);
+    assert_eq!(
+        metric(&app, "dohguard_scorer_sink_spool_quarantined_total"),
+        1.0
+    );
     let quarantined: Vec<_> = std::fs::read_dir(spool.path().join("quarantine"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(quarantined, vec![segments[1].file_name().unwrap().to_owned()]);
+    assert_eq!(
+        quarantined,
+        vec![segments[1].file_name().unwrap().to_owned()]
+    );
     eventually("the good segments deleted once delivered", SETTLE, || {
         let gone = !segments[0].exists() && !segments[2].exists();
         async move { gone }

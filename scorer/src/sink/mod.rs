@@ -317,7 +317,10 @@ impl SinkTasks {
     /// [`SinkTasks::shutdown`] with an explicit deadline.
     pub async fn shutdown_by(self, deadline: tokio::time::Instant) {
         let mut writer = self.writer;
-        if tokio::time::timeout_at(deadline, &mut writer).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut writer)
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 timeout_ms = self.shared.shutdown_timeout.as_millis() as u64,
                 "shutdown deadline reached: undelivered verdicts stay in the spool"

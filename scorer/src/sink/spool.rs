@@ -374,7 +374,11 @@ impl Spool {
     pub fn replay_queue(&self) -> io::Result<Vec<u64>> {
         let mut inner = self.lock();
         let cur = inner.current.seq;
-        if inner.segments.get(&cur).is_some_and(|s| !s.replay.is_empty()) {
+        if inner
+            .segments
+            .get(&cur)
+            .is_some_and(|s| !s.replay.is_empty())
+        {
             self.rotate(&mut inner)?;
         }
         let cur = inner.current.seq;
@@ -395,7 +399,10 @@ impl Spool {
             let Some(state) = inner.segments.get_mut(&seq) else {
                 return Ok(Taken::default());
             };
-            (std::mem::take(&mut state.whole), std::mem::take(&mut state.replay))
+            (
+                std::mem::take(&mut state.whole),
+                std::mem::take(&mut state.replay),
+            )
         };
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -506,7 +513,11 @@ impl Spool {
         if (inner.near_warned || inner.full_logged) && inner.total * 10 < self.max_bytes * 7 {
             inner.near_warned = false;
             inner.full_logged = false;
-            tracing::info!(bytes = inner.total, max_bytes = self.max_bytes, "spool back under 70% of spool.max_bytes");
+            tracing::info!(
+                bytes = inner.total,
+                max_bytes = self.max_bytes,
+                "spool back under 70% of spool.max_bytes"
+            );
         }
     }
 
@@ -625,7 +636,10 @@ mod tests {
         for i in 0..10 {
             spool.append(&[doc(i)], Track::Replay).unwrap();
         }
-        assert!(list_segments(dir.path()).unwrap().len() > 1, "150-byte segments rotate");
+        assert!(
+            list_segments(dir.path()).unwrap().len() > 1,
+            "150-byte segments rotate"
+        );
         assert!(spool.needs_replay());
         let ids = replay_all(&spool);
         assert_eq!(ids, (0..10).map(|i| format!("id-{i}")).collect::<Vec<_>>());
@@ -638,7 +652,9 @@ mod tests {
     fn live_documents_are_deleted_once_settled_and_replayed_when_marked() {
         let dir = tempfile::tempdir().unwrap();
         let spool = open(dir.path(), 1 << 20, 1 << 20);
-        let a = spool.append(&[doc(0), doc(1), doc(2)], Track::Live).unwrap();
+        let a = spool
+            .append(&[doc(0), doc(1), doc(2)], Track::Live)
+            .unwrap();
         let slot = |i: u32| Slot {
             seq: a.seq,
             line: a.first + i,
@@ -717,7 +733,9 @@ mod tests {
         let c = spool.collect().unwrap();
         assert_eq!(c.quarantined.len(), 1);
         assert!(spool.is_empty());
-        let q: Vec<_> = std::fs::read_dir(dir.path().join(QUARANTINE)).unwrap().collect();
+        let q: Vec<_> = std::fs::read_dir(dir.path().join(QUARANTINE))
+            .unwrap()
+            .collect();
         assert_eq!(q.len(), 2, "the corrupt and the unreadable segment");
     }
 }
