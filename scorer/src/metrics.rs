@@ -64,7 +64,8 @@ pub struct SinkCounters {
     pub duplicates: Counter,
     /// Refused by Elasticsearch as invalid (4xx other than 409/429); kept in the spool's dead-letter file.
     pub rejected: Counter,
-    /// Lost: could not be queued, stored or spooled. Must stay 0.
+    /// Lost: could not be queued, stored or spooled (direct verdicts at the spool's bound or on
+    /// a disk error; a scorer gap marker reports them). 0 unless the spool is full or failing.
     pub dropped: Counter,
     /// Written to the write-ahead journal before being acknowledged.
     pub journaled: Counter,
@@ -219,7 +220,7 @@ impl Metrics {
         );
         r.register(
             "sink_dropped",
-            "Documents lost (must stay 0)",
+            "Documents lost (spool full or failing; reported by a scorer gap marker)",
             s.dropped.clone(),
         );
         r.register(
