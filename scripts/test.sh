@@ -14,6 +14,9 @@ cargo fmt --all --check
 step "lint (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "deployment files: systemd units, Kubernetes and Istio manifests (scripts/validate-deploy.sh)"
+scripts/validate-deploy.sh
+
 step "filter wasm build (cargo xtask wasm)"
 cargo xtask wasm
 

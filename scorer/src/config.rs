@@ -156,10 +156,23 @@ pub struct ElasticsearchConfig {
     pub queue_capacity: usize,
     /// Attempts per bulk request (429/5xx/connection errors) before its documents are spooled.
     pub max_attempts: u32,
-    /// First retry delay; doubles per attempt.
+    /// First retry delay; the ceiling doubles per attempt and each wait is jittered.
     pub retry_base_ms: u64,
+    /// Largest retry delay (the ceiling stops doubling here).
+    pub retry_max_ms: u64,
     /// Per-request timeout.
     pub request_timeout_ms: u64,
+    /// File holding an API key (the `encoded` value Elasticsearch returns, or `id:api_key`);
+    /// re-read while Elasticsearch refuses it. Or set `DOHGUARD_SCORER_ELASTICSEARCH__API_KEY`.
+    pub api_key_file: Option<PathBuf>,
+    /// Basic-auth user, with `password_file` or `DOHGUARD_SCORER_ELASTICSEARCH__PASSWORD`.
+    pub username: Option<String>,
+    /// File holding the basic-auth password; re-read while Elasticsearch refuses it.
+    pub password_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust for `https://` (added to the built-in roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Verify the server's certificate and host name. Turning it off is for diagnosis only.
+    pub tls_verify: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -268,7 +281,13 @@ impl Default for ElasticsearchConfig {
             queue_capacity: 65_536,
             max_attempts: 4,
             retry_base_ms: 100,
+            retry_max_ms: 5_000,
             request_timeout_ms: 10_000,
+            api_key_file: None,
+            username: None,
+            password_file: None,
+            tls_ca_file: None,
+            tls_verify: true,
         }
     }
 }
@@ -315,7 +334,10 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"));
+        // The secret variables are read as they are by `sink::auth`, never parsed here.
+        let mut ignored = vec!["config"];
+        ignored.extend(crate::sink::auth::env_keys_to_ignore());
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&ignored).split("__"));
         let mut config: Config = figment.extract().map_err(Box::new)?;
         config.apply(overrides);
         config.validate()?;
@@ -423,15 +445,34 @@ impl Config {
             }
         }
         if let Some(url) = &self.elasticsearch.url {
+            let shown = redact_userinfo(url);
             let parsed = url
                 .parse::<elasticsearch::http::Url>()
-                .map_err(|e| invalid("elasticsearch.url", format!("{url:?}: {e}")))?;
+                .map_err(|e| invalid("elasticsearch.url", format!("{shown:?}: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(invalid(
                     "elasticsearch.url",
-                    format!("{url:?}: scheme must be http or https"),
+                    format!("{shown:?}: scheme must be http or https"),
                 ));
             }
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(invalid(
+                    "elasticsearch.url",
+                    format!(
+                        "{shown:?}: no credentials in the URL; see api_key_file, password_file"
+                    ),
+                ));
+            }
+        }
+        positive(
+            "elasticsearch.retry_base_ms",
+            self.elasticsearch.retry_base_ms,
+        )?;
+        if self.elasticsearch.retry_max_ms < self.elasticsearch.retry_base_ms {
+            return Err(invalid(
+                "elasticsearch.retry_max_ms",
+                "must be at least elasticsearch.retry_base_ms",
+            ));
         }
         if self.elasticsearch.index.is_empty()
             || self.elasticsearch.index != self.elasticsearch.index.to_lowercase()
@@ -459,6 +500,18 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.http.request_timeout_ms)
+    }
+}
+
+/// `url` with anything between `://` and `@` replaced, for error messages.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[redacted]{}", &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -505,6 +558,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("elasticsearch.url"));
+
+        let mut c = Config::default();
+        c.elasticsearch.url = Some("https://elastic:hunter2@es.example:9200/".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("elasticsearch.url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        c.elasticsearch.url = Some("https://elastic:hunter2@bad host/".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+
+        let mut c = Config::default();
+        c.elasticsearch.retry_max_ms = 10;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("elasticsearch.retry_max_ms"));
 
         let mut c = Config::default();
         c.elasticsearch.index = "Logs-X".into();

@@ -1,20 +1,28 @@
 //! `dohguard-scorer`: the scoring service binary. Parses flags, loads the configuration,
 //! starts the service, prints one JSON line with the bound address (so callers that asked
 //! for port 0 can find it), and shuts down gracefully on SIGINT/SIGTERM, flushing the sink.
-//! SIGHUP reloads the model.
+//! SIGHUP reloads the model. `replay-dead-letters` re-sends the documents Elasticsearch refused
+//! one by one, once their cause is fixed, and exits.
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context;
-use clap::Parser;
-use dohguard_scorer::{config::Overrides, router, App, Config};
+use clap::{Parser, Subcommand};
+use dohguard_scorer::{
+    config::Overrides,
+    router,
+    sink::{auth::Credential, dead_letter, EsClient},
+    App, Config,
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
 #[command(name = "dohguard-scorer", version, about = "dohguard scoring service")]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// TOML configuration file.
-    #[arg(long, env = "DOHGUARD_SCORER_CONFIG")]
+    #[arg(long, global = true, env = "DOHGUARD_SCORER_CONFIG")]
     config: Option<PathBuf>,
     /// Listen address (port 0 picks a free port).
     #[arg(long)]
@@ -23,17 +31,24 @@ struct Cli {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Elasticsearch base URL.
-    #[arg(long, conflicts_with = "no_elasticsearch")]
+    #[arg(long, global = true, conflicts_with = "no_elasticsearch")]
     elasticsearch_url: Option<String>,
     /// Run without Elasticsearch: verdicts go to the spool only.
-    #[arg(long)]
+    #[arg(long, global = true)]
     no_elasticsearch: bool,
     /// Spool folder.
-    #[arg(long)]
+    #[arg(long, global = true)]
     spool_dir: Option<PathBuf>,
     /// Print the effective configuration as TOML-like JSON and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Send the documents Elasticsearch refused (`<spool dir>/rejected.ndjson`) again, after
+    /// the cause is fixed; prints a JSON summary; exit status 1 while any remain.
+    ReplayDeadLetters,
 }
 
 #[tokio::main]
@@ -63,6 +78,17 @@ async fn main() -> anyhow::Result<()> {
     if cli.print_config {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
+    }
+    // The credential's file or variable is read now, so a bad one stops start-up naming the
+    // key (the message never contains the secret).
+    if config.elasticsearch.url.is_some() {
+        if let Err(e) = Credential::load(&config.elasticsearch) {
+            eprintln!("dohguard-scorer: {e}");
+            std::process::exit(2);
+        }
+    }
+    if let Some(Cmd::ReplayDeadLetters) = cli.command {
+        return replay_dead_letters(&config).await;
     }
     let listen = config.listen;
     let (app, tasks) = App::start(config).await.context("starting the scorer")?;
@@ -111,6 +137,31 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("shutting down: flushing verdicts");
     drop(app);
     tasks.shutdown_by(deadline).await;
+    Ok(())
+}
+
+async fn replay_dead_letters(config: &Config) -> anyhow::Result<()> {
+    let url = config
+        .elasticsearch
+        .url
+        .as_deref()
+        .context("replay-dead-letters needs elasticsearch.url")?;
+    let es = EsClient::new(url, &config.elasticsearch)?;
+    // The fix may be a newer template; a key that may not install it still replays.
+    if let Err(e) = es.install_template().await {
+        tracing::warn!(error = %e, "index template not installed; replaying anyway");
+    }
+    let summary =
+        dead_letter::replay(&es, &config.spool.dir, config.elasticsearch.bulk_max_docs).await?;
+    println!("{}", serde_json::to_string(&summary)?);
+    if !summary.all_stored() {
+        eprintln!(
+            "dohguard-scorer: {} dead letters remain in {}",
+            summary.rejected_again + summary.kept,
+            config.spool.dir.join(dead_letter::FILE).display()
+        );
+        std::process::exit(1);
+    }
     Ok(())
 }
 

@@ -73,6 +73,10 @@ pub struct SinkCounters {
     pub refused: Counter,
     /// Spool segments moved to quarantine (unreadable, or lines that do not parse).
     pub quarantined: Counter,
+    /// Requests (not documents) Elasticsearch refused as a whole with 401/403.
+    pub auth_failures: Counter,
+    /// Index template installs refused (e.g. 403 for a least-privilege key); delivery goes on.
+    pub template_failures: Counter,
 }
 
 #[derive(Clone)]
@@ -96,6 +100,8 @@ pub struct Metrics {
     pub spool_bytes: Gauge,
     /// The spool's bound (`spool.max_bytes`).
     pub spool_max_bytes: Gauge,
+    /// 1 while Elasticsearch refuses the credential (401/403) and delivery waits for it.
+    pub sink_auth_failed: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -134,6 +140,7 @@ impl Metrics {
             sink_queue_depth: Gauge::default(),
             spool_bytes: Gauge::default(),
             spool_max_bytes: Gauge::default(),
+            sink_auth_failed: Gauge::default(),
         };
         let mut r = Registry::with_prefix("dohguard_scorer");
         r.register(
@@ -242,6 +249,21 @@ impl Metrics {
             "sink_spool_max_bytes",
             "The spool's bound in bytes (spool.max_bytes)",
             m.spool_max_bytes.clone(),
+        );
+        r.register(
+            "sink_auth_failures",
+            "Requests Elasticsearch refused as a whole with 401/403 (documents kept in the spool)",
+            s.auth_failures.clone(),
+        );
+        r.register(
+            "sink_template_failures",
+            "Index template installs refused (delivery goes on without it)",
+            s.template_failures.clone(),
+        );
+        r.register(
+            "sink_auth_failed",
+            "1 while Elasticsearch refuses the credential and delivery waits",
+            m.sink_auth_failed.clone(),
         );
         r.register(
             "sink_queue_depth",

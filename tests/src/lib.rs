@@ -8,6 +8,7 @@
 //! `ENVOY_BIN`, `OSMEM_BIN` and `PATH` (see `scripts/env.sh`); a missing one is an error that
 //! names it.
 
+pub mod deploy;
 pub mod dns;
 pub mod dnsdist;
 pub mod doh_client;

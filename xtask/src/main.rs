@@ -2,6 +2,7 @@
 
 mod bench;
 mod fuzz;
+mod render;
 mod scorer_bench;
 mod up;
 mod wasm;
@@ -25,6 +26,8 @@ enum Task {
     Bench(bench::Args),
     /// Scorer benchmarks: HTTP vs raw ONNX Runtime ceiling, Flask baseline, sink; prints figures.
     ScorerBench(scorer_bench::Args),
+    /// Render the production configuration under deploy/ from the templates (--check compares).
+    Render(render::Args),
     /// Short fuzz run of the DoH/DNS decode path (cargo-fuzz, nightly).
     Fuzz(fuzz::Args),
 }
@@ -36,5 +39,6 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(args),
         Task::ScorerBench(args) => scorer_bench::run(args),
         Task::Fuzz(args) => fuzz::run(args),
+        Task::Render(args) => render::run(args),
     }
 }

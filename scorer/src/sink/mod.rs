@@ -19,9 +19,18 @@
 //! answers 503 and the filter keeps and resends the batch; direct `/v1/score` verdicts are
 //! counted as dropped and a scorer gap marker is written once there is room again. Shutdown
 //! is bounded by `spool.shutdown_timeout_ms`; what is not delivered by then stays spooled.
+//!
+//! A whole request refused with 401/403 (a revoked key, a missing privilege) puts the sink in
+//! the *auth failed* state: nothing is dead-lettered, everything goes to the spool, one log
+//! line and `sink_auth_failed` say why, and the replayer re-reads the credential file and
+//! probes until it works. A refused template install is counted and delivery goes on.
+//! Per-document refusals go to the [`dead_letter`] file.
 
+pub mod auth;
 pub mod bulk;
+pub mod dead_letter;
 pub mod document;
+mod gate;
 pub mod spool;
 pub mod template;
 
@@ -48,6 +57,7 @@ use crate::{
     config::{ElasticsearchConfig, SpoolConfig},
     metrics::Metrics,
 };
+use gate::{auth_ok, auth_refused, come_back, ensure_template};
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -56,6 +66,15 @@ pub enum SinkError {
     Client(String),
     #[error("Elasticsearch unavailable: {0}")]
     Unavailable(String),
+    #[error("Elasticsearch refused the credential ({status}): {reason}")]
+    Unauthorized { status: u16, reason: String },
+    #[error(transparent)]
+    Credentials(#[from] auth::AuthError),
+    #[error("configuration key `elasticsearch.tls_ca_file`: {}: {source}", path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("installing the index template: {0}")]
     Template(String),
     #[error("spool {path}: {source}")]
@@ -85,6 +104,10 @@ struct Shared {
     /// Set when the shutdown deadline passes: the writer stops and spools what it holds.
     stop: watch::Sender<bool>,
     shutdown_timeout: Duration,
+    /// Elasticsearch refused the credential (401/403); delivery waits for it to work.
+    auth_failed: AtomicBool,
+    /// The last template install was refused (logged once per streak).
+    template_refused: AtomicBool,
 }
 
 /// How the sink is doing, for `/readyz`.
@@ -96,6 +119,8 @@ pub enum SinkState {
     Spooling,
     /// No Elasticsearch configured: documents only go to the spool.
     SpoolOnly,
+    /// Elasticsearch refused the credential (401/403): documents go to the spool until it works.
+    AuthFailed,
 }
 
 impl SinkState {
@@ -104,6 +129,7 @@ impl SinkState {
             Self::Live => "live",
             Self::Spooling => "spooling",
             Self::SpoolOnly => "spool_only",
+            Self::AuthFailed => "auth_failed",
         }
     }
 }
@@ -161,17 +187,6 @@ impl Sink {
             .as_deref()
             .map(|u| EsClient::new(u, es))
             .transpose()?;
-        let mut live = false;
-        if let Some(c) = &client {
-            match c.install_template().await {
-                Ok(()) => live = !spool_store.needs_replay(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "Elasticsearch not ready at start; spooling until it is")
-                }
-            }
-        } else {
-            tracing::warn!(dir = %spool.dir.display(), "no Elasticsearch configured: verdicts go to the spool only");
-        }
         metrics.spool_max_bytes.set(spool.max_bytes as i64);
         metrics.spool_bytes.set(spool_store.pending_bytes() as i64);
         let (stop, stop_rx) = watch::channel(false);
@@ -181,14 +196,29 @@ impl Sink {
             config: es.clone(),
             replay_interval: Duration::from_millis(spool.replay_interval_ms),
             metrics,
-            live: AtomicBool::new(live),
+            live: AtomicBool::new(false),
             wake: Notify::new(),
             journal: spool.journal,
             pending_gap: AtomicU64::new(0),
             in_flight_docs: AtomicU64::new(0),
             stop,
             shutdown_timeout: Duration::from_millis(spool.shutdown_timeout_ms),
+            auth_failed: AtomicBool::new(false),
+            template_refused: AtomicBool::new(false),
         });
+        if let Some(c) = &shared.es {
+            match ensure_template(&shared, c).await {
+                Ok(()) => shared
+                    .live
+                    .store(!shared.spool.needs_replay(), Ordering::SeqCst),
+                Err(SinkError::Unauthorized { .. }) => {} // logged by ensure_template
+                Err(e) => {
+                    tracing::warn!(error = %e, "Elasticsearch not ready at start; spooling until it is")
+                }
+            }
+        } else {
+            tracing::warn!(dir = %spool.dir.display(), "no Elasticsearch configured: verdicts go to the spool only");
+        }
         let (tx, rx) = mpsc::channel(es.queue_capacity);
         let writer = tokio::spawn(writer_loop(shared.clone(), rx, stop_rx));
         let replayer = tokio::spawn(replay_loop(shared.clone()));
@@ -287,6 +317,8 @@ impl Sink {
     pub fn state(&self) -> SinkState {
         if self.shared.es.is_none() {
             SinkState::SpoolOnly
+        } else if self.shared.auth_failed.load(Ordering::SeqCst) {
+            SinkState::AuthFailed
         } else if self.shared.live.load(Ordering::SeqCst) {
             SinkState::Live
         } else {
@@ -400,13 +432,21 @@ fn housekeeping(shared: &Shared) {
 }
 
 fn dead_letter(shared: &Shared, rejected: Vec<(Doc, String)>) {
-    for (doc, reason) in rejected {
-        shared.metrics.sink.rejected.inc();
-        tracing::error!(id = %doc.id, %reason, "Elasticsearch refused a verdict document");
-        if let Err(e) = shared.spool.dead_letter(&doc, &reason) {
-            shared.metrics.sink.dropped.inc();
-            tracing::error!(error = %e, "dead-letter write failed: document lost");
-        }
+    if rejected.is_empty() {
+        return;
+    }
+    let n = rejected.len() as u64;
+    shared.metrics.sink.rejected.inc_by(n);
+    let letters: Vec<_> = rejected
+        .into_iter()
+        .map(|(doc, reason)| {
+            tracing::error!(id = %doc.id, %reason, "Elasticsearch refused a verdict document: dead-lettered (see `replay-dead-letters`)");
+            dead_letter::DeadLetter::now(doc, reason)
+        })
+        .collect();
+    if let Err(e) = dead_letter::append(shared.spool.dir(), &letters) {
+        shared.metrics.sink.dropped.inc_by(n);
+        tracing::error!(error = %e, docs = n, "dead-letter write failed: documents lost");
     }
 }
 
@@ -512,7 +552,12 @@ async fn deliver_live(shared: &Shared, batch: Vec<Doc>) {
     shared.metrics.sink.sent.inc_by(d.stored);
     shared.metrics.sink.duplicates.inc_by(d.duplicates);
     dead_letter(shared, d.rejected);
-    if !d.undelivered.is_empty() {
+    if let Some(r) = &d.refused {
+        // Spool first: the auth-failed state must never be seen with an empty spool (the
+        // replayer would take "nothing to replay" for "the credential works").
+        spool_docs(shared, &d.undelivered);
+        auth_refused(shared, es, r.status, &r.reason);
+    } else if !d.undelivered.is_empty() {
         if shared.live.swap(false, Ordering::SeqCst) {
             tracing::warn!("Elasticsearch unavailable: spooling verdicts to disk until it returns");
         }
@@ -548,21 +593,18 @@ async fn replay_loop(shared: Arc<Shared>) {
         if shared.live.load(Ordering::SeqCst) && !shared.spool.needs_replay() {
             continue;
         }
-        if !shared.live.load(Ordering::SeqCst) {
-            // Coming back: the server may be a fresh one without our template.
-            if !es.ping().await {
-                continue;
-            }
-            if let Err(e) = es.install_template().await {
-                tracing::warn!(error = %e, "template not installed yet; will retry");
-                continue;
-            }
+        if !shared.live.load(Ordering::SeqCst) && !come_back(&shared, es).await {
+            continue;
         }
         match replay_spool(&shared, es).await {
             Ok(()) => {
+                auth_ok(&shared, es);
                 if !shared.live.swap(true, Ordering::SeqCst) {
                     tracing::info!("spool replayed: Elasticsearch back in live mode");
                 }
+            }
+            Err(SinkError::Unauthorized { status, reason }) => {
+                auth_refused(&shared, es, status, &reason);
             }
             Err(e) => {
                 shared.live.store(false, Ordering::SeqCst);
@@ -602,11 +644,15 @@ async fn replay_spool(shared: &Shared, es: &EsClient) -> Result<(), SinkError> {
             shared.metrics.sink.duplicates.inc_by(d.duplicates);
             dead_letter(shared, d.rejected);
             settle_all_but(shared, slots, &d.undelivered);
-            if !d.undelivered.is_empty() {
+            if d.refused.is_some() || !d.undelivered.is_empty() {
+                // The chunk's undelivered documents and the rest stay marked for replay.
                 let n = d.undelivered.len();
                 let mut rest: Vec<Slot> = d.undelivered.iter().filter_map(|doc| doc.slot).collect();
                 rest.extend(docs.filter_map(|doc| doc.slot));
                 shared.spool.mark_replay(rest);
+                if let Some(r) = d.refused {
+                    return Err(r.into_error());
+                }
                 return Err(SinkError::Unavailable(format!(
                     "{n} spooled documents not delivered"
                 )));

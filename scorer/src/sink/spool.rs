@@ -5,6 +5,7 @@
 //! (`{"_index", "_id", "source"}`), append-only, one `write` per append. Only the newest
 //! segment is written to; it is *sealed* (closed, and a new one opened) when it reaches
 //! `segment_bytes`, when the replayer needs it, or when everything in it is confirmed.
+//! Documents Elasticsearch refused as invalid go to `<dir>/rejected.ndjson` (`super::dead_letter`).
 //!
 //! Journal (`spool.journal = true`, default): every accepted document is appended here
 //! *before* the caller is answered ([`Track::Live`]), then also queued in memory for live
@@ -561,19 +562,6 @@ impl Spool {
     /// True when the spool holds nothing.
     pub fn is_empty(&self) -> bool {
         self.pending_bytes() == 0
-    }
-
-    /// Keeps documents Elasticsearch refused as invalid, with the reason, for an operator.
-    pub fn dead_letter(&self, doc: &Doc, reason: &str) -> io::Result<()> {
-        let line = serde_json::json!({"doc": doc, "error": reason});
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("rejected.ndjson"))?;
-        let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
-        bytes.push(b'\n');
-        f.write_all(&bytes)?;
-        f.sync_data()
     }
 }
 

@@ -3,6 +3,8 @@
 //! Elasticsearch-API queries. Missing tools fail loudly: `source scripts/env.sh` first.
 #![allow(dead_code)]
 
+pub mod front;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -188,6 +190,18 @@ impl Es {
     pub async fn post(&self, path: &str, body: Value) -> Value {
         self.http
             .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Value {
+        self.http
+            .put(format!("{}{path}", self.url))
             .json(&body)
             .send()
             .await
