@@ -40,7 +40,7 @@ struct Opts {
     sink_docs: usize,
     python: PathBuf,
     osmem: PathBuf,
-    /// `all`, `http` (sections 1-3) or `sink` (section 4).
+    /// `all`, `http` (sections 1-3), `sink` (section 4) or `journal` (section 5).
     only: String,
     /// Sink rounds; sink and loader alternate, best of each is compared.
     rounds: usize,
@@ -458,7 +458,7 @@ async fn main() -> Result<()> {
     );
     println!("- {} s per HTTP measurement; {} distinct names; verdict cache off so every name reaches the model\n", opts.seconds, all.len());
 
-    if opts.only != "sink" {
+    if opts.only == "all" || opts.only == "http" {
         http_sections(&opts, &all, root).await?;
     }
     if opts.only == "all" || opts.only == "sink" {
