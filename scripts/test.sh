@@ -20,13 +20,19 @@ scripts/validate-deploy.sh
 step "filter wasm build (cargo xtask wasm)"
 cargo xtask wasm
 
-step "scorer binary (the end-to-end tests start the real process)"
-cargo build -p dohguard-scorer --locked
+step "scorer and console binaries (the end-to-end tests start the real processes)"
+cargo build -p dohguard-scorer -p dohguard-console --locked
 
-step "Rust tests: core, filter, host-test (real .wasm), scorer, end-to-end (real Envoy, unbound, scorer, osmem)"
+step "Rust tests: core, filter, host-test (real .wasm), scorer, console, end-to-end (real Envoy, unbound, scorer, osmem, console in Chromium)"
 cargo test --workspace --locked
+
+step "fuzz: every target for ${DOHGUARD_FUZZ_SECONDS:-30} s (cargo xtask fuzz), so none can rot"
+cargo xtask fuzz --seconds "${DOHGUARD_FUZZ_SECONDS:-30}"
 
 step "model pipeline tests (pytest)"
 "$DOHGUARD_PYTHON" -m pytest models/tests -q
+
+step "anomaly tests (pytest)"
+"$DOHGUARD_PYTHON" -m pytest anomaly/tests -q
 
 step "all tests passed"

@@ -6,14 +6,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
-use hickory_proto::op::{Edns, Message, ResponseCode};
+use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::{A, AAAA, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::ProtoError;
 
 use crate::config::BlockAnswer;
-use crate::dns::DnsQuery;
+use crate::dns::{DnsQuery, PADDING_OPTION};
 
 /// RFC 8914 option code of an Extended DNS Error.
 pub const EDE_OPTION: u16 = 15;
@@ -34,6 +34,8 @@ pub enum BlockCause {
     Model,
     /// The scorer could not be asked and `failure_mode` is `closed`.
     ScorerUnavailable,
+    /// The upstream answer pointed (CNAME, HTTPS/SVCB target) to a blocked name.
+    Cname,
 }
 
 impl BlockCause {
@@ -42,9 +44,13 @@ impl BlockCause {
             BlockCause::DenyList => "blocked by deny list",
             BlockCause::Model => "blocked by model",
             BlockCause::ScorerUnavailable => "scorer unavailable",
+            BlockCause::Cname => "blocked CNAME or alias target",
         }
     }
 }
+
+/// RFC 8467 block-length padding: padded answers are a multiple of this many octets.
+pub const PADDING_BLOCK: usize = 468;
 
 /// Builds the wire bytes of the block answer for `query`.
 pub fn block_answer(
@@ -54,15 +60,9 @@ pub fn block_answer(
     cause: BlockCause,
     ede_code: u16,
 ) -> Result<Vec<u8>, ProtoError> {
-    let request = &query.message;
-    let question = &request.queries[0];
+    let question = &query.question;
     let qname = question.name().clone();
-
-    let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
-    reply.metadata.recursion_desired = request.metadata.recursion_desired;
-    reply.metadata.checking_disabled = request.metadata.checking_disabled;
-    reply.metadata.recursion_available = true;
-    reply.add_query(question.clone());
+    let mut reply = response_to(query);
 
     let addresses = match kind {
         BlockAnswer::Nxdomain => {
@@ -112,6 +112,46 @@ pub fn block_answer(
             .insert(EdnsOption::Unknown(EDE_OPTION, data));
         reply.set_edns(edns);
     }
+    finish(reply, query)
+}
+
+/// The answer to a query whose EDNS version the filter does not implement: RCODE BADVERS
+/// (16: extended RCODE 1 in the OPT record, 0 in the header), with an OPT record of version
+/// 0, the highest this filter implements (RFC 6891 6.1.3). No policy applies to it.
+pub fn badvers_answer(query: &DnsQuery) -> Result<Vec<u8>, ProtoError> {
+    let mut reply = response_to(query);
+    reply.metadata.response_code = ResponseCode::BADVERS;
+    let mut edns = Edns::new();
+    edns.set_max_payload(EDNS_PAYLOAD);
+    reply.set_edns(edns);
+    finish(reply, query)
+}
+
+/// A response header and question section for `query`: its ID, opcode QUERY, RD and CD.
+fn response_to(query: &DnsQuery) -> Message {
+    let mut reply = Message::response(query.id, OpCode::Query);
+    reply.metadata.recursion_desired = query.recursion_desired;
+    reply.metadata.checking_disabled = query.checking_disabled;
+    reply.metadata.recursion_available = true;
+    reply.add_query(query.question.clone());
+    reply
+}
+
+/// Encodes `reply`; when the query asked for padding (RFC 7830), pads it to a multiple of
+/// [`PADDING_BLOCK`] octets with a Padding option, as RFC 8467 recommends for responses.
+fn finish(mut reply: Message, query: &DnsQuery) -> Result<Vec<u8>, ProtoError> {
+    let bytes = reply.to_vec()?;
+    let Some(edns) = reply
+        .edns
+        .as_mut()
+        .filter(|_| query.edns.is_some_and(|e| e.padding))
+    else {
+        return Ok(bytes);
+    };
+    // The option adds its 4-byte header plus the padding itself.
+    let padding = (PADDING_BLOCK - (bytes.len() + 4) % PADDING_BLOCK) % PADDING_BLOCK;
+    edns.options_mut()
+        .insert(EdnsOption::Unknown(PADDING_OPTION, vec![0; padding]));
     reply.to_vec()
 }
 
@@ -288,5 +328,79 @@ mod tests {
         assert_eq!(msg.metadata.response_code, ResponseCode::NoError);
         assert!(msg.answers.is_empty());
         assert_eq!(msg.authorities[0].record_type(), RecordType::SOA);
+    }
+
+    fn padding_of(msg: &Message) -> Option<usize> {
+        match msg.edns.as_ref()?.option(EdnsCode::Padding)? {
+            EdnsOption::Unknown(_, data) => {
+                assert!(data.iter().all(|&b| b == 0), "padding octets are zero");
+                Some(data.len())
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn answers_are_padded_to_468_octets_when_the_query_asked() {
+        use crate::dns::tests::edns_query_bytes;
+        let kinds = [
+            BlockAnswer::Nxdomain,
+            BlockAnswer::Refused,
+            BlockAnswer::Sinkhole,
+            BlockAnswer::Addresses(vec!["192.0.2.1".parse().unwrap()]),
+        ];
+        for name in [
+            "a.com.",
+            "a-much-longer-name.under.several.labels.example.org.",
+        ] {
+            let padded =
+                edns_query_bytes(name, 0, vec![EdnsOption::Unknown(PADDING_OPTION, vec![])]);
+            let query = DnsQuery::parse(&padded).unwrap();
+            for kind in &kinds {
+                let wire = block_answer(&query, kind, 60, BlockCause::Model, EDE_BLOCKED).unwrap();
+                assert_eq!(
+                    wire.len() % PADDING_BLOCK,
+                    0,
+                    "{name} {kind:?}: {} octets",
+                    wire.len()
+                );
+                let msg = Message::from_vec(&wire).unwrap();
+                assert!(padding_of(&msg).is_some(), "{name} {kind:?}");
+                assert_eq!(ede(&msg), Some((15, "blocked by model".into())));
+                assert_eq!(msg.queries[0].name().to_ascii(), name);
+            }
+            // Without the option: no padding.
+            let plain = DnsQuery::parse(&edns_query_bytes(name, 0, vec![])).unwrap();
+            let wire =
+                block_answer(&plain, &BlockAnswer::Nxdomain, 60, BlockCause::Model, 15).unwrap();
+            assert_eq!(padding_of(&Message::from_vec(&wire).unwrap()), None);
+            assert_ne!(wire.len() % PADDING_BLOCK, 0);
+        }
+    }
+
+    #[test]
+    fn unknown_edns_version_is_answered_badvers() {
+        use crate::dns::tests::edns_query_bytes;
+        let query = DnsQuery::parse(&edns_query_bytes("a.com.", 1, vec![])).unwrap();
+        let msg = Message::from_vec(&badvers_answer(&query).unwrap()).unwrap();
+        assert_eq!(msg.metadata.id, 0x1234);
+        assert_eq!(msg.metadata.message_type, MessageType::Response);
+        // The parser merges the OPT record's extended RCODE into the header's (hickory names
+        // 16 BADSIG, the code BADVERS shares).
+        assert_eq!(u16::from(msg.metadata.response_code), 16);
+        let edns = msg.edns.as_ref().expect("BADVERS carries an OPT record");
+        assert_eq!((edns.version(), edns.rcode_high()), (0, 1));
+        assert!(msg.answers.is_empty() && msg.authorities.is_empty());
+        // The raw header RCODE is the low four bits of 16: zero.
+        let wire = badvers_answer(&query).unwrap();
+        assert_eq!(wire[3] & 0x0f, 0);
+        // Padded too when asked.
+        let padded = DnsQuery::parse(&edns_query_bytes(
+            "a.com.",
+            3,
+            vec![EdnsOption::Unknown(PADDING_OPTION, vec![0; 7])],
+        ))
+        .unwrap();
+        assert_eq!(badvers_answer(&padded).unwrap().len() % PADDING_BLOCK, 0);
     }
 }

@@ -54,6 +54,50 @@ pub struct RawConfig {
     pub verdict_header_detail: bool,
     /// The decision record: one event per query, sent in batches; `null` turns it off.
     pub events: Option<RawEvents>,
+    /// Inspection of forwarded answers for CNAME and alias targets.
+    pub cname: RawCname,
+}
+
+/// `cname`: which upstream answers are read for CNAME/alias targets, and the bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCname {
+    pub enabled: bool,
+    /// Larger answers are not parsed; `oversize` says what happens to them.
+    pub max_answer_bytes: usize,
+    /// Distinct targets judged per answer; an answer with more is treated as over-size.
+    pub max_targets: usize,
+    pub oversize: Oversize,
+}
+
+impl Default for RawCname {
+    fn default() -> Self {
+        RawCname {
+            enabled: true,
+            max_answer_bytes: 8192,
+            max_targets: 16,
+            oversize: Oversize::Forward,
+        }
+    }
+}
+
+/// What happens to an answer over the inspection bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Oversize {
+    /// Forwarded uninspected (counted in `dohguard.cname.uninspected`).
+    #[default]
+    Forward,
+    /// Replaced by the block answer (reason `cname`, no target).
+    Block,
+}
+
+/// Validated `cname` settings (`None` in [`Settings`] when `enabled` is false).
+#[derive(Debug, Clone)]
+pub struct CnameSettings {
+    pub max_answer_bytes: usize,
+    pub max_targets: usize,
+    pub oversize: Oversize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +175,7 @@ impl Default for RawConfig {
             verdict_header: None,
             verdict_header_detail: false,
             events: None,
+            cname: RawCname::default(),
         }
     }
 }
@@ -276,6 +321,8 @@ pub struct Settings {
     pub verdict_header: Option<String>,
     pub verdict_header_detail: bool,
     pub events: Option<EventSettings>,
+    /// Answer inspection for CNAME/alias cloaking; `None` when off.
+    pub cname: Option<CnameSettings>,
 }
 
 impl Default for Settings {
@@ -372,6 +419,7 @@ impl RawConfig {
             verdict_header: self.verdict_header,
             verdict_header_detail: self.verdict_header_detail,
             events: self.events.map(validate_events).transpose()?,
+            cname: validate_cname(self.cname)?,
         })
     }
 }
@@ -383,6 +431,20 @@ fn compile(field: &'static str, patterns: &[String]) -> Result<RuleSet, ConfigEr
         entry: err.entry,
         reason: err.source,
     })
+}
+
+fn validate_cname(raw: RawCname) -> Result<Option<CnameSettings>, ConfigError> {
+    if !(512..=MAX_DNS_MESSAGE).contains(&raw.max_answer_bytes) {
+        return Err(invalid("cname.max_answer_bytes", "must be 512..=65535"));
+    }
+    if !(1..=256).contains(&raw.max_targets) {
+        return Err(invalid("cname.max_targets", "must be 1..=256"));
+    }
+    Ok(raw.enabled.then_some(CnameSettings {
+        max_answer_bytes: raw.max_answer_bytes,
+        max_targets: raw.max_targets,
+        oversize: raw.oversize,
+    }))
 }
 
 fn validate_events(raw: RawEvents) -> Result<EventSettings, ConfigError> {
@@ -470,6 +532,13 @@ mod tests {
         );
         assert!(!s.verdict_header_detail);
         assert_eq!(s.block_ede, 15);
+        let cname = s.cname.expect("answer inspection is on by default");
+        assert_eq!((cname.max_answer_bytes, cname.max_targets), (8192, 16));
+        assert_eq!(cname.oversize, Oversize::Forward);
+        assert!(Settings::from_json(br#"{"cname":{"enabled":false}}"#)
+            .unwrap()
+            .cname
+            .is_none());
         assert!(Settings::from_json(b"{}").is_ok());
     }
 
@@ -520,6 +589,9 @@ mod tests {
                 .starts_with("events.max_buffered")
         );
         assert!(err(r#"{"mode":"loud"}"#).starts_with("mode: "));
+        assert!(err(r#"{"cname":{"max_answer_bytes":100}}"#).starts_with("cname.max_answer_bytes"));
+        assert!(err(r#"{"cname":{"max_targets":0}}"#).starts_with("cname.max_targets"));
+        assert!(err(r#"{"cname":{"oversize":"drop"}}"#).starts_with("cname.oversize"));
         assert!(err("[1,2]").starts_with("configuration: "));
         assert!(err("{").starts_with("configuration: "));
     }

@@ -23,6 +23,9 @@ pub enum Basis {
     ScorerFailure,
     /// A name the model does not judge (the root, `.arpa`): allowed unless a list says otherwise.
     Unscored,
+    /// The query name was allowed, but its upstream answer points (CNAME, HTTPS/SVCB target)
+    /// to a blocked name (`cname` module).
+    Cname,
 }
 
 impl Basis {
@@ -34,6 +37,7 @@ impl Basis {
             Basis::NoScorer => "no_scorer",
             Basis::ScorerFailure => "scorer_failure",
             Basis::Unscored => "unscored",
+            Basis::Cname => "cname",
         }
     }
 
@@ -129,6 +133,7 @@ impl Decision {
                 Basis::NoScorer => Counter::ReasonNoScorer,
                 Basis::ScorerFailure => Counter::ReasonScorerFailure,
                 Basis::Unscored => Counter::ReasonUnscored,
+                Basis::Cname => Counter::ReasonCname,
             }
         };
         let outcome = (self.verdict == Verdict::Block).then_some(if mode == Mode::Enforce {
@@ -146,6 +151,7 @@ impl Decision {
             Basis::DenyList | Basis::AllowList => BlockCause::DenyList,
             Basis::ScorerFailure => BlockCause::ScorerUnavailable,
             Basis::Model | Basis::NoScorer | Basis::Unscored => BlockCause::Model,
+            Basis::Cname => BlockCause::Cname,
         }
     }
 }
@@ -271,11 +277,12 @@ impl std::fmt::Display for CalloutFailure {
     }
 }
 
-/// Checks a callout reply. Envoy does not tell the plugin why a callout failed: a timeout
+/// Checks a callout reply for the name `asked` (normalised, as sent). Envoy does not tell the plugin why a callout failed: a timeout
 /// arrives as a synthesised `504` (or, for resets, as a reply with no status at all). A failed
 /// reply that arrives once the timeout has passed is therefore counted as a timeout; the 1 ms
 /// slack covers both clock readings being truncated to whole milliseconds.
 pub fn parse_reply(
+    asked: &str,
     status: Option<&str>,
     body: Option<&[u8]>,
     elapsed_ms: u64,
@@ -295,13 +302,20 @@ pub fn parse_reply(
             reply.score
         )));
     }
+    // A verdict about another name must not decide (or be cached for) this one.
+    if reply.name != asked {
+        return Err(CalloutFailure::Malformed(format!(
+            "reply is about {:?}, not the name asked for",
+            reply.name
+        )));
+    }
     Ok(reply)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::tests::{reply, MapStore};
+    use crate::cache::tests::{cache, reply, MapStore};
     use crate::dns::tests::query_bytes;
     use dohguard_core::contract::Scope;
     use hickory_proto::rr::RecordType;
@@ -311,7 +325,7 @@ mod tests {
     }
 
     fn local(settings: &Settings, store: &MapStore, name: &str) -> (LocalOutcome, Vec<Counter>) {
-        let cache = VerdictCache::new(store, settings.cache_max_entries, settings.cache_max_ttl);
+        let cache = cache(store, settings.cache_max_entries, settings.cache_max_ttl);
         let mut counters = Vec::new();
         (
             decide_locally(settings, &cache, name, || 0, &mut counters),
@@ -344,7 +358,7 @@ mod tests {
     fn cache_hit_is_reported_with_the_cached_basis() {
         let s = settings(r#"{"scorer":{"cluster":"s"}}"#);
         let store = MapStore::default();
-        VerdictCache::new(&store, s.cache_max_entries, s.cache_max_ttl)
+        cache(&store, s.cache_max_entries, s.cache_max_ttl)
             .insert(
                 "a.dga.com",
                 &reply("a.dga.com", Verdict::Block, Scope::RegisteredDomain, 60),
@@ -454,38 +468,45 @@ mod tests {
         let good = br#"{"name":"a.com","registered_domain":"a.com","score":0.5,"verdict":"monitor",
             "reason":"model","scope":"name","model_version":"v","ttl":5}"#;
         assert_eq!(
-            parse_reply(Some("200"), Some(good), 1, 200)
+            parse_reply("a.com", Some("200"), Some(good), 1, 200)
                 .unwrap()
                 .verdict,
             Verdict::Monitor
         );
         assert_eq!(
-            parse_reply(None, None, 200, 200),
+            parse_reply("a.com", None, None, 200, 200),
             Err(CalloutFailure::Timeout)
         );
         assert_eq!(
-            parse_reply(None, None, 3, 200),
+            parse_reply("a.com", None, None, 3, 200),
             Err(CalloutFailure::Status(None))
         );
         assert_eq!(
-            parse_reply(Some("503"), Some(good), 3, 200),
+            parse_reply("a.com", Some("503"), Some(good), 3, 200),
             Err(CalloutFailure::Status(Some("503".into())))
         );
         assert!(matches!(
-            parse_reply(Some("200"), Some(b"{"), 3, 200),
+            parse_reply("a.com", Some("200"), Some(b"{"), 3, 200),
             Err(CalloutFailure::Malformed(_))
         ));
         assert!(matches!(
-            parse_reply(Some("200"), None, 3, 200),
+            parse_reply("a.com", Some("200"), None, 3, 200),
             Err(CalloutFailure::Malformed(_))
         ));
         let bad_score =
             br#"{"name":"a.com","registered_domain":"a.com","score":7,"verdict":"block",
             "reason":"model","scope":"name","model_version":"v","ttl":5}"#;
         assert!(matches!(
-            parse_reply(Some("200"), Some(bad_score), 3, 200),
+            parse_reply("a.com", Some("200"), Some(bad_score), 3, 200),
             Err(CalloutFailure::Malformed(_))
         ));
         assert_eq!(CalloutFailure::Timeout.counter(), Counter::CalloutTimeout);
+        // A well-formed verdict about another name is malformed for this callout.
+        let other = parse_reply("b.com", Some("200"), Some(good), 1, 200).unwrap_err();
+        assert!(
+            matches!(&other, CalloutFailure::Malformed(m) if m.contains("\"a.com\"")),
+            "{other:?}"
+        );
+        assert_eq!(other.counter(), Counter::CalloutMalformed);
     }
 }

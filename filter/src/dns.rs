@@ -3,8 +3,9 @@
 //! goes through `hickory-proto`; the name rules come from `dohguard-core`.
 
 use dohguard_core::name::normalize;
-use hickory_proto::op::Message;
+use hickory_proto::op::Query;
 use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError};
 
 use crate::doh::Rejection;
 
@@ -78,28 +79,66 @@ pub fn hostile_question_flood() -> Vec<u8> {
     b
 }
 
-/// A parsed, checked query.
+/// What a pending request keeps of its query: only what the decision and the answer need
+/// (ID, the flags an answer copies, the question, EDNS presence and the options the answer
+/// acts on), never the parsed message.
 #[derive(Debug, Clone)]
 pub struct DnsQuery {
-    pub message: Message,
+    pub id: u16,
+    /// RD and CD, copied into answers.
+    pub recursion_desired: bool,
+    pub checking_disabled: bool,
+    /// The question as sent (case kept), for the answer's question section.
+    pub question: Query,
     /// Normalised query name; [`ROOT_NAME`] (`.`) for the root.
     pub name: String,
     pub qtype: RecordType,
+    /// The OPT record, when the query has one.
+    pub edns: Option<EdnsInfo>,
 }
 
+/// What the filter reads from a query's OPT record (RFC 6891).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdnsInfo {
+    pub version: u8,
+    /// The DO bit.
+    pub dnssec_ok: bool,
+    /// The query carried an EDNS Padding option (RFC 7830): the answer is padded (RFC 8467).
+    pub padding: bool,
+}
+
+/// RFC 6891 OPT record type and RFC 7830 Padding option code.
+const OPT_TYPE: u16 = 41;
+pub const PADDING_OPTION: u16 = 12;
+const RD_BIT: u8 = 0x01;
+const CD_BIT: u8 = 0x10;
+const DO_BIT: u32 = 0x8000;
+
 impl DnsQuery {
-    /// Parses one DNS query message; every problem is a 400 with a reason. The 12-byte header
-    /// is checked first ([`check_header`]), so the full parse only ever reads one question and
-    /// at most one additional record: a body of thousands of questions costs no more than one.
+    /// Parses one DNS query message; every problem is a 400 with a reason. Two steps: the
+    /// 12-byte header first ([`check_header`]), then only the question and the optional OPT
+    /// record, nothing else; bytes after them are refused. Nothing is allocated from a count
+    /// in the message, and the question name is read by `hickory-proto`, which follows only
+    /// backward compression pointers: in the first name only the 12 header bytes lie behind
+    /// it, so a pointer can hop a few times at most and never loop.
     pub fn parse(bytes: &[u8]) -> Result<DnsQuery, Rejection> {
         check_header(bytes)?;
-        let message = Message::from_vec(bytes)
-            .map_err(|err| Rejection::bad_request(format!("malformed DNS message: {err}")))?;
-        // The header check settled QR and QDCOUNT; a parse that still yields no question
-        // is refused rather than indexed.
-        let Some(question) = message.queries.first() else {
-            return Err(Rejection::bad_request("DNS message has no question"));
+        let malformed =
+            |err: DecodeError| Rejection::bad_request(format!("malformed DNS message: {err}"));
+        let mut decoder = BinDecoder::new(bytes);
+        decoder.read_slice(HEADER_LEN).map_err(malformed)?;
+        let question = Query::read(&mut decoder).map_err(malformed)?;
+        let edns = if bytes[11] == 1 {
+            Some(read_opt(&mut decoder)?)
+        } else {
+            None
         };
+        if !decoder.is_empty() {
+            return Err(Rejection::bad_request(format!(
+                "DNS query has {} bytes after its last record",
+                decoder.len()
+            )));
+        }
         let qtype = question.query_type();
         let qname = question.name();
         let name = if qname.is_root() {
@@ -108,9 +147,13 @@ impl DnsQuery {
             name_text(qname.iter())?
         };
         Ok(DnsQuery {
-            message,
+            id: u16::from_be_bytes([bytes[0], bytes[1]]),
+            recursion_desired: bytes[2] & RD_BIT != 0,
+            checking_disabled: bytes[3] & CD_BIT != 0,
+            question,
             name,
             qtype,
+            edns,
         })
     }
 
@@ -123,8 +166,55 @@ impl DnsQuery {
     }
 
     pub fn has_edns(&self) -> bool {
-        self.message.edns.is_some()
+        self.edns.is_some()
     }
+
+    /// The query's EDNS version when it is one this filter does not implement (anything
+    /// above 0): such a query is answered BADVERS (RFC 6891 6.1.3).
+    pub fn unsupported_edns_version(&self) -> Option<u8> {
+        self.edns.map(|e| e.version).filter(|v| *v > 0)
+    }
+}
+
+/// Reads the one additional record, which must be an OPT record (owner the root, type 41),
+/// walking its options within the record's own length: only the Padding option is kept.
+fn read_opt(decoder: &mut BinDecoder<'_>) -> Result<EdnsInfo, Rejection> {
+    let short = |_| Rejection::bad_request("malformed DNS message: OPT record cut short");
+    let owner = decoder.read_u8().map_err(short)?.unverified();
+    let rtype = decoder.read_u16().map_err(short)?.unverified();
+    if owner != 0 || rtype != OPT_TYPE {
+        return Err(Rejection::bad_request(
+            "the additional record of a query must be an EDNS OPT record for the root",
+        ));
+    }
+    let _payload = decoder.read_u16().map_err(short)?;
+    let ttl = decoder.read_u32().map_err(short)?.unverified();
+    let rdlen = decoder.read_u16().map_err(short)?.unverified();
+    let mut rdata = decoder
+        .read_slice(usize::from(rdlen))
+        .map_err(short)?
+        .unverified();
+    let mut padding = false;
+    while !rdata.is_empty() {
+        let [c0, c1, l0, l1, rest @ ..] = rdata else {
+            return Err(Rejection::bad_request(
+                "malformed DNS message: EDNS option header cut short",
+            ));
+        };
+        let len = usize::from(u16::from_be_bytes([*l0, *l1]));
+        if rest.len() < len {
+            return Err(Rejection::bad_request(
+                "malformed DNS message: EDNS option longer than its OPT record",
+            ));
+        }
+        padding |= u16::from_be_bytes([*c0, *c1]) == PADDING_OPTION;
+        rdata = &rest[len..];
+    }
+    Ok(EdnsInfo {
+        version: (ttl >> 16) as u8,
+        dnssec_ok: ttl & DO_BIT != 0,
+        padding,
+    })
 }
 
 /// Joins wire labels into presentation form and normalises it. Labels are raw bytes on the
@@ -152,7 +242,8 @@ fn name_text<'a>(labels: impl Iterator<Item = &'a [u8]>) -> Result<String, Rejec
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use hickory_proto::op::{Edns, MessageType, Query};
+    use hickory_proto::op::{Edns, Message, MessageType};
+    use hickory_proto::rr::rdata::opt::EdnsOption;
     use hickory_proto::rr::Name;
 
     /// Builds a query message the way a stub resolver would.
@@ -172,7 +263,9 @@ pub(crate) mod tests {
         assert_eq!(q.name, "www.example.com");
         assert_eq!(q.qtype_mnemonic(), "AAAA");
         assert!(q.has_edns());
-        assert_eq!(q.message.metadata.id, 0x1234);
+        assert_eq!(q.id, 0x1234);
+        assert!(q.recursion_desired && !q.checking_disabled);
+        assert_eq!(q.question.name().to_ascii(), "WWW.Example.COM.");
     }
 
     #[test]
@@ -273,5 +366,81 @@ pub(crate) mod tests {
         let x = odd.iter().position(|&b| b == b'x').unwrap();
         odd[x] = b' ';
         assert!(DnsQuery::parse(&odd).unwrap_err().message.contains("0x20"));
+    }
+
+    /// A query with an OPT record of the given version and options.
+    pub fn edns_query_bytes(name: &str, version: u8, options: Vec<EdnsOption>) -> Vec<u8> {
+        let mut msg = Message::new(0x1234, MessageType::Query, hickory_proto::op::OpCode::Query);
+        msg.metadata.recursion_desired = true;
+        msg.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        let mut edns = Edns::new();
+        edns.set_version(version);
+        edns.set_dnssec_ok(true);
+        for option in options {
+            edns.options_mut().insert(option);
+        }
+        msg.set_edns(edns);
+        msg.to_vec().unwrap()
+    }
+
+    #[test]
+    fn edns_version_do_bit_and_padding_are_read() {
+        let plain = DnsQuery::parse(&edns_query_bytes("a.com.", 0, vec![])).unwrap();
+        assert_eq!(
+            plain.edns,
+            Some(EdnsInfo {
+                version: 0,
+                dnssec_ok: true,
+                padding: false
+            })
+        );
+        assert_eq!(plain.unsupported_edns_version(), None);
+        let padded = DnsQuery::parse(&edns_query_bytes(
+            "a.com.",
+            0,
+            vec![
+                EdnsOption::Unknown(10, vec![1; 8]), // a cookie before the padding
+                EdnsOption::Unknown(PADDING_OPTION, vec![0; 20]),
+            ],
+        ))
+        .unwrap();
+        assert!(padded.edns.unwrap().padding);
+        let v1 = DnsQuery::parse(&edns_query_bytes("a.com.", 1, vec![])).unwrap();
+        assert_eq!(v1.unsupported_edns_version(), Some(1));
+    }
+
+    #[test]
+    fn only_question_and_opt_are_accepted() {
+        let good = query_bytes("example.com.", RecordType::A, true);
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(&[0, 0, 0]);
+        assert!(DnsQuery::parse(&trailing)
+            .unwrap_err()
+            .message
+            .contains("3 bytes after"));
+        // An A record where the OPT record belongs.
+        let mut not_opt = query_bytes("example.com.", RecordType::A, false);
+        not_opt[11] = 1;
+        not_opt.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+        assert!(DnsQuery::parse(&not_opt)
+            .unwrap_err()
+            .message
+            .contains("must be an EDNS OPT"));
+        // An option claiming more bytes than its OPT record holds.
+        let mut long_option =
+            edns_query_bytes("a.com.", 0, vec![EdnsOption::Unknown(10, vec![1; 8])]);
+        let at = long_option.len() - 10; // the option's length field
+        long_option[at..at + 2].copy_from_slice(&200u16.to_be_bytes());
+        assert_eq!(DnsQuery::parse(&long_option).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn compression_pointers_in_the_question_cannot_loop() {
+        // The question name is a pointer to itself, then one into the header.
+        for target in [12u8, 0] {
+            let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            b.extend([0xc0, target, 0, 1, 0, 1]);
+            assert_eq!(DnsQuery::parse(&b).unwrap_err().status, 400, "{target}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! each HTTP context reads the request, asks the pure modules what to do, and carries out the
 //! answer (forward, block answer, 4xx, or a paused scorer callout). No policy lives here.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,18 +13,55 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
-use crate::cache::{SharedStore, VerdictCache};
+use crate::cache::{self, HashKey, SharedStore, StoreError, VerdictCache};
+use crate::cname::{self, Inspection, TargetHit, Uninspected};
 use crate::config::{Settings, MAX_DNS_MESSAGE};
 use crate::decision::{self, callout_body, decide_locally, parse_reply, Decision, LocalOutcome};
 use crate::dns::{DnsQuery, HEADER_LEN};
 use crate::doh::{self, check_body_size, classify, is_doh_route, Rejection, RequestKind};
+use crate::inflight::InFlight;
 use crate::metrics::Counter;
 use crate::record::{self, Draft, EventBuffer, StreamFacts};
+use crate::throttle::{held_note, Throttle};
 
 thread_local! {
     /// This VM's finished decision events: HTTP contexts push at stream end, the root context
     /// drains on its tick. One VM runs on one worker thread, so no lock is needed.
     static EVENTS: RefCell<Option<EventBuffer>> = const { RefCell::new(None) };
+    /// Callout failure warnings of this VM: the first, then one per interval with a count.
+    static CALLOUT_WARNINGS: RefCell<Throttle> = RefCell::new(Throttle::default());
+    /// This VM's scorer callouts by name, with the requests waiting for the same answer.
+    static IN_FLIGHT: RefCell<InFlight<Waiter>> = RefCell::new(InFlight::default());
+    /// Outcomes a leader carried out for waiting requests, picked up by each when it runs next.
+    static SETTLED: RefCell<HashMap<u32, Settled>> = RefCell::new(HashMap::new());
+}
+
+/// A request waiting for another request's callout about the same name.
+struct Waiter {
+    context_id: u32,
+    query: DnsQuery,
+}
+
+/// What was done for a waiting request: its decision, the local reply's record (`None` when
+/// forwarded) and the model's score and version.
+struct Settled {
+    decision: Decision,
+    local: Option<dohguard_schema::Answer>,
+    model: Option<(f32, String)>,
+}
+
+/// The verdict header for a local reply, when configured.
+fn verdict_header(settings: &Settings, decision: Option<Decision>) -> Option<(&str, String)> {
+    let header = settings.verdict_header.as_deref()?;
+    let value = decision?.header_value(settings.mode, settings.verdict_header_detail);
+    Some((header, value))
+}
+
+/// Logs a callout failure unless the throttle holds it back (the counters count them all).
+fn warn_callout(now_ms: u64, message: impl FnOnce() -> String) {
+    if let Some(held) = CALLOUT_WARNINGS.with_borrow_mut(|t| t.admit(now_ms)) {
+        warn!("{}{}", message(), held_note(held));
+    }
 }
 
 /// A random name for this VM's event stream (WASI `random_get` seeds `RandomState`).
@@ -47,6 +85,20 @@ proxy_wasm::main! {{
 struct Shared {
     settings: Settings,
     metric_ids: Vec<Option<u32>>,
+    /// The verdict cache's hash key, as stored in shared data (re-read before each insert).
+    cache_key: Cell<HashKey>,
+}
+
+impl Shared {
+    fn cache<'s>(&self, store: &'s HostStore) -> VerdictCache<'s, HostStore> {
+        let s = &self.settings;
+        VerdictCache::new(
+            store,
+            s.cache_max_entries,
+            s.cache_max_ttl,
+            self.cache_key.get(),
+        )
+    }
 }
 
 impl Shared {
@@ -70,6 +122,7 @@ impl Default for FilterRoot {
             shared: Rc::new(Shared {
                 settings: Settings::default(),
                 metric_ids: Vec::new(),
+                cache_key: Cell::new([0; 16]),
             }),
             failed_batches: 0,
         }
@@ -128,6 +181,15 @@ impl RootContext for FilterRoot {
                 .map_or("none", |s| s.cluster.as_str()),
             settings.mode
         );
+        let mut key = [0u8; 16];
+        if settings.cache_max_entries > 0 {
+            if let Err(err) = getrandom::fill(&mut key) {
+                error!("cache: no random bytes for its hash key: {err}");
+                return false;
+            }
+            key = cache::shared_key(&HostStore, || key);
+        }
+        let cache_key = Cell::new(key);
         if let Some(events) = &settings.events {
             EVENTS.set(Some(EventBuffer::new(random_source(), events.max_buffered)));
             self.set_tick_period(Duration::from_millis(events.flush_interval_ms));
@@ -135,6 +197,7 @@ impl RootContext for FilterRoot {
         self.shared = Rc::new(Shared {
             settings,
             metric_ids,
+            cache_key,
         });
         true
     }
@@ -188,8 +251,10 @@ impl RootContext for FilterRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(DohContext {
+            id: context_id,
+            waiting: None,
             shared: Rc::clone(&self.shared),
             awaiting_body: false,
             body_size: 0,
@@ -200,6 +265,8 @@ impl RootContext for FilterRoot {
             draft: Draft::default(),
             upstream_status: None,
             client: None,
+            query_bytes: None,
+            inspecting: false,
         }))
     }
 
@@ -217,6 +284,9 @@ struct Pending {
 }
 
 struct DohContext {
+    id: u32,
+    /// Waiting for another request's callout about this name.
+    waiting: Option<String>,
     shared: Rc<Shared>,
     awaiting_body: bool,
     /// Bytes of POST body buffered so far (the trailers callback is not told).
@@ -234,18 +304,30 @@ struct DohContext {
     upstream_status: Option<u16>,
     /// The client IP once read (`Some(None)`: read, but Envoy gave no IP address).
     client: Option<Option<String>>,
+    /// The query as received, kept while answer inspection (`cname`) is on: a blocked
+    /// CNAME/alias target rebuilds the block answer from it.
+    query_bytes: Option<Vec<u8>>,
+    /// The upstream answer is being buffered for inspection (response headers paused).
+    inspecting: bool,
 }
 
 /// Shared data through the host.
 struct HostStore;
 
 impl SharedStore for HostStore {
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        hostcalls::get_shared_data(key).ok()?.0
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key).ok()? {
+            (Some(value), cas) => Some((value, cas.unwrap_or(0))),
+            (None, _) => None,
+        }
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        hostcalls::set_shared_data(key, Some(value), None).map_err(|s| format!("{s:?}"))
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError> {
+        let cas = (cas != 0).then_some(cas);
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
+            proxy_wasm::types::Status::CasMismatch => StoreError::CasMismatch,
+            other => StoreError::Host(format!("{other:?}")),
+        })
     }
 }
 
@@ -296,16 +378,22 @@ impl DohContext {
             Ok(query) => query,
             Err(rejection) => return self.reject(rejection),
         };
+        if let Some(version) = query.unsupported_edns_version() {
+            return self.answer_badvers(&query, version);
+        }
         // The name moves out: later steps take it separately from the query.
         let name = std::mem::take(&mut query.name);
         let shared = Rc::clone(&self.shared);
         let settings = &shared.settings;
+        if settings.cname.is_some() {
+            self.query_bytes = Some(bytes.to_vec());
+        }
         if settings.events.is_some() {
             self.draft.name = Some(name.clone());
             self.draft.qtype = Some(query.qtype_mnemonic());
         }
         let store = HostStore;
-        let cache = VerdictCache::new(&store, settings.cache_max_entries, settings.cache_max_ttl);
+        let cache = shared.cache(&store);
         let mut counters = Vec::new();
         // The clock (a host call) is read only if the lists leave the name to the cache.
         let outcome = decide_locally(settings, &cache, &name, || self.now_ms(), &mut counters);
@@ -327,6 +415,14 @@ impl DohContext {
         let Some(scorer) = shared.settings.scorer.as_ref() else {
             return Action::Continue;
         };
+        // A callout for this name is in flight in this VM: wait for its answer.
+        if IN_FLIGHT.with_borrow(|f| f.is_flying(&name)) {
+            let context_id = self.id;
+            IN_FLIGHT.with_borrow_mut(|f| f.join(&name, Waiter { context_id, query }));
+            shared.bump(Counter::CalloutJoined);
+            self.waiting = Some(name);
+            return Action::Pause;
+        }
         let client = self.client_ip();
         let body = callout_body(&name, &query, client, shared.settings.events.is_some());
         let headers = vec![
@@ -339,6 +435,7 @@ impl DohContext {
         match self.dispatch_http_call(&scorer.cluster, headers, Some(&body), vec![], timeout) {
             Ok(token) => {
                 shared.bump(Counter::CalloutSent);
+                IN_FLIGHT.with_borrow_mut(|f| f.lead(&name));
                 let started_ms = self.now_ms();
                 self.pending = Some(Pending {
                     token,
@@ -350,7 +447,9 @@ impl DohContext {
             }
             Err(status) => {
                 let failure = decision::CalloutFailure::Dispatch(format!("{status:?}"));
-                warn!("scorer callout for {name}: {failure}");
+                warn_callout(self.now_ms(), || {
+                    format!("scorer callout for {name}: {failure}")
+                });
                 shared.bump(failure.counter());
                 self.carry_out(&query, Decision::from_failure(scorer.failure_mode))
             }
@@ -361,15 +460,7 @@ impl DohContext {
     /// reply's pass back through `on_http_response_headers` needs no further host call.
     fn answer_locally(&mut self, status: u32, content_type: &str, body: &[u8]) {
         self.answered = true;
-        let settings = &self.shared.settings;
-        let verdict =
-            self.decision
-                .zip(settings.verdict_header.as_deref())
-                .map(|(decision, header)| {
-                    let value =
-                        decision.header_value(settings.mode, settings.verdict_header_detail);
-                    (header, value)
-                });
+        let verdict = verdict_header(&self.shared.settings, self.decision);
         let mut headers = vec![("content-type", content_type)];
         if let Some((header, value)) = &verdict {
             headers.push((*header, value.as_str()));
@@ -377,17 +468,128 @@ impl DohContext {
         self.send_http_response(status, headers, Some(body));
     }
 
-    /// Decides a POST once its body is complete (end of stream or trailers).
+    /// A query with an EDNS version above 0 gets BADVERS, decided by no policy (counted
+    /// with the malformed requests).
+    fn answer_badvers(&mut self, query: &DnsQuery, version: u8) -> Action {
+        self.shared.bump(Counter::MalformedRequests);
+        if self.recording() {
+            self.draft.answer = Some(dohguard_schema::Answer::Rejected {
+                http_status: 200,
+                reason: format!("BADVERS: EDNS version {version} not supported"),
+            });
+        }
+        match crate::answer::badvers_answer(query) {
+            Ok(body) => self.answer_locally(200, doh::DNS_MESSAGE, &body),
+            Err(err) => {
+                error!("could not build the BADVERS answer: {err}");
+                self.answer_locally(500, "text/plain", b"internal error\n");
+            }
+        }
+        Action::Pause
+    }
+
+    /// Decides a POST once its body is complete (end of stream or trailers). A body larger
+    /// than an ordinary query has its 12-byte DNS header read and checked first, so a body
+    /// whose counts are refused is never copied in (a small one is read in one host call).
     fn decide_body(&mut self) -> Action {
+        const ORDINARY_QUERY: usize = 512;
         self.awaiting_body = false;
         let body_size = self.body_size;
         if let Err(rejection) = check_body_size(body_size) {
             return self.reject(rejection);
         }
+        if body_size > ORDINARY_QUERY {
+            let header = self.get_http_request_body(0, HEADER_LEN);
+            if let Err(rejection) = crate::dns::check_header(&header.unwrap_or_default()) {
+                return self.reject(rejection);
+            }
+        }
         match self.get_http_request_body(0, body_size) {
             Some(bytes) => self.handle_query(&bytes),
             None => self.reject(Rejection::bad_request("empty body: expected a DNS message")),
         }
+    }
+
+    /// Inspects the buffered upstream answer (`cname` module) and carries out what it found;
+    /// `true` when the answer was replaced by the block answer. `complete` is false for a body
+    /// that outgrew a DNS message before its end: it is forwarded uninspected.
+    fn inspect_answer(&mut self, size: usize, complete: bool) -> bool {
+        let shared = Rc::clone(&self.shared);
+        let settings = &shared.settings;
+        let Some(limits) = settings.cname.as_ref() else {
+            return false;
+        };
+        let inspection = if complete {
+            let body = (size <= limits.max_answer_bytes)
+                .then(|| self.get_http_response_body(0, size))
+                .flatten()
+                .unwrap_or_default();
+            let store = HostStore;
+            let cache = shared.cache(&store);
+            cname::inspect(limits, &settings.policy, &cache, size, &body, || {
+                self.now_ms()
+            })
+        } else {
+            Inspection::Uninspected(Uninspected::Malformed("over 65535 bytes".into()))
+        };
+        shared.bump(inspection.counter());
+        match inspection.outcome(limits) {
+            cname::Outcome::Forward => false,
+            cname::Outcome::Block(hit) => self.block_answer_on_response(size, hit),
+        }
+    }
+
+    /// The upstream answer leads to a blocked name: the decision becomes `cname`, and in
+    /// enforce mode the body is replaced by the block answer (headers are still held).
+    fn block_answer_on_response(&mut self, size: usize, hit: Option<TargetHit>) -> bool {
+        let shared = Rc::clone(&self.shared);
+        let settings = &shared.settings;
+        let decision = cname::decision();
+        cname::counters(settings.mode).for_each(|c| shared.bump(c));
+        self.decision = Some(decision);
+        if self.recording() {
+            if let Some(hit) = hit {
+                self.draft.rule = hit.rule;
+                self.draft.cname_target = Some(hit.target);
+            }
+        }
+        if let Some(header) = &settings.verdict_header {
+            let value = decision.header_value(settings.mode, settings.verdict_header_detail);
+            self.set_http_response_header(header, Some(&value));
+        }
+        if !decision.blocks(settings.mode) {
+            return false; // monitor mode: counted and recorded, forwarded
+        }
+        let query = self.query_bytes.as_deref().map(DnsQuery::parse);
+        let answer = match query {
+            Some(Ok(query)) => {
+                decision::action_for(settings, &query, &decision).map_err(|e| e.to_string())
+            }
+            _ => Err("the query bytes are gone".into()),
+        };
+        let (status, body) = match answer {
+            Ok(decision::Action::Answer(body)) => {
+                if self.recording() {
+                    self.draft.answer = Some(record::blocked_answer(&settings.block_answer));
+                }
+                ("200", body)
+            }
+            other => {
+                error!("could not build the block answer for a CNAME target: {other:?}");
+                if self.recording() {
+                    self.draft.answer = Some(dohguard_schema::Answer::Failed { http_status: 500 });
+                }
+                ("500", b"internal error\n".to_vec())
+            }
+        };
+        self.set_http_response_body(0, size, &body);
+        if status != "200" {
+            self.set_http_response_header(":status", Some(status));
+        }
+        self.set_http_response_header("content-length", Some(&body.len().to_string()));
+        let max_age = format!("max-age={}", settings.block_ttl);
+        self.set_http_response_header("cache-control", Some(&max_age));
+        true
     }
 
     /// Counts the decision and forwards or answers; returns the action for the current callback.
@@ -440,7 +642,9 @@ impl Context for DohContext {
             .then(|| self.get_http_call_response_body(0, body_size))
             .flatten();
         let elapsed = self.now_ms().saturating_sub(pending.started_ms);
+        let mut model = None;
         let decision = match parse_reply(
+            &pending.name,
             status.as_deref(),
             body.as_deref(),
             elapsed,
@@ -448,30 +652,138 @@ impl Context for DohContext {
         ) {
             Ok(reply) => {
                 let settings = &shared.settings;
-                let cache = VerdictCache::new(
-                    &HostStore,
-                    settings.cache_max_entries,
-                    settings.cache_max_ttl,
-                );
-                if let Err(err) = cache.insert(&pending.name, &reply, self.now_ms()) {
+                // A VM that lost the start-up race for the key adopts the stored one here.
+                if let Some(key) = cache::stored_key(&HostStore) {
+                    shared.cache_key.set(key);
+                }
+                if let Err(err) =
+                    shared
+                        .cache(&HostStore)
+                        .insert(&pending.name, &reply, self.now_ms())
+                {
                     warn!("could not cache the verdict for {}: {err}", pending.name);
                 }
-                if settings.events.is_some()
-                    && reply.reason == dohguard_core::contract::Reason::Model
+                model = (reply.reason == dohguard_core::contract::Reason::Model)
+                    .then(|| (reply.score, reply.model_version.clone()));
+                if let Some((score, version)) = model.clone().filter(|_| settings.events.is_some())
                 {
-                    self.draft.score = Some(reply.score);
-                    self.draft.model_version = Some(reply.model_version.clone());
+                    self.draft.score = Some(score);
+                    self.draft.model_version = Some(version);
                 }
                 Decision::from_reply(&reply)
             }
             Err(failure) => {
-                warn!("scorer callout for {}: {failure}", pending.name);
+                let name = &pending.name;
+                warn_callout(self.now_ms(), || {
+                    format!("scorer callout for {name}: {failure}")
+                });
                 shared.bump(failure.counter());
                 Decision::from_failure(scorer.failure_mode)
             }
         };
+        let waiters = IN_FLIGHT.with_borrow_mut(|f| f.land(&pending.name));
         if self.carry_out(&pending.query, decision) == Action::Continue {
             self.resume_http_request();
+        }
+        self.settle(waiters, decision, model);
+    }
+
+    /// The end of the stream. A leader that goes before its callout's answer (Envoy cancels
+    /// the callout) ends the flight: its waiters get the failure mode, counted as one error.
+    fn on_done(&mut self) -> bool {
+        self.collect_settled();
+        if let Some(name) = self.waiting.take() {
+            let id = self.id;
+            IN_FLIGHT.with_borrow_mut(|f| f.leave(&name, |w| w.context_id == id));
+        }
+        if let Some(pending) = self.pending.take() {
+            let waiters = IN_FLIGHT.with_borrow_mut(|f| f.land(&pending.name));
+            if let (false, Some(scorer)) = (waiters.is_empty(), &self.shared.settings.scorer) {
+                let shared = Rc::clone(&self.shared);
+                shared.bump(Counter::CalloutError);
+                let (name, count) = (&pending.name, waiters.len());
+                warn_callout(self.now_ms(), || {
+                    format!("scorer callout for {name}: its request ended first; {count} waiting get the failure mode")
+                });
+                self.settle(waiters, Decision::from_failure(scorer.failure_mode), None);
+            }
+        }
+        true
+    }
+}
+
+impl DohContext {
+    /// Carries out `decision` for requests that waited for this request's callout: counts it
+    /// for each and answers or resumes each in its own context.
+    fn settle(&self, waiters: Vec<Waiter>, decision: Decision, model: Option<(f32, String)>) {
+        if waiters.is_empty() {
+            return;
+        }
+        let shared = Rc::clone(&self.shared);
+        let settings = &shared.settings;
+        for waiter in waiters {
+            decision
+                .counters(settings.mode)
+                .for_each(|c| shared.bump(c));
+            let action = decision::action_for(settings, &waiter.query, &decision);
+            let local = match &action {
+                Ok(decision::Action::Forward) => None,
+                Ok(decision::Action::Answer(_)) => {
+                    Some(record::blocked_answer(&settings.block_answer))
+                }
+                Err(_) => Some(dohguard_schema::Answer::Failed { http_status: 500 }),
+            };
+            let settled = Settled {
+                decision,
+                local,
+                model: model.clone(),
+            };
+            SETTLED.with_borrow_mut(|s| s.insert(waiter.context_id, settled));
+            if hostcalls::set_effective_context(waiter.context_id).is_err() {
+                SETTLED.with_borrow_mut(|s| s.remove(&waiter.context_id));
+                continue;
+            }
+            let verdict = verdict_header(settings, Some(decision));
+            let with_verdict = |content_type| {
+                let mut headers = vec![("content-type", content_type)];
+                headers.extend(verdict.as_ref().map(|(h, v)| (*h, v.as_str())));
+                headers
+            };
+            let _ = match action {
+                Ok(decision::Action::Forward) => hostcalls::resume_http_request(),
+                Ok(decision::Action::Answer(body)) => {
+                    hostcalls::send_http_response(200, with_verdict(doh::DNS_MESSAGE), Some(&body))
+                }
+                Err(err) => {
+                    error!("could not build the block answer: {err}");
+                    hostcalls::send_http_response(
+                        500,
+                        with_verdict("text/plain"),
+                        Some(b"internal error\n"),
+                    )
+                }
+            };
+        }
+        let _ = hostcalls::set_effective_context(self.id);
+    }
+
+    /// Takes up what a leader did for this waiting request (see [`DohContext::settle`]).
+    fn collect_settled(&mut self) {
+        if self.waiting.is_none() {
+            return;
+        }
+        let Some(settled) = SETTLED.with_borrow_mut(|s| s.remove(&self.id)) else {
+            return;
+        };
+        self.waiting = None;
+        self.decision = Some(settled.decision);
+        self.answered = settled.local.is_some();
+        if self.recording() {
+            self.draft.answer = settled.local;
+            if let Some((score, version)) = settled.model {
+                self.draft.score = Some(score);
+                self.draft.model_version = Some(version);
+            }
         }
     }
 }
@@ -518,10 +830,11 @@ impl HttpContext for DohContext {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.collect_settled();
         if !self.awaiting_body {
             // Body data of a GET (or after the decision): while a callout is pending or a local
             // reply went out, continuing here would forward the request behind the filter's back.
-            return if self.pending.is_some() || self.answered {
+            return if self.pending.is_some() || self.waiting.is_some() || self.answered {
                 Action::Pause
             } else {
                 Action::Continue
@@ -541,25 +854,32 @@ impl HttpContext for DohContext {
     /// HTTP/2 trailers end the request: a POST body is complete and is decided on the bytes
     /// buffered so far. Nothing moves on while a decision is pending or after a local reply.
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        self.collect_settled();
         if self.awaiting_body {
             return self.decide_body();
         }
-        if self.pending.is_some() || self.answered {
+        if self.pending.is_some() || self.waiting.is_some() || self.answered {
             Action::Pause
         } else {
             Action::Continue
         }
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        self.collect_settled();
         if self.answered {
             return Action::Continue; // a local reply: it already carries the verdict header
         }
-        if self.decision.is_some() && self.recording() {
+        // A forwarded answer with a body is held until the body is in and inspected.
+        let inspect = !end_of_stream
+            && self.query_bytes.is_some()
+            && self.decision.is_some_and(|d| cname::inspects(&d));
+        if self.decision.is_some() && (inspect || self.recording()) {
             self.upstream_status = self
                 .get_http_response_header(":status")
                 .and_then(|s| s.parse().ok());
         }
+        self.inspecting = inspect && self.upstream_status == Some(200);
         if let (Some(decision), Some(header)) =
             (self.decision, &self.shared.settings.verdict_header)
         {
@@ -567,11 +887,25 @@ impl HttpContext for DohContext {
             let value = decision.header_value(settings.mode, settings.verdict_header_detail);
             self.set_http_response_header(header, Some(&value));
         }
-        Action::Continue
+        if self.inspecting {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
-    /// A forwarded query's upstream reply: its DNS header gives RCODE and answer count.
+    /// A forwarded query's upstream reply: buffered and inspected for CNAME/alias targets
+    /// when asked to; its DNS header gives RCODE and answer count for the record.
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.inspecting {
+            if !end_of_stream && body_size <= MAX_DNS_MESSAGE {
+                return Action::Pause; // buffer until the whole answer is in
+            }
+            self.inspecting = false;
+            if self.inspect_answer(body_size, end_of_stream) {
+                return Action::Continue; // replaced by the block answer
+            }
+        }
         if self.answered || self.decision.is_none() || self.draft.answer.is_some() {
             return Action::Continue;
         }
@@ -582,6 +916,19 @@ impl HttpContext for DohContext {
             .get_http_response_body(0, body_size.min(HEADER_LEN))
             .unwrap_or_default();
         self.draft.answer = Some(record::upstream_answer(&header, self.upstream_status));
+        Action::Continue
+    }
+
+    /// Trailers end an upstream answer whose body did not carry end of stream: the buffered
+    /// body is inspected here instead, so trailers neither skip the inspection nor hang it.
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        if self.inspecting {
+            self.inspecting = false;
+            let size = self
+                .get_http_response_body(0, MAX_DNS_MESSAGE + 1)
+                .map_or(0, |b| b.len());
+            self.inspect_answer(size, size <= MAX_DNS_MESSAGE);
+        }
         Action::Continue
     }
 

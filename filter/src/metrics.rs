@@ -14,6 +14,7 @@ pub enum Counter {
     ReasonNoScorer,
     ReasonScorerFailure,
     ReasonUnscored,
+    ReasonCname,
     Blocked,
     MonitorPassed,
     CacheHit,
@@ -22,14 +23,17 @@ pub enum Counter {
     CalloutError,
     CalloutTimeout,
     CalloutMalformed,
+    CalloutJoined,
     MalformedRequests,
     EventsRecorded,
     EventsDropped,
     EventsBatchFailed,
+    CnameInspected,
+    CnameUninspected,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 27] = [
         Counter::Queries,
         Counter::VerdictAllow,
         Counter::VerdictMonitor,
@@ -41,6 +45,7 @@ impl Counter {
         Counter::ReasonNoScorer,
         Counter::ReasonScorerFailure,
         Counter::ReasonUnscored,
+        Counter::ReasonCname,
         Counter::Blocked,
         Counter::MonitorPassed,
         Counter::CacheHit,
@@ -49,10 +54,13 @@ impl Counter {
         Counter::CalloutError,
         Counter::CalloutTimeout,
         Counter::CalloutMalformed,
+        Counter::CalloutJoined,
         Counter::MalformedRequests,
         Counter::EventsRecorded,
         Counter::EventsDropped,
         Counter::EventsBatchFailed,
+        Counter::CnameInspected,
+        Counter::CnameUninspected,
     ];
 
     /// Position in [`Counter::ALL`] (and so in the glue's id table).
@@ -73,6 +81,7 @@ impl Counter {
             Counter::ReasonNoScorer => "dohguard.reason.no_scorer",
             Counter::ReasonScorerFailure => "dohguard.reason.scorer_failure",
             Counter::ReasonUnscored => "dohguard.reason.unscored",
+            Counter::ReasonCname => "dohguard.reason.cname",
             Counter::Blocked => "dohguard.blocked",
             Counter::MonitorPassed => "dohguard.monitor_passed",
             Counter::CacheHit => "dohguard.cache.hit",
@@ -81,10 +90,13 @@ impl Counter {
             Counter::CalloutError => "dohguard.callout.error",
             Counter::CalloutTimeout => "dohguard.callout.timeout",
             Counter::CalloutMalformed => "dohguard.callout.malformed",
+            Counter::CalloutJoined => "dohguard.callout.joined",
             Counter::MalformedRequests => "dohguard.malformed_requests",
             Counter::EventsRecorded => "dohguard.events.recorded",
             Counter::EventsDropped => "dohguard.events.dropped",
             Counter::EventsBatchFailed => "dohguard.events.batch_failed",
+            Counter::CnameInspected => "dohguard.cname.inspected",
+            Counter::CnameUninspected => "dohguard.cname.uninspected",
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Draft {
     pub score: Option<f32>,
     pub model_version: Option<String>,
     pub answer: Option<Answer>,
+    /// The CNAME/alias target that blocked the answer (layer `cname`).
+    pub cname_target: Option<String>,
 }
 
 fn layer_of(basis: Basis) -> Layer {
@@ -31,6 +33,7 @@ fn layer_of(basis: Basis) -> Layer {
         Basis::NoScorer => Layer::NoScorer,
         Basis::ScorerFailure => Layer::FailureMode,
         Basis::Unscored => Layer::Unscored,
+        Basis::Cname => Layer::Cname,
     }
 }
 
@@ -107,6 +110,7 @@ impl Draft {
             layer,
             cached_layer,
             rule: self.rule,
+            cname_target: self.cname_target,
             score: self.score,
             model_version: self.model_version,
             cached,

@@ -60,7 +60,7 @@ proptest! {
         prop_assert_eq!(reply.metadata.id, id);
         prop_assert_eq!(reply.metadata.message_type, MessageType::Response);
         prop_assert_eq!(reply.metadata.recursion_desired, id & 1 == 0);
-        prop_assert_eq!(&reply.queries, &q.message.queries);
+        prop_assert_eq!(&reply.queries, &vec![q.question.clone()]);
         prop_assert_eq!(reply.edns.is_some(), edns);
     }
 }

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use dohguard_host_test::{dohguard_filter_wasm, Filter, Plugin};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{rdata, Name, RData, Record, RecordType};
 use serde_json::json;
 
 const SCORER: &str = "dohguard_scorer";
@@ -67,14 +67,43 @@ fn main() {
     );
     warm_cache(&mut big_vm);
     let cache_hit = measure("verdict-cache hit, forwarded", &mut big_vm, cache_hit);
+    let with_answer = measure(
+        "verdict-cache hit, forwarded, upstream answer (A) delivered",
+        &mut big_vm,
+        cache_hit_with_answer,
+    );
+    let with_cname = measure(
+        "verdict-cache hit, forwarded, upstream answer (2 CNAMEs + A) delivered",
+        &mut big_vm,
+        cache_hit_with_cname_answer,
+    );
     let empty_baseline = measure("pass-through, empty list VM", &mut empty_vm, pass_through);
+    let post_deny = measure(
+        "POST deny-list hit (normal query), answered locally",
+        &mut big_vm,
+        post_deny_list_hit,
+    );
+    let post_hostile = measure(
+        "POST hostile 64 KB body (QDCOUNT 10,878), refused 400",
+        &mut big_vm,
+        post_hostile_body,
+    );
 
     println!();
     // Ratios use medians: on a shared 2-core machine the mean is dominated by
     // the odd preempted request.
     println!("| path | mean | p50 | p99 | p50 ratio to baseline | p50 added by the filter |");
     println!("|---|---|---|---|---|---|");
-    for row in [&baseline, &deny_hit, &cache_hit, &empty_baseline] {
+    for row in [
+        &baseline,
+        &deny_hit,
+        &cache_hit,
+        &with_answer,
+        &with_cname,
+        &empty_baseline,
+        &post_deny,
+        &post_hostile,
+    ] {
         println!(
             "| {} | {:.2?} | {:.2?} | {:.2?} | {:.2} | {:.2?} |",
             row.label,
@@ -85,6 +114,15 @@ fn main() {
             row.p50.saturating_sub(baseline.p50),
         );
     }
+    println!();
+    println!(
+        "hostile 64 KB body / normal POST query: {:.2} (p50 {:.2?} / {:.2?}; goal <= 2)",
+        post_hostile.p50.as_secs_f64() / post_deny.p50.as_secs_f64(),
+        post_hostile.p50,
+        post_deny.p50
+    );
+    println!();
+    cache_miss_rate(&plugin);
     println!();
     println!("| VM | linear memory | start-up (vm_start + configure) |");
     println!("|---|---|---|");
@@ -223,6 +261,80 @@ fn warm_cache(vm: &mut Filter) {
     stream.finish().unwrap();
 }
 
+/// The upstream's answer to the cached name: an A record, or a chain of two CNAMEs.
+fn upstream_answer(cnames: bool) -> Vec<u8> {
+    let owner = Name::from_ascii(CACHED_NAME).unwrap();
+    let mut message = Message::new(0x4242, MessageType::Response, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.metadata.recursion_available = true;
+    message.add_query(Query::query(owner.clone(), RecordType::A));
+    let mut last = owner;
+    if cnames {
+        for hop in ["edge.cdn.bench.test.", "pool.cdn.bench.test."] {
+            let next = Name::from_ascii(hop).unwrap();
+            message.add_answer(Record::from_rdata(
+                last,
+                300,
+                RData::CNAME(rdata::CNAME(next.clone())),
+            ));
+            last = next;
+        }
+    }
+    message.add_answer(Record::from_rdata(
+        last,
+        300,
+        RData::A(rdata::A::new(192, 0, 2, 10)),
+    ));
+    message.to_vec().unwrap()
+}
+
+/// A cache hit whose upstream answer comes back with a body (headers, then the body with
+/// end of stream), as unbound answers: the path the CNAME inspection adds work to.
+fn forwarded_with_answer(vm: &mut Filter, answer: &[u8]) {
+    thread_local! { static PATH: String = dns_get_path(CACHED_NAME); }
+    let path = PATH.with(Clone::clone);
+    let length = answer.len().to_string();
+    let mut stream = vm.stream().unwrap();
+    stream
+        .request_headers(
+            &[
+                (":method", "GET"),
+                (":authority", "doh.example"),
+                (":path", &path),
+            ],
+            true,
+        )
+        .unwrap()
+        .expect_no_http_call()
+        .expect_continue();
+    stream
+        .response_headers(
+            &[
+                (":status", "200"),
+                ("content-type", "application/dns-message"),
+                ("content-length", &length),
+            ],
+            false,
+        )
+        .unwrap();
+    stream
+        .response_body(answer, true)
+        .unwrap()
+        .expect_continue();
+    assert_eq!(stream.response_body_bytes(), answer, "forwarded unchanged");
+    stream.finish().unwrap();
+}
+
+fn cache_hit_with_answer(vm: &mut Filter) {
+    thread_local! { static ANSWER: Vec<u8> = upstream_answer(false); }
+    ANSWER.with(|answer| forwarded_with_answer(vm, answer));
+}
+
+fn cache_hit_with_cname_answer(vm: &mut Filter) {
+    thread_local! { static ANSWER: Vec<u8> = upstream_answer(true); }
+    ANSWER.with(|answer| forwarded_with_answer(vm, answer));
+}
+
 fn cache_hit(vm: &mut Filter) {
     thread_local! { static PATH: String = dns_get_path(CACHED_NAME); }
     let path = PATH.with(Clone::clone);
@@ -244,4 +356,123 @@ fn cache_hit(vm: &mut Filter) {
         .unwrap()
         .expect_continue();
     stream.finish().unwrap();
+}
+
+fn post_query(vm: &mut Filter, body: &[u8]) -> dohguard_host_test::LocalResponse {
+    let length = body.len().to_string();
+    let mut stream = vm.stream().unwrap();
+    stream
+        .request_headers(
+            &[
+                (":method", "POST"),
+                (":authority", "doh.example"),
+                (":path", "/dns-query"),
+                ("content-type", "application/dns-message"),
+                ("content-length", &length),
+            ],
+            false,
+        )
+        .unwrap()
+        .expect_pause();
+    let reply = stream
+        .request_body(body, true)
+        .unwrap()
+        .expect_local_response(200..500);
+    stream.finish().unwrap();
+    reply
+}
+
+fn post_deny_list_hit(vm: &mut Filter) {
+    thread_local! { static BODY: Vec<u8> = dns_query(BLOCKED_NAME); }
+    let reply = BODY.with(|body| post_query(vm, body));
+    assert_eq!(reply.status, 200);
+    black_box(reply);
+}
+
+fn post_hostile_body(vm: &mut Filter) {
+    thread_local! { static BODY: Vec<u8> = dohguard_filter::dns::hostile_question_flood(); }
+    let reply = BODY.with(|body| post_query(vm, body));
+    assert_eq!(reply.status, 400);
+    black_box(reply);
+}
+
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut message = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    message.to_vec().unwrap()
+}
+
+/// The verdict cache's miss rate for a working set of half its default capacity (65,536):
+/// 32,768 distinct names, each scored once (a callout answered with a 24 h verdict), then
+/// asked again in two rounds; a miss is a request that made a callout again.
+fn cache_miss_rate(plugin: &Plugin) {
+    const CAPACITY: usize = 65_536;
+    const WORKING_SET: usize = CAPACITY / 2;
+    const ROUNDS: usize = 2;
+    let config = json!({ "scorer": { "cluster": SCORER }, "cache": { "max_entries": CAPACITY } });
+    let (mut vm, _) = start(plugin, &config.to_string());
+    let names: Vec<String> = (0..WORKING_SET)
+        .map(|i| format!("w{i}.site{}.bench.test", i % 1000))
+        .collect();
+    let paths: Vec<String> = names.iter().map(|n| dns_get_path(n)).collect();
+    let ask = |vm: &mut Filter, i: usize| -> bool {
+        let mut stream = vm.stream().unwrap();
+        let outcome = stream
+            .request_headers(
+                &[
+                    (":method", "GET"),
+                    (":authority", "doh.example"),
+                    (":path", &paths[i]),
+                ],
+                true,
+            )
+            .unwrap();
+        let missed = !outcome.http_calls().is_empty();
+        if missed {
+            let reply = json!({
+                "name": names[i], "registered_domain": format!("site{}.bench.test", i % 1000),
+                "score": 0.01, "verdict": "allow", "reason": "model", "scope": "name",
+                "model_version": "bench", "ttl": 86_400,
+            });
+            outcome
+                .expect_http_call(SCORER)
+                .returning(200, reply.to_string())
+                .unwrap()
+                .expect_continue();
+        } else {
+            outcome.expect_continue();
+        }
+        stream.finish().unwrap();
+        missed
+    };
+    let filled = (0..WORKING_SET).filter(|&i| ask(&mut vm, i)).count();
+    assert_eq!(
+        filled, WORKING_SET,
+        "every name is scored once to fill the cache"
+    );
+    let mut hits = Vec::with_capacity(ROUNDS * WORKING_SET);
+    let mut misses = 0;
+    for _ in 0..ROUNDS {
+        for i in 0..WORKING_SET {
+            let one = Instant::now();
+            if ask(&mut vm, i) {
+                misses += 1;
+            } else {
+                hits.push(one.elapsed());
+            }
+        }
+    }
+    hits.sort();
+    let asked = ROUNDS * WORKING_SET;
+    println!(
+        "verdict cache, working set {WORKING_SET} names = half of max_entries {CAPACITY}: \
+         {misses} misses in {asked} repeat requests = {:.3}% (goal <= 0.1%), \
+         {} shared-data keys; a hit in this full cache: p50 {:.2?}, p99 {:.2?}",
+        misses as f64 * 100.0 / asked as f64,
+        vm.shared_data().len(),
+        hits[hits.len() / 2],
+        hits[hits.len() * 99 / 100],
+    );
+    vm.clear_logs();
 }

@@ -30,6 +30,7 @@ pub struct FilterBuilder<'p> {
     properties: HashMap<String, Vec<u8>>,
     clusters: Option<HashSet<String>>,
     log_level: LogLevel,
+    random_seed: Option<u64>,
 }
 
 impl<'p> FilterBuilder<'p> {
@@ -53,7 +54,15 @@ impl<'p> FilterBuilder<'p> {
             properties,
             clusters: None,
             log_level: LogLevel::Trace,
+            random_seed: None,
         }
+    }
+
+    /// Seeds WASI `random_get` (deterministic either way; VMs given different seeds see
+    /// different bytes, as Envoy's workers do).
+    pub fn random_seed(mut self, seed: u64) -> Self {
+        self.random_seed = Some(seed);
+        self
     }
 
     /// The plugin configuration (buffer type 7), e.g. the filter's JSON.
@@ -104,6 +113,9 @@ impl<'p> FilterBuilder<'p> {
         state.properties = self.properties;
         state.clusters = self.clusters;
         state.log_level = self.log_level;
+        if let Some(seed) = self.random_seed {
+            state.random_state = seed;
+        }
         state.root_context_id = ROOT_CONTEXT_ID;
         let mut store = Store::new(self.plugin.engine(), state);
         let instance = self
@@ -138,6 +150,8 @@ struct GuestExports {
     on_request_trailers: Option<TypedFunc<(i32, i32), i32>>,
     on_response_headers: TypedFunc<(i32, i32, i32), i32>,
     on_response_body: TypedFunc<(i32, i32, i32), i32>,
+    /// Optional, like `on_request_trailers`.
+    on_response_trailers: Option<TypedFunc<(i32, i32), i32>>,
     on_http_call_response: TypedFunc<(i32, i32, i32, i32, i32), ()>,
     on_done: TypedFunc<i32, i32>,
     on_log: TypedFunc<i32, ()>,
@@ -171,6 +185,9 @@ impl GuestExports {
                 .ok(),
             on_response_headers: required(instance, store, "proxy_on_response_headers")?,
             on_response_body: required(instance, store, "proxy_on_response_body")?,
+            on_response_trailers: instance
+                .get_typed_func(&mut *store, "proxy_on_response_trailers")
+                .ok(),
             on_http_call_response: required(instance, store, "proxy_on_http_call_response")?,
             on_done: required(instance, store, "proxy_on_done")?,
             on_log: required(instance, store, "proxy_on_log")?,
@@ -187,6 +204,7 @@ pub(crate) enum StreamCallback {
     RequestTrailers,
     ResponseHeaders,
     ResponseBody,
+    ResponseTrailers,
 }
 
 impl StreamCallback {
@@ -197,6 +215,7 @@ impl StreamCallback {
             Self::RequestTrailers => "proxy_on_request_trailers",
             Self::ResponseHeaders => "proxy_on_response_headers",
             Self::ResponseBody => "proxy_on_response_body",
+            Self::ResponseTrailers => "proxy_on_response_trailers",
         }
     }
 }
@@ -334,13 +353,24 @@ impl Filter {
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
         let stream = &self.store.data().streams[&context];
-        if let StreamCallback::RequestTrailers = callback {
-            // `proxy_on_request_trailers(context, trailers)`: no end-of-stream flag, trailers
-            // always end the request.
-            let Some(func) = self.guest.on_request_trailers.clone() else {
+        let trailers = match callback {
+            StreamCallback::RequestTrailers => Some((
+                self.guest.on_request_trailers.clone(),
+                stream.request_trailers.len(),
+            )),
+            StreamCallback::ResponseTrailers => Some((
+                self.guest.on_response_trailers.clone(),
+                stream.response_trailers.len(),
+            )),
+            _ => None,
+        };
+        if let Some((func, count)) = trailers {
+            // `proxy_on_{request,response}_trailers(context, trailers)`: no end-of-stream
+            // flag, trailers always end their direction of the stream.
+            let Some(func) = func else {
                 return Ok(Action::Continue);
             };
-            let count = stream.request_trailers.len() as i32;
+            let count = count as i32;
             let raw = self.invoke(callback.name(), context, func, (context as i32, count))?;
             return Action::from_raw(raw).ok_or(HostError::BadAction {
                 callback: callback.name(),
@@ -348,7 +378,9 @@ impl Filter {
             });
         }
         let (func, size) = match callback {
-            StreamCallback::RequestTrailers => unreachable!("handled above"),
+            StreamCallback::RequestTrailers | StreamCallback::ResponseTrailers => {
+                unreachable!("handled above")
+            }
             StreamCallback::RequestHeaders => (
                 self.guest.on_request_headers.clone(),
                 stream.request_headers.len(),
@@ -399,11 +431,45 @@ impl Filter {
         if let Some(local) = events.local_response.take() {
             events.local_response = Some(self.encode_local_reply(context, local)?);
         }
+        let others = self.other_streams_acted_on(context)?;
         Ok(Step {
             action,
             events,
             calls,
+            others,
         })
+    }
+
+    /// What the guest did to other streams during a step of `context` (after
+    /// `proxy_set_effective_context`): their local replies pass through their own response
+    /// callbacks, as in Envoy.
+    fn other_streams_acted_on(&mut self, context: u32) -> Result<Vec<(u32, Step)>, HostError> {
+        let acted: Vec<u32> = self
+            .store
+            .data()
+            .streams
+            .iter()
+            .filter(|(id, s)| **id != context && s.events.acted())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut others = Vec::new();
+        for id in acted {
+            let state = self.store.data_mut();
+            let mut events =
+                std::mem::take(&mut state.streams.get_mut(&id).expect("listed").events);
+            if let Some(local) = events.local_response.take() {
+                events.local_response = Some(self.encode_local_reply(id, local)?);
+            }
+            let step = Step {
+                action: None,
+                events,
+                calls: Vec::new(),
+                others: Vec::new(),
+            };
+            others.push((id, step));
+        }
+        others.sort_by_key(|(id, _)| *id);
+        Ok(others)
     }
 
     /// Envoy sends a local reply back through this filter's encoder side:

@@ -74,6 +74,17 @@ pub(crate) struct StepEvents {
     pub http_calls: Vec<u32>,
 }
 
+impl StepEvents {
+    /// Whether the guest did anything to the stream.
+    pub(crate) fn acted(&self) -> bool {
+        self.resumed_request
+            || self.resumed_response
+            || self.closed
+            || self.local_response.is_some()
+            || !self.http_calls.is_empty()
+    }
+}
+
 /// Per HTTP context: what Envoy would hold for one request.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StreamState {

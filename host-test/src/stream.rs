@@ -37,9 +37,20 @@ pub struct Step {
     pub(crate) events: StepEvents,
     /// HTTP calls dispatched during the callback.
     pub calls: Vec<HttpCall>,
+    /// Other streams the guest acted on during the callback (through
+    /// `proxy_set_effective_context`), by context id.
+    pub others: Vec<(u32, Step)>,
 }
 
 impl Step {
+    /// What the guest did to stream `context_id` during this callback of another stream.
+    pub fn for_stream(&self, context_id: u32) -> Option<&Step> {
+        self.others
+            .iter()
+            .find(|(id, _)| *id == context_id)
+            .map(|(_, step)| step)
+    }
+
     pub fn local_response(&self) -> Option<&LocalResponse> {
         self.events.local_response.as_ref()
     }
@@ -164,6 +175,16 @@ impl<'f> HttpStream<'f> {
             .response_body
             .extend_from_slice(chunk);
         self.run(StreamCallback::ResponseBody, end_of_stream)
+    }
+
+    /// Sets the response trailers and runs `proxy_on_response_trailers`: the end of a
+    /// response whose body did not carry end-of-stream.
+    pub fn response_trailers(
+        &mut self,
+        trailers: &[(&str, &str)],
+    ) -> Result<Outcome<'_>, HostError> {
+        self.filter.stream_state_mut(self.id).response_trailers = HeaderMap::from_pairs(trailers);
+        self.run(StreamCallback::ResponseTrailers, true)
     }
 
     fn run(

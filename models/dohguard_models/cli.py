@@ -52,6 +52,29 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--extra-csv", type=Path, action="append", default=[])
     pr.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / ".cache" / "prepared")
 
+    pt = sub.add_parser("protocol", help="the honest evaluation protocol: leave-family-out, "
+                        "leave-style-out, over time, hold-out benign (writes models/protocol/)")
+    pt.add_argument("--data", type=Path, default=pipeline.DEFAULT_DATA)
+    pt.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / "protocol")
+    pt.add_argument("--shipped", type=Path, default=pipeline.SHIPPED_DIR,
+                    help="model folder of the CNN to score beside the fast model")
+    pt.add_argument("--no-cnn", action="store_true", help="do not score the shipped CNN")
+    pt.add_argument("--min-family", type=int, default=None,
+                    help="names a family needs to be held out on its own (default 200)")
+    pt.add_argument("--folds", type=int, default=None, help="leave-family-out folds (default 5)")
+    pt.add_argument("--per-family", type=int, default=None,
+                    help="DGA names used per family (default 3000)")
+    pt.add_argument("--benign-train", type=int, default=None,
+                    help="benign training names (default 100000)")
+
+    na = sub.add_parser("name-agreement", help="measure where Python's and the Rust core's "
+                        "normalisation and registered domain disagree (writes name_agreement.*)")
+    na.add_argument("--data", type=Path, default=pipeline.DEFAULT_DATA)
+    na.add_argument("--rust-bin", type=Path, required=True,
+                    help="the core/examples/names.rs binary (cargo build -p dohguard-core "
+                         "--example names)")
+    na.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / "protocol")
+
     f = sub.add_parser("fixture", help="regenerate the encoding fixture from a model folder")
     f.add_argument("--model", type=Path, default=pipeline.SHIPPED_DIR)
     f.add_argument("--out", type=Path, default=pipeline.SHARED_FIXTURE)
@@ -77,6 +100,21 @@ def main(argv: list[str] | None = None) -> int:
             prepare.write_rows(prepared.rows, args.out / "rows.csv")
             prepare.write_manifest(prepared.manifest, args.out / "manifest.json")
             print(json.dumps(prepared.manifest["totals"], indent=1))
+            return 0
+        if args.command == "protocol":
+            return _protocol(args)
+        if args.command == "name-agreement":
+            from . import agreement
+
+            if not args.rust_bin.is_file():
+                raise FileNotFoundError(f"{args.rust_bin} not found: cargo build -p "
+                                        "dohguard-core --example names")
+            if not args.data.is_dir():
+                raise SourceError(f"data folder {args.data} not found (use --data)")
+            r = agreement.run(args.data, args.rust_bin, args.out)
+            d = r["raw_source_names"]
+            print(f"wrote {args.out}/name_agreement.md: {d['disagreements']} of {d['names']} "
+                  "raw names disagree")
             return 0
         if args.command == "fixture":
             from . import fixtures
@@ -115,4 +153,38 @@ def _train(args) -> int:
           f"fixture {report['fixture']}")
     print(f"DGA vs benign (test): AUC {s.get('auc', float('nan')):.5f}, "
           f"TPR@1e-3 {s.get('tpr_at_1e-3', 0):.4f}, TPR@1e-4 {s.get('tpr_at_1e-4', 0):.4f}")
+    return 0
+
+
+def _protocol(args) -> int:
+    try:
+        from . import protocol
+        import sklearn  # noqa: F401
+    except ImportError as err:
+        raise pipeline.PipelineError(f"{err}: run scripts/setup.sh") from err
+
+    cfg = protocol.ProtocolConfig()
+    for attr, value in [("min_family", args.min_family), ("folds", args.folds),
+                        ("per_family", args.per_family), ("benign_train", args.benign_train)]:
+        if value is not None:
+            if value < 1:
+                raise pipeline.PipelineError(f"--{attr.replace('_', '-')} must be at least 1, got {value}")
+            setattr(cfg, attr, value)
+    if not args.data.is_dir():
+        raise SourceError(f"data folder {args.data} not found (use --data)")
+    shipped = None if args.no_cnn else args.shipped
+    if shipped is not None and not (shipped / "model.onnx").is_file():
+        raise FileNotFoundError(f"{shipped}/model.onnx not found (use --shipped or --no-cnn)")
+    words = protocol.features.load_words()  # a missing word list fails now, not in minutes
+    try:
+        report = protocol.run(args.data, args.out, cfg, shipped, words=words,
+                              progress=lambda m: print(f"[protocol] {m}", flush=True))
+    except protocol.ProtocolError as err:
+        raise pipeline.PipelineError(str(err)) from err
+    g = report["goal_check"]["fast_model"]
+    print(f"wrote {args.out}: report.md, protocol.json, lofo_recall.png, loso_recall.png "
+          f"({report['run']['seconds'] / 60:.1f} min)")
+    print(f"fast model: leave-family-out macro {g['lofo_macro_tpr_at_1e-3']:.4f} at 1e-3, "
+          f"{g['lofo_macro_tpr_at_1e-4']:.4f} at 1e-4; leave-style-out "
+          f"{g['loso_macro_tpr_at_1e-3']:.4f} at 1e-3")
     return 0

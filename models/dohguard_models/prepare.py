@@ -25,9 +25,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import encoding
-from .sources import MALICIOUS_KINDS, SOURCES, RawRecord, Source, SourceError, user_csv
+from .sources import (
+    CLEANING_SOURCES,
+    MALICIOUS_KINDS,
+    SOURCES,
+    RawRecord,
+    Source,
+    SourceError,
+    user_csv,
+)
 
 SPLITS = ("train", "val", "test")
+HOLDOUT_PRIORITY = 200  # records of holdout_benign sources: cleaned, never labelled
 _KIND_PRIORITY = {"benign": 1, "dga": 2, "malware": 3, "phishing": 4}
 USER_PRIORITY = 0
 
@@ -47,6 +56,8 @@ class PrepareConfig:
     # Benign rows in the training split (val/test keep all of theirs for tight FPR estimates).
     train_benign_max: int = 400000
     platform_min_hosts: int = 50
+    # Remove really-malicious names from the benign lists (see clean_benign()).
+    clean_benign: bool = True
     kinds: tuple[str, ...] = ("benign", "dga", "phishing", "malware")
 
 
@@ -75,6 +86,9 @@ class SourceStats:
 class Prepared:
     rows: list[Row]
     manifest: dict
+    # Registered domains of the ``holdout_benign`` sources that no other source lists (any
+    # kind, before caps) and that the cleaning rule keeps: benign names never trained on.
+    holdout_benign: list[str] = field(default_factory=list)
 
 
 def sha256_file(path: Path) -> str:
@@ -117,22 +131,90 @@ def _read(
     return out, stats
 
 
+BENIGN_CLEANING_RULE = (
+    "A registered domain from a public benign list is removed from the benign rows when a DGA "
+    "list (labelled or dga_unlabelled/) or one of maltrail's trails (malware or sinkhole files) "
+    "names that registered domain itself (the entry equals it; hosts under it and URLs do not "
+    "count). Exception: a recent Tranco name (2025-06/2026-08 lists) that only a DGA list names "
+    "is kept, because short generated names collide with real sites (qiita.com is conficker "
+    "output and a Tranco top site). A removed name keeps any malicious label another source "
+    "gives it. Phishing/malware lists are not used: they name real sites that once hosted "
+    "malware (earlham.edu, maplesoft.com), and the source priority already handles them."
+)
+
+
+def clean_benign(
+    records: list[tuple[str, str, RawRecord, int]],
+    cleaning: list[tuple[str, str, RawRecord, int]],
+) -> tuple[set[str], dict]:
+    """Registered domains to drop from the benign rows under :data:`BENIGN_CLEANING_RULE`,
+    and the counts per benign source and per reason for the manifest."""
+    benign_sources: dict[str, set[str]] = defaultdict(set)
+    for _, rd, rec, prio in records:
+        if rec.kind == "benign" and prio != USER_PRIORITY:
+            benign_sources[rd].add(rec.family)
+    reasons: dict[str, set[str]] = defaultdict(set)
+    named = [(host, rec.family) for host, _, rec, _ in cleaning]
+    named += [(host, "dga_list") for host, _, rec, _ in records if rec.kind == "dga"]
+    for host, reason in named:
+        if host in benign_sources:
+            reasons[host].add(reason)
+    removed = {
+        rd for rd, why in reasons.items()
+        if not (why == {"dga_list"} and any(f.startswith("tranco") for f in benign_sources[rd]))
+    }
+    by_source = Counter(src for rd in removed for src in benign_sources[rd])
+    by_reason = Counter(r for rd in removed for r in reasons[rd])
+    report = {
+        "rule": BENIGN_CLEANING_RULE,
+        "removed": len(removed),
+        "removed_by_benign_source": dict(sorted(by_source.items())),
+        "removed_by_reason": dict(sorted(by_reason.items())),
+        "kept_by_tranco_exception": sorted(set(reasons) - removed),
+        "examples": sorted(removed)[:: max(1, len(removed) // 40)][:40],
+    }
+    return removed, report
+
+
 def prepare(
     data_dir: Path | None,
     cfg: PrepareConfig,
     user_csvs: list[Path] = (),
     sources: list[Source] | None = None,
+    cleaning_sources: list[Source] | None = None,
+    holdout_benign: list[Source] = (),
 ) -> Prepared:
-    """Build the labelled, split rows. ``data_dir=None`` trains from the user CSVs only."""
+    """Build the labelled, split rows. ``data_dir=None`` trains from the user CSVs only.
+    ``cleaning_sources`` (default :data:`CLEANING_SOURCES`) are read only for the benign
+    cleaning rule."""
     entries: list[tuple[Path, object, int]] = []
     if data_dir is not None:
         for src in sources if sources is not None else SOURCES:
             entries.append((data_dir / src.path, src.read, 99))
+        for src in holdout_benign:
+            entries.append((data_dir / src.path, src.read, HOLDOUT_PRIORITY))
     for csv_path in user_csvs:
         entries.append((Path(csv_path), user_csv, USER_PRIORITY))
     if not entries:
         raise SourceError("nothing to train on: give a data folder or a CSV")
     records, source_stats = _read(entries)
+    cleaning_report: dict = {"rule": BENIGN_CLEANING_RULE, "applied": False}
+    if cfg.clean_benign and data_dir is not None:
+        clean_entries = [
+            (data_dir / src.path, src.read, 99)
+            for src in (cleaning_sources if cleaning_sources is not None else CLEANING_SOURCES)
+        ]
+        cleaning, cleaning_stats = _read(clean_entries)
+        removed, cleaning_report = clean_benign(records, cleaning)
+        cleaning_report["applied"] = True
+        cleaning_report["sources"] = [asdict(s) for s in cleaning_stats]
+        records = [
+            r for r in records
+            if not (r[2].kind == "benign" and r[3] != USER_PRIORITY and r[1] in removed)
+        ]
+    holdout_rds = {rd for _, rd, rec, prio in records
+                   if prio == HOLDOUT_PRIORITY and rec.kind == "benign"}
+    records = [r for r in records if r[3] != HOLDOUT_PRIORITY]
 
     # Shared platforms: many distinct malicious hosts under one registered domain.
     hosts_per_domain: dict[str, set[str]] = defaultdict(set)
@@ -193,13 +275,20 @@ def prepare(
 
     manifest = build_manifest(
         rows, cfg, source_stats, conflicts, platforms, dropped_platform, capped, benign_dropped,
-        data_dir,
+        data_dir, cleaning_report,
     )
-    return Prepared(rows, manifest)
+    holdout = sorted(holdout_rds - best.keys() - platforms)
+    if holdout_benign:
+        manifest["holdout_benign"] = {
+            "sources": [src.path for src in holdout_benign],
+            "registered_domains_read": len(holdout_rds),
+            "kept_not_in_any_other_source": len(holdout),
+        }
+    return Prepared(rows, manifest, holdout)
 
 
 def build_manifest(rows, cfg, source_stats, conflicts, platforms, dropped_platform, capped,
-                   benign_dropped, data_dir) -> dict:
+                   benign_dropped, data_dir, cleaning_report=None) -> dict:
     counts: dict[str, dict[str, dict[str, int]]] = {s: defaultdict(Counter) for s in SPLITS}
     split_hash = {s: hashlib.sha256() for s in SPLITS}
     for r in rows:
@@ -217,6 +306,7 @@ def build_manifest(rows, cfg, source_stats, conflicts, platforms, dropped_platfo
             "shared_platforms_dropped": sorted(platforms),
             "rows_dropped_as_platform_hosts": dropped_platform,
             "label_conflicts_by_kinds": dict(conflicts),
+            "benign_cleaning": cleaning_report,
         },
         "capped_rows_removed": capped,
         "train_benign_rows_removed": benign_dropped,

@@ -171,7 +171,8 @@ SOURCES: list[Source] = [
     Source("banjori/banjori.txt", one_per_line("dga", "banjori")),
     Source("bambenek_2017/dga-cryptolocke-1000.txt", bambenek("cryptolocker")),
     Source("bambenek_2017/dga-post-tovar-goz-1000.txt", bambenek("gameover")),
-    # dga_unlabelled/ is left out: with no family it could leak held-out families.
+    # dga_unlabelled/ is left out as labels: with no family it could leak held-out families
+    # (it is read for benign cleaning only: CLEANING_SOURCES).
     # Benign. The OpenDNS lists (in the DGA folders) are left out: ranked by query volume or
     # sampled from queries, they hold botnet traffic (qljqtnmqx.cn, jmkdxyk.ws, grxhhiqszb.biz)
     # that poisons the benign label; the ranked lists below cover the same popular sites.
@@ -190,8 +191,41 @@ SOURCES: list[Source] = [
     Source("blackbook/blackbook.csv", blackbook_csv),
     Source("ddofm_blocklists/URLHaus.txt", one_per_line("malware", "urlhaus")),
     Source("ddofm_blocklists/malware_domains_list.txt", one_per_line("malware", "malware_list")),
-    # maltrail/ is left out: its trails mix C2 hosts, sinkholes and DGA seeds without a
-    # per-line kind. dns_tunnel/ is not a registered-domain problem (see models/README.md).
+    # maltrail/ is left out as labels: its trails mix C2 hosts, sinkholes and DGA seeds without
+    # a per-line kind (read for benign cleaning only: CLEANING_SOURCES). dns_tunnel/ is not a registered-domain problem (see models/README.md).
+]
+
+
+# Benign cleaning (models/README.md, "Benign cleaning"): lists that are read only to find
+# names in the benign lists that are really malicious. Each yields RawRecord(raw, "cleaning",
+# reason); the DGA lists of SOURCES count too (reason "dga_list").
+def dga_unlabelled_csv(path: Path) -> Iterator[RawRecord]:
+    for line in _lines(path):
+        name = line.split(",")[0].strip()
+        if name.lower() not in ("dga", "domain"):
+            yield RawRecord(name, "cleaning", "dga_list")
+
+
+def maltrail_tar(path: Path) -> Iterator[RawRecord]:
+    """maltrail's static malware trails: bare names only (no IPs, URLs or paths are names).
+    Files named ``sinkhole_*`` list sinkholed domains; the others list malware domains."""
+    with tarfile.open(path, "r:gz") as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            fh = tar.extractfile(member)
+            if fh is None:
+                continue
+            stem = Path(member.name).stem
+            reason = "maltrail_sinkhole" if stem.startswith("sinkhole") else "maltrail_malware"
+            for line in io.TextIOWrapper(fh, encoding="utf-8", errors="replace"):
+                token = line.strip().split(" ")[0].split("\t")[0]
+                if token and not token.startswith("#") and "/" not in token:
+                    yield RawRecord(token, "cleaning", reason)
+
+
+CLEANING_SOURCES: list[Source] = [
+    Source("dga_unlabelled/dga.csv", dga_unlabelled_csv),
+    Source("dga_unlabelled/xobx_dga.csv", dga_unlabelled_csv),
+    Source("maltrail/maltrail_trails_static_malware.tar.gz", maltrail_tar),
 ]
 
 _USER_LABELS = {

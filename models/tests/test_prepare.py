@@ -9,11 +9,15 @@ import pytest
 from conftest import FIXTURE_DATA
 
 from dohguard_models import prepare
-from dohguard_models.sources import SOURCES, SourceError, user_csv
+from dohguard_models.sources import CLEANING_SOURCES, SOURCES, SourceError, user_csv
 
 
 def _fixture_sources():
     return [s for s in SOURCES if (FIXTURE_DATA / s.path).exists()]
+
+
+def _prepare(cfg, **kw):
+    return prepare.prepare(FIXTURE_DATA, cfg, sources=kw.pop("sources", _fixture_sources()), **kw)
 
 
 def _cfg(**kw):
@@ -26,7 +30,7 @@ def _cfg(**kw):
 
 @pytest.fixture(scope="module")
 def prepared():
-    return prepare.prepare(FIXTURE_DATA, _cfg(), sources=_fixture_sources())
+    return _prepare(_cfg())
 
 
 def _by_text(p):
@@ -68,10 +72,10 @@ def test_family_caps_and_held_out(prepared):
 
 
 def test_split_is_reproducible_and_by_registered_domain(prepared):
-    again = prepare.prepare(FIXTURE_DATA, _cfg(), sources=list(reversed(_fixture_sources())))
+    again = _prepare(_cfg(), sources=list(reversed(_fixture_sources())))
     assert {(r.text, r.split) for r in again.rows} == {(r.text, r.split) for r in prepared.rows}
     assert again.manifest["split_sha256"] == prepared.manifest["split_sha256"]
-    other_seed = prepare.prepare(FIXTURE_DATA, _cfg(seed=7), sources=_fixture_sources())
+    other_seed = _prepare(_cfg(seed=7))
     assert other_seed.manifest["split_sha256"] != prepared.manifest["split_sha256"]
 
 
@@ -87,7 +91,7 @@ def test_manifest_counts_and_hashes(prepared):
 def test_user_csv_overrides_public_labels(tmp_path):
     f = tmp_path / "org.csv"
     f.write_text("name,label,family\nmail.google.com,malicious,insider\nnew-benign.example,0,\n")
-    p = prepare.prepare(FIXTURE_DATA, _cfg(), user_csvs=[f], sources=_fixture_sources())
+    p = _prepare(_cfg(), user_csvs=[f])
     rows = _by_text(p)
     assert rows["google.com"].kind == "dga" and rows["google.com"].family == "insider"
     assert rows["new-benign.example"].label == 0
@@ -113,3 +117,52 @@ def test_write_rows_round_trip(prepared, tmp_path):
     assert len(back) == len(prepared.rows)
     assert {b["text"] for b in back} == {r.text for r in prepared.rows}
     assert Path(out).read_text().startswith("text,label,kind,family,split\n")
+
+
+def test_benign_cleaning_rule(prepared):
+    rows = _by_text(prepared)
+    # maltrail names the registered domain itself: sinkhole file and malware trail
+    assert "sinkholed-botnet.example" not in rows
+    assert "c2-panel.example" not in rows
+    # only a DGA list names it and it is not a recent Tranco name
+    assert "dga-named.example" not in rows
+    # a host under it (host.under-platform.example) or a URL does not count
+    assert rows["under-platform.example"].kind == "benign"
+    # Tranco exception: only a DGA list (dga_unlabelled) names it
+    assert rows["netflix.com"].kind == "benign"
+    clean = prepared.manifest["label_policy"]["benign_cleaning"]
+    assert clean["applied"] is True
+    assert clean["removed"] == 3
+    assert clean["removed_by_benign_source"] == {"umudga_legit": 3}
+    assert clean["removed_by_reason"] == {"dga_list": 1, "maltrail_malware": 1,
+                                          "maltrail_sinkhole": 1}
+    assert clean["kept_by_tranco_exception"] == ["google.com", "netflix.com"]
+    assert len(clean["sources"]) == len(CLEANING_SOURCES)
+
+
+def test_benign_cleaning_can_be_turned_off():
+    rows = _by_text(_prepare(_cfg(clean_benign=False)))
+    assert rows["sinkholed-botnet.example"].kind == "benign"
+    assert rows["dga-named.example"].kind == "benign"
+
+
+def test_missing_cleaning_source_is_an_error(tmp_path):
+    from dohguard_models.sources import Source, maltrail_tar
+
+    with pytest.raises(SourceError, match="source file missing"):
+        _prepare(_cfg(), cleaning_sources=[Source("maltrail/nope.tar.gz", maltrail_tar)])
+
+
+def test_holdout_benign_excludes_every_listed_name():
+    from dohguard_models.sources import Source, rank_csv
+
+    tranco = "tranco/tranco_top_10k.csv"
+    p = _prepare(_cfg(), sources=[s for s in _fixture_sources() if s.path != tranco],
+                 holdout_benign=[Source(tranco, rank_csv("benign", "tranco_new"))])
+    texts = {r.text for r in p.rows}
+    assert "facebook.com" in p.holdout_benign and "facebook.com" not in texts
+    assert "google.com" not in p.holdout_benign  # listed by umudga (as cryptolocker)
+    assert "wikipedia.org" not in p.holdout_benign  # umudga's legit list: used in training
+    assert "netflix.com" in p.holdout_benign  # Tranco exception of the cleaning rule
+    assert not set(p.holdout_benign) & texts
+    assert p.manifest["holdout_benign"]["kept_not_in_any_other_source"] == len(p.holdout_benign)

@@ -139,6 +139,9 @@ pub struct Dohguard {
     pub latency_us: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// The blocked CNAME/alias target, for reason `cname`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname_target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<AnswerFields>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,7 +229,11 @@ impl VerdictDocument {
             response_code,
         });
         let endpoint = event.client.as_ref().map(|ip| Endpoint { ip: ip.clone() });
-        let list_layer = event.cached_layer.unwrap_or(event.layer);
+        // A `cname` block names the deny rule its target matched.
+        let list_layer = match event.cached_layer.unwrap_or(event.layer) {
+            Layer::Cname => Layer::DenyList,
+            layer => layer,
+        };
         let rule = event.rule.as_ref().map(|name| Rule {
             name: name.clone(),
             ruleset: list_layer.as_str().into(),
@@ -271,6 +278,7 @@ impl VerdictDocument {
                 model_version: event.model_version.clone(),
                 latency_us: Some(event.latency_us),
                 principal: event.principal.clone(),
+                cname_target: event.cname_target.clone(),
                 answer: Some(answer),
                 gap: None,
             },
@@ -380,6 +388,7 @@ mod tests {
             layer: Layer::Model,
             cached_layer: None,
             rule: None,
+            cname_target: None,
             score: Some(0.01),
             model_version: Some("m1".into()),
             cached: false,
@@ -429,6 +438,25 @@ mod tests {
         let doc = VerdictDocument::from_event(&e, "t".into(), split("x"));
         assert_eq!(doc.event.action, "dns-malformed");
         assert_eq!(doc.event.outcome, "failure");
+    }
+
+    #[test]
+    fn a_cname_block_names_its_target_and_the_deny_rule() {
+        let mut e = event();
+        e.verdict = Some(Verdict::Block);
+        e.layer = Layer::Cname;
+        e.rule = Some(".evil.test".into());
+        e.cname_target = Some("tracker.evil.test".into());
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""layer":"cname""#), "{json}");
+        assert_eq!(serde_json::from_str::<DecisionEvent>(&json).unwrap(), e);
+        let v =
+            serde_json::to_value(VerdictDocument::from_event(&e, "t".into(), split("x"))).unwrap();
+        assert_eq!(v["dohguard"]["reason"], "cname");
+        assert_eq!(v["dohguard"]["cname_target"], "tracker.evil.test");
+        assert_eq!(v["rule"]["name"], ".evil.test");
+        assert_eq!(v["rule"]["ruleset"], "deny_list");
+        assert_eq!(v["event"]["action"], "dns-block");
     }
 
     #[test]

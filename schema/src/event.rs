@@ -19,6 +19,9 @@ pub enum Layer {
     NoScorer,
     /// A name the model does not judge (the root, `.arpa`).
     Unscored,
+    /// The name was allowed, but its upstream answer pointed (CNAME, HTTPS/SVCB target) to a
+    /// blocked name; `cname_target` names it, `rule` the deny rule it matched.
+    Cname,
     /// The request was refused with a 4xx before any decision.
     Malformed,
 }
@@ -33,6 +36,7 @@ impl Layer {
             Layer::FailureMode => "failure_mode",
             Layer::NoScorer => "no_scorer",
             Layer::Unscored => "unscored",
+            Layer::Cname => "cname",
             Layer::Malformed => "malformed",
         }
     }
@@ -94,6 +98,10 @@ pub struct DecisionEvent {
     /// The list rule that matched, in list syntax (`*.ads.test`, `.evil.test`, `one.test`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// For layer `cname`: the CNAME or HTTPS/SVCB target that was blocked (absent when an
+    /// over-size answer was blocked uninspected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname_target: Option<String>,
     /// Model score, when the model decided in this request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f32>,

@@ -57,6 +57,7 @@ impl App {
                     max_batch: inference.max_batch,
                     max_wait: Duration::from_micros(inference.max_wait_us),
                     queue_capacity: inference.queue_capacity,
+                    max_age: Duration::from_millis(inference.max_queue_age_ms),
                 },
                 model_metrics,
             )

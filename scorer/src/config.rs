@@ -88,8 +88,12 @@ pub struct InferenceConfig {
     pub max_wait_us: u64,
     /// Intra-op threads of the ONNX Runtime session.
     pub intra_threads: usize,
-    /// Names waiting for the inference thread before requests get 503.
+    /// Names waiting for the inference thread; a request that would go past it gets 503 with
+    /// `Retry-After` at once (an empty queue admits any one request).
     pub queue_capacity: usize,
+    /// A request that waited longer than this for the inference thread gets 503 instead of
+    /// being computed (its caller, the filter's 200 ms callout, has given up by then).
+    pub max_queue_age_ms: u64,
     /// Warm-up batches run at load, before the model serves.
     pub warmup_batches: usize,
 }
@@ -239,7 +243,8 @@ impl Default for InferenceConfig {
             max_batch: 256,
             max_wait_us: 200,
             intra_threads: 1,
-            queue_capacity: 16_384,
+            queue_capacity: 8192,
+            max_queue_age_ms: 250,
             warmup_batches: 3,
         }
     }
@@ -379,6 +384,10 @@ impl Config {
         positive(
             "inference.queue_capacity",
             self.inference.queue_capacity as u64,
+        )?;
+        positive(
+            "inference.max_queue_age_ms",
+            self.inference.max_queue_age_ms,
         )?;
         positive("model.watch_interval_ms", self.model.watch_interval_ms)?;
         positive("http.max_body_bytes", self.http.max_body_bytes as u64)?;

@@ -38,6 +38,26 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Why names left the inference queue uncomputed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    /// `caller_gone` (the request was abandoned) or `too_old` (waited past `max_queue_age_ms`).
+    pub reason: &'static str,
+}
+
+impl DropLabel {
+    pub fn of(fate: crate::model::batcher::Fate) -> Self {
+        use crate::model::batcher::Fate;
+        Self {
+            reason: match fate {
+                Fate::CallerGone => "caller_gone",
+                Fate::TooOld => "too_old",
+                Fate::Run => "run",
+            },
+        }
+    }
+}
+
 impl OutcomeLabel {
     pub fn ok() -> Self {
         Self { outcome: "ok" }
@@ -87,6 +107,10 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pub inference_seconds: Histogram,
     pub queue_depth: Gauge,
+    /// Names refused at once because the inference queue was full (answered 503).
+    pub queue_rejected: Counter,
+    /// Names taken off the inference queue and not computed, by reason.
+    pub queue_dropped: Family<DropLabel, Counter>,
     pub verdicts: Family<VerdictLabels, Counter>,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
@@ -131,6 +155,8 @@ impl Metrics {
             batch_size,
             inference_seconds,
             queue_depth: Gauge::default(),
+            queue_rejected: Counter::default(),
+            queue_dropped: Family::default(),
             verdicts: Family::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
@@ -167,6 +193,16 @@ impl Metrics {
             "inference_queue_depth",
             "Names waiting for the inference thread",
             m.queue_depth.clone(),
+        );
+        r.register(
+            "inference_queue_rejected",
+            "Names refused because the inference queue was full (503)",
+            m.queue_rejected.clone(),
+        );
+        r.register(
+            "inference_queue_dropped",
+            "Names dropped from the inference queue uncomputed, by reason",
+            m.queue_dropped.clone(),
         );
         r.register(
             "verdicts",
@@ -275,6 +311,14 @@ impl Metrics {
             "Bytes in the spool awaiting replay",
             m.spool_bytes.clone(),
         );
+        // Every drop reason is exported from the start (0), so a dashboard or a test that
+        // finds one missing knows it was renamed.
+        for fate in [
+            crate::model::batcher::Fate::CallerGone,
+            crate::model::batcher::Fate::TooOld,
+        ] {
+            let _ = m.queue_dropped.get_or_create(&DropLabel::of(fate));
+        }
         Self {
             registry: Arc::new(r),
             ..m

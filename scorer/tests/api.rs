@@ -109,7 +109,9 @@ async fn names_are_normalised_and_split() {
 
 #[tokio::test]
 async fn batch_keeps_order_and_agrees_with_single_calls() {
-    let t = app().await;
+    // The score cache is off: every single call below is computed again by the model, so the
+    // comparison is between two model runs, not between a run and its cached copy.
+    let t = app_with(|c| c.verdicts.cache_capacity = 0).await;
     let names = [
         "google.com",
         "xjw3kq9z.com",
@@ -132,6 +134,12 @@ async fn batch_keeps_order_and_agrees_with_single_calls() {
     }
     assert_eq!(results[0]["verdict"], "allow");
     assert_eq!(results[1]["verdict"], "block");
+    assert_eq!(t.app.metrics.cache_hits.get(), 0);
+    assert_eq!(
+        names_computed(&t.app),
+        2.0 * names.len() as f64,
+        "each name computed twice: in the batch and alone"
+    );
 
     let (status, _, body) = call(&t.router, score_req(json!({"names": []}))).await;
     assert_eq!(status, StatusCode::OK);
@@ -347,7 +355,14 @@ async fn health_ready_model_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["card"]["sha256"], card["sha256"]);
     assert_eq!(body["card"]["name"], card["name"]);
-    assert_eq!(body["device"], "cpu");
+    // The test configuration asks for `auto`: CUDA where the runtime offers it (and the GPU
+    // works), else CPU.
+    let device = body["device"].as_str().unwrap();
+    if dohguard_scorer::model::runtime::cuda_available().unwrap() {
+        assert!(matches!(device, "cuda" | "cpu"), "{body}");
+    } else {
+        assert_eq!(device, "cpu", "{body}");
+    }
 
     call(
         &t.router,
@@ -394,6 +409,157 @@ async fn health_ready_model_and_metrics() {
     ] {
         assert!(text.contains(needle), "metrics lack {needle:?}:\n{text}");
     }
+}
+
+/// Names the model has computed so far (sum of the batch-size histogram).
+fn names_computed(app: &App) -> f64 {
+    let text = app.metrics.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix("dohguard_scorer_inference_batch_size_sum "))
+        .unwrap_or_else(|| panic!("no batch size sum in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Names of the large job below: the test model computes them in a few hundred milliseconds.
+const BUSY_NAMES: usize = 100_000;
+
+/// Keeps the inference thread busy with a large job (outside HTTP, straight to the model)
+/// and returns once the thread is computing it: requests sent now queue behind it.
+async fn busy(t: &TestApp) -> tokio::task::JoinHandle<()> {
+    let model = t.app.model().clone();
+    let job = tokio::spawn(async move {
+        let texts: Vec<String> = (0..BUSY_NAMES)
+            .map(|i| format!("busy{i}q{i}.example"))
+            .collect();
+        model.score(texts).await.expect("the large job is computed");
+    });
+    let app = t.app.clone();
+    eventually(
+        "the inference thread starts the large job",
+        std::time::Duration::from_secs(30),
+        || {
+            let started = names_computed(&app) > 0.0;
+            async move { started }
+        },
+    )
+    .await;
+    job
+}
+
+fn unique_batch(prefix: &str, n: usize) -> Value {
+    json!({"names": (0..n).map(|i| json!({"name": format!("{prefix}{i}.example"), "qtype": "A"})).collect::<Vec<_>>()})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after_at_once() {
+    let t = app_with(|c| {
+        c.inference.queue_capacity = 10;
+        c.inference.max_queue_age_ms = 60_000; // this test waits behind the large job
+        c.http.max_batch_names = 8;
+    })
+    .await;
+    let busy = busy(&t).await;
+    // 8 names fit in the empty queue and wait behind the large job ...
+    let router = t.router.clone();
+    let waiting =
+        tokio::spawn(async move { call(&router, score_req(unique_batch("wait", 8))).await });
+    let app = t.app.clone();
+    eventually("8 names queued", std::time::Duration::from_secs(10), || {
+        let n = app.model().queued_names();
+        async move { n == 8 }
+    })
+    .await;
+    // ... 8 more would make 16 > 10: refused at once, not after the queue drains.
+    let resp = t
+        .router
+        .clone()
+        .oneshot(score_req(unique_batch("over", 8)))
+        .await
+        .unwrap();
+    assert!(!busy.is_finished(), "the 503 waited for the large job");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    assert_eq!(
+        resp.headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap()),
+        Some("application/problem+json")
+    );
+    let body: Value =
+        serde_json::from_slice(&to_bytes(resp.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(body["type"], "urn:dohguard:problem:overloaded", "{body}");
+    assert_eq!(body["status"], 503);
+
+    let (status, _, body) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    busy.await.unwrap();
+    assert_eq!(t.app.metrics.queue_rejected.get(), 8);
+    assert_eq!(
+        names_computed(&t.app),
+        (BUSY_NAMES + 8) as f64,
+        "the refused names were never computed"
+    );
+    // Refused requests are not verdicts: nothing was recorded for them.
+    let (_, _, metrics) = call(
+        &t.router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("dohguard_scorer_inference_queue_rejected_total 8"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dohguard_scorer_http_requests_total{route=\"/v1/score\",status=\"503\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_callers_deadline_is_dropped_uncomputed() {
+    let t = app().await;
+    let busy = busy(&t).await;
+    // The filter's callouts carry Envoy's expected timeout: the caller stops waiting then.
+    let req = Request::post("/v1/score")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-envoy-expected-rq-timeout-ms", "50")
+        .body(Body::from(
+            json!({"name": "abandoned.example", "qtype": "A"}).to_string(),
+        ))
+        .unwrap();
+    let (status, ctype, body) = call(&t.router, req).await;
+    assert!(!busy.is_finished(), "the answer waited for the large job");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(ctype.as_deref(), Some("application/problem+json"));
+    busy.await.unwrap();
+    let (status, _, _) = call(
+        &t.router,
+        score_req(json!({"name": "after.example", "qtype": "A"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        names_computed(&t.app),
+        (BUSY_NAMES + 1) as f64,
+        "abandoned.example was dropped from the queue, not computed"
+    );
+    let (_, _, metrics) = call(
+        &t.router,
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("dohguard_scorer_inference_queue_dropped_total{reason=\"caller_gone\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Inference against the real ONNX Runtime: the encoding and scores agree with the Python
 //! side's fixtures, micro-batching coalesces concurrent requests without holding a lone one
-//! back, a CUDA request on a CPU-only runtime falls back loudly, and reloads are validated.
+//! back, the queue is bounded in names and by age and skips abandoned jobs, a CUDA request
+//! runs on CUDA or falls back loudly, and reloads are validated.
 
 mod common;
 
@@ -14,7 +15,7 @@ use dohguard_core::name;
 use dohguard_scorer::{
     config::Device,
     metrics::Metrics,
-    model::{BatcherConfig, Model, ModelCard, ModelError},
+    model::{runtime, BatcherConfig, Model, ModelCard, ModelError},
 };
 use serde_json::Value;
 
@@ -28,6 +29,7 @@ fn batching() -> BatcherConfig {
         max_batch: 64,
         max_wait: Duration::from_micros(200),
         queue_capacity: 1024,
+        max_age: Duration::from_secs(60),
     }
 }
 
@@ -231,6 +233,7 @@ async fn a_lone_request_is_not_held_for_max_wait() {
         max_batch: 64,
         max_wait: Duration::from_secs(5),
         queue_capacity: 16,
+        max_age: Duration::from_secs(60),
     };
     let model = start_model(&default_card(), Device::Cpu, config, Metrics::new());
     for _ in 0..3 {
@@ -245,32 +248,204 @@ async fn a_lone_request_is_not_held_for_max_wait() {
     }
 }
 
-#[tokio::test]
-async fn a_full_queue_answers_overloaded() {
-    let config = BatcherConfig {
-        max_batch: 1,
-        max_wait: Duration::ZERO,
-        queue_capacity: 1,
+/// `(count, sum)` of the batch-size histogram: model calls, and names computed.
+fn batches(metrics: &Metrics) -> (f64, f64) {
+    let text = metrics.encode();
+    let read = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("metrics lack {prefix:?}"))
+            .parse()
+            .unwrap()
     };
-    let model = start_model(&default_card(), Device::Cpu, config, Metrics::new());
-    let calls = (0..200).map(|_| {
-        let m = model.clone();
-        async move { m.score(vec!["example.com".into(); 64]).await }
-    });
-    let results = futures::future::join_all(calls).await;
-    assert!(results
-        .iter()
-        .any(|r| matches!(r, Err(ModelError::Overloaded))));
-    assert!(results.iter().any(|r| r.is_ok()));
+    (
+        read("dohguard_scorer_inference_batch_size_count "),
+        read("dohguard_scorer_inference_batch_size_sum "),
+    )
 }
 
+/// The value of the counter line `name` in the metrics text (present or the test fails).
+fn counter(metrics: &Metrics, name: &str) -> f64 {
+    let text = metrics.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("metrics lack {name:?}:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Names enough to keep the inference thread busy for a good fraction of a second.
+const BUSY_NAMES: usize = 30_000;
+
+fn busy_texts() -> Vec<String> {
+    (0..BUSY_NAMES)
+        .map(|i| format!("busy{i}q{i}.example"))
+        .collect()
+}
+
+/// Starts a model with `config`, hands its thread a large job, and returns once the thread is
+/// computing it (its first chunk is done): jobs queued now wait behind it.
+async fn model_busy_with_a_large_job(
+    config: BatcherConfig,
+) -> (
+    Model,
+    Metrics,
+    tokio::task::JoinHandle<Result<dohguard_scorer::model::Scored, ModelError>>,
+) {
+    let metrics = Metrics::new();
+    let model = start_model(&default_card(), Device::Cpu, config, metrics.clone());
+    let m = model.clone();
+    let busy = tokio::spawn(async move { m.score(busy_texts()).await });
+    let watched = metrics.clone();
+    eventually(
+        "the inference thread starts the large job",
+        Duration::from_secs(30),
+        || {
+            let started = batches(&watched).0 > 0.0;
+            async move { started }
+        },
+    )
+    .await;
+    (model, metrics, busy)
+}
+
+fn overload_config(queue_capacity: usize, max_age: Duration) -> BatcherConfig {
+    BatcherConfig {
+        max_batch: 256,
+        max_wait: Duration::ZERO,
+        queue_capacity,
+        max_age,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_at_once_in_names() {
+    let (model, metrics, busy) =
+        model_busy_with_a_large_job(overload_config(100, Duration::from_secs(60))).await;
+    // 60 names fit in the empty queue; 60 more would make 120 > 100 names: refused at once,
+    // while the large job still runs (not after waiting for it).
+    let m = model.clone();
+    let first = tokio::spawn(async move {
+        m.score((0..60).map(|i| format!("fit{i}.example")).collect())
+            .await
+    });
+    let watched = model.clone();
+    eventually("60 names queued", Duration::from_secs(10), || {
+        let n = watched.queued_names();
+        async move { n == 60 }
+    })
+    .await;
+    let refused = model
+        .score((0..60).map(|i| format!("over{i}.example")).collect())
+        .await;
+    assert!(
+        matches!(refused, Err(ModelError::Overloaded)),
+        "{refused:?}"
+    );
+    assert!(
+        !busy.is_finished(),
+        "the refusal came only after the queue drained"
+    );
+    // Fewer names still fit.
+    let m = model.clone();
+    let small = tokio::spawn(async move { m.score(vec!["small.example".into(); 40]).await });
+    assert_eq!(first.await.unwrap().unwrap().scores.len(), 60);
+    assert_eq!(small.await.unwrap().unwrap().scores.len(), 40);
+    busy.await.unwrap().unwrap();
+    assert_eq!(
+        counter(&metrics, "dohguard_scorer_inference_queue_rejected_total"),
+        60.0
+    );
+    assert_eq!(
+        batches(&metrics).1,
+        (BUSY_NAMES + 100) as f64,
+        "the refused names were never computed"
+    );
+    assert_eq!(model.queued_names(), 0);
+    assert_eq!(metrics.queue_depth.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_caller_has_gone_is_never_computed() {
+    let (model, metrics, busy) =
+        model_busy_with_a_large_job(overload_config(100_000, Duration::from_secs(60))).await;
+    let mut abandoned = Box::pin(model.score(vec!["gone1.example".into(), "gone2.example".into()]));
+    // One poll queues the job; dropping the future is a caller giving up (a timeout).
+    assert!(futures::poll!(&mut abandoned).is_pending());
+    assert_eq!(model.queued_names(), 2);
+    drop(abandoned);
+    let kept = model.score(vec!["kept.example".into()]).await.unwrap();
+    assert_eq!(kept.scores.len(), 1);
+    busy.await.unwrap().unwrap();
+    assert_eq!(
+        batches(&metrics).1,
+        (BUSY_NAMES + 1) as f64,
+        "only the large job and the kept name were computed"
+    );
+    assert_eq!(
+        counter(
+            &metrics,
+            "dohguard_scorer_inference_queue_dropped_total{reason=\"caller_gone\"}"
+        ),
+        2.0
+    );
+    assert_eq!(model.queued_names(), 0);
+    assert_eq!(metrics.queue_depth.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_older_than_max_age_is_answered_expired_uncomputed() {
+    let (model, metrics, busy) =
+        model_busy_with_a_large_job(overload_config(100_000, Duration::from_millis(100))).await;
+    let started = Instant::now();
+    let late = model.score(vec!["late.example".into()]).await;
+    assert!(matches!(late, Err(ModelError::Expired)), "{late:?}");
+    assert!(
+        started.elapsed() > Duration::from_millis(100),
+        "answered after waiting its max_age behind the large job"
+    );
+    busy.await.unwrap().unwrap();
+    assert_eq!(
+        batches(&metrics).1,
+        BUSY_NAMES as f64,
+        "late.example was never computed"
+    );
+    assert_eq!(
+        counter(
+            &metrics,
+            "dohguard_scorer_inference_queue_dropped_total{reason=\"too_old\"}"
+        ),
+        1.0
+    );
+    // A fresh job on the idle thread runs.
+    model.score(vec!["fresh.example".into()]).await.unwrap();
+}
+
+/// On a CPU-only runtime (the PyPI `onnxruntime` these tests install) CUDA cannot be had:
+/// the session must run on CPU and say so (gauge 1). On a runtime that offers CUDA (a GPU
+/// build) the session runs on CUDA, or, when the GPU cannot be used, on CPU with the same
+/// loud fallback. Either way the device reported and the fallback gauge agree, and inference
+/// answers.
 #[tokio::test]
-async fn cuda_on_a_cpu_only_runtime_falls_back_and_says_so() {
+async fn cuda_runs_where_offered_and_falls_back_loudly_elsewhere() {
+    require_env("ORT_DYLIB_PATH");
+    let offered = runtime::cuda_available().unwrap();
     let metrics = Metrics::new();
     let model = start_model(&default_card(), Device::Cuda, batching(), metrics.clone());
-    // The PyPI `onnxruntime` package has no CUDA provider: registration fails, CPU serves.
-    assert_eq!(model.info().device.as_str(), "cpu");
-    assert_eq!(metrics.cpu_fallback.get(), 1);
+    let device = model.info().device.as_str();
+    let fallback = metrics.cpu_fallback.get();
+    eprintln!(
+        "ONNX Runtime offers CUDA: {offered}; session device: {device}; fallback gauge: {fallback}"
+    );
+    if offered {
+        assert!(
+            matches!((device, fallback), ("cuda", 0) | ("cpu", 1)),
+            "CUDA offered: device {device} with fallback gauge {fallback}"
+        );
+    } else {
+        assert_eq!(device, "cpu", "a CPU-only runtime cannot run on CUDA");
+        assert_eq!(fallback, 1, "the fallback to CPU is counted");
+    }
     assert_eq!(
         model
             .score(vec!["example.com".into()])
@@ -365,13 +540,23 @@ async fn reload_is_validated_and_a_failure_keeps_the_old_model() {
 async fn the_watcher_reloads_when_the_files_change() {
     let dir = tempfile::tempdir().unwrap();
     let card = copy_model(dir.path());
+    // Date the copied files in the past, so the rewrite below gets a different mtime however
+    // coarse the file system's clock is.
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let path = file.unwrap().path();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(past))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
     let model = start_model(&card, Device::Cpu, batching(), Metrics::new());
+    // `watch` reads the current stamps when called, so a change made after it is seen.
     let watcher = tokio::spawn(dohguard_scorer::model::watch::watch(
         model.clone(),
         Duration::from_millis(50),
     ));
-    // Let the watcher record the current stamps, then change the card (new mtime).
-    tokio::time::sleep(Duration::from_millis(120)).await;
     rewrite_card(&card, |v| v["version"] = Value::String("watched".into()));
     let m = model.clone();
     eventually(

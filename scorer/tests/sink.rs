@@ -535,3 +535,45 @@ async fn decision_events_become_one_document_each() {
     );
     assert_nothing_dropped(&app);
 }
+
+/// A `cname` decision event (the filter blocked an allowed name on its upstream answer) is
+/// stored under the strict template with its target and the deny rule the target matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cname_decision_event_is_stored_with_its_target() {
+    use tower::ServiceExt;
+    let osmem = Osmem::start();
+    let es = Es::new(&osmem.url);
+    let spool = tempfile::tempdir().unwrap();
+    let (app, _tasks) = start(test_config(Some(&osmem.url), spool.path())).await;
+    let batch = json!({
+        "source": "vm9", "seq": 0,
+        "events": [
+            {"id": "vm9-1", "ts_ms": 1764633600000u64, "name": "cdn.cloak.test", "qtype": "A",
+             "verdict": "block", "layer": "cname", "rule": ".evil.test",
+             "cname_target": "tracker.evil.test", "cached": false, "enforced": true,
+             "answer": {"kind": "blocked", "mode": "nxdomain", "rcode": 3}, "latency_us": 70}
+        ]
+    });
+    let response = dohguard_scorer::router(app.clone())
+        .oneshot(
+            axum::http::Request::post("/v1/events")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(batch.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    wait_stored(&es, 1).await;
+    let docs = es.all(DEFAULT_INDEX).await;
+    let (_, doc) = docs
+        .iter()
+        .find(|(id, _)| id == "vm9-1")
+        .unwrap_or_else(|| panic!("no cname document: {docs:?}"));
+    assert_eq!(doc["dohguard"]["reason"], "cname");
+    assert_eq!(doc["dohguard"]["cname_target"], "tracker.evil.test");
+    assert_eq!(doc["rule"]["name"], ".evil.test");
+    assert_eq!(doc["rule"]["ruleset"], "deny_list");
+    assert_eq!(doc["event"]["action"], "dns-block");
+    assert_nothing_dropped(&app);
+}

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::envoy::SCORER_CLUSTER;
+use crate::envoy::{GatewayLimits, SCORER_CLUSTER};
 use crate::paths::repo_root;
+use crate::unbound::GATEWAY_SOURCE;
 use crate::LaunchError;
 
 /// Folder of the committed deployment files, relative to the repository root.
@@ -182,6 +183,9 @@ pub fn render(profile: &Profile, filter: &serde_json::Value) -> Result<Rendered,
                 "discovery": profile.scorer_discovery,
             },
             "scorer_cluster": SCORER_CLUSTER,
+            // unbound answers only this source (docs/gateway.md); the product's limits.
+            "upstream_source": GATEWAY_SOURCE,
+            "limits": GatewayLimits::default(),
         }),
     )?;
     let unbound_conf = crate::template::render(
@@ -194,6 +198,7 @@ pub fn render(profile: &Profile, filter: &serde_json::Value) -> Result<Rendered,
             "recursion": profile.recursion,
             "zones": [],
             "include": profile.unbound_include,
+            "allow_from": [GATEWAY_SOURCE],
         }),
     )?;
     let scorer_toml = crate::template::render(

@@ -38,6 +38,8 @@ impl Dnsdist {
                 "upstream_port": upstream_port,
                 "check_name": check_name,
                 "deny_list_file": deny_list_file,
+                // unbound answers only the gateway's source address.
+                "source": crate::unbound::GATEWAY_SOURCE,
             }),
         )?;
         let config_path = dir.join("dnsdist.conf");

@@ -47,6 +47,19 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<HttpReply, LaunchError> {
+    request_from(transport, None, method, path_and_query, headers, body)
+}
+
+/// Like [`request`], from the local address `source` (`curl --interface`), e.g. another
+/// loopback address to look like a second client.
+pub fn request_from(
+    transport: &Transport,
+    source: Option<std::net::IpAddr>,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<HttpReply, LaunchError> {
     let dir = tempfile::tempdir().map_err(LaunchError::io("creating a temp dir for curl"))?;
     let body_out = dir.path().join("body");
     let headers_out = dir.path().join("headers");
@@ -77,6 +90,9 @@ pub fn request(
             format!("https://localhost:{port}{path_and_query}")
         }
     };
+    if let Some(source) = source {
+        command.arg("--interface").arg(source.to_string());
+    }
     for (name, value) in headers {
         command.arg("-H").arg(format!("{name}: {value}"));
     }

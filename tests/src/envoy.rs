@@ -32,6 +32,84 @@ pub struct FilterSetup {
     pub config: serde_json::Value,
 }
 
+/// The per-client rate limit on the DoH listeners (Envoy's local rate limit, one token
+/// bucket per client address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RateLimit {
+    /// Sustained queries per second one client address may send.
+    pub per_client_per_s: u32,
+    /// Queries a client may send at once (the bucket's size).
+    pub burst: u32,
+    /// Client addresses tracked at once; past it the least recently seen one loses its bucket.
+    pub max_clients: u32,
+}
+
+impl Default for RateLimit {
+    /// Generous: a busy NAT of many devices fits; a single flooding host does not.
+    fn default() -> Self {
+        Self {
+            per_client_per_s: 1000,
+            burst: 2000,
+            max_clients: 65_536,
+        }
+    }
+}
+
+/// Bounds on the scorer callouts in flight (the scorer cluster's circuit breakers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ScorerCircuit {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+}
+
+impl Default for ScorerCircuit {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            max_pending_requests: 256,
+            max_requests: 512,
+        }
+    }
+}
+
+/// What a hostile client may cost the gateway: timeouts on the DoH listeners, the per-client
+/// rate limit, the scorer cluster's circuit breakers, and the overload manager's bounds.
+/// Rendered into `envoy/gateway.yaml.j2`; the defaults are the product's (docs/gateway.md).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GatewayLimits {
+    /// All request headers must arrive within this.
+    pub request_headers_timeout_ms: u32,
+    /// The whole request (headers and body) must arrive within this.
+    pub request_timeout_ms: u32,
+    /// A stream with no activity in either direction for this long is reset.
+    pub stream_idle_timeout_ms: u32,
+    /// A connection with no streams for this long is closed.
+    pub connection_idle_timeout_ms: u32,
+    /// `None` turns the per-client rate limit off (the benchmarks' single load generator).
+    pub rate_limit: Option<RateLimit>,
+    pub scorer_circuit: ScorerCircuit,
+    /// The overload manager's heap bound: past 95% Envoy refuses new requests.
+    pub max_heap_bytes: u64,
+    /// Open client connections at most.
+    pub max_downstream_connections: u32,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        Self {
+            request_headers_timeout_ms: 5_000,
+            request_timeout_ms: 10_000,
+            stream_idle_timeout_ms: 5_000,
+            connection_idle_timeout_ms: 60_000,
+            rate_limit: Some(RateLimit::default()),
+            scorer_circuit: ScorerCircuit::default(),
+            max_heap_bytes: 1 << 30,
+            max_downstream_connections: 50_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EnvoyOptions {
     pub upstream: Upstream,
@@ -43,6 +121,7 @@ pub struct EnvoyOptions {
     pub concurrency: u32,
     /// Fixed ports (for `cargo xtask up`); ephemeral when `None`.
     pub ports: Option<EnvoyPorts>,
+    pub limits: GatewayLimits,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +174,8 @@ pub fn render(options: &EnvoyOptions, ports: EnvoyPorts) -> Result<String, Launc
             "filter": filter,
             "scorer": scorer,
             "scorer_cluster": SCORER_CLUSTER,
+            "upstream_source": crate::unbound::GATEWAY_SOURCE,
+            "limits": options.limits,
         }),
     )
 }

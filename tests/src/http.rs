@@ -26,6 +26,25 @@ pub fn get_text(url: &str) -> Result<(u16, String), LaunchError> {
     Ok((status, body))
 }
 
+/// GET `url` with query parameters (encoded by ureq); returns the status and the body as text.
+pub fn get_text_with_query(
+    url: &str,
+    query: &[(&str, &str)],
+) -> Result<(u16, String), LaunchError> {
+    let fail = |e: ureq::Error| LaunchError::Http {
+        url: url.to_owned(),
+        message: e.to_string(),
+    };
+    let mut response = agent()
+        .get(url)
+        .query_pairs(query.iter().copied())
+        .call()
+        .map_err(fail)?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().map_err(fail)?;
+    Ok((status, body))
+}
+
 /// POST a JSON body to `url`; returns the status and the reply parsed as JSON, or as a JSON
 /// string holding the raw text when the reply is not JSON (error pages).
 pub fn post_json(

@@ -109,11 +109,11 @@ pub fn binary() -> Result<PathBuf, LaunchError> {
     }
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
+pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).ok()?.modified().ok()
 }
 
-fn newest_mtime(path: &Path) -> Option<SystemTime> {
+pub(crate) fn newest_mtime(path: &Path) -> Option<SystemTime> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_dir() {
         let is_rust = path.extension().is_some_and(|e| e == "rs");

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::envoy::{Envoy, EnvoyOptions, EnvoyPorts, FilterSetup, Upstream};
+use crate::envoy::{Envoy, EnvoyOptions, EnvoyPorts, FilterSetup, GatewayLimits, Upstream};
 use crate::osmem::Osmem;
 use crate::paths;
 use crate::scorer::{Scorer, ScorerOptions};
@@ -37,6 +37,8 @@ pub struct StackOptions {
     pub unbound: UnboundOptions,
     /// Envoy worker threads.
     pub concurrency: u32,
+    /// Timeouts, per-client rate limit, circuit breakers, overload bounds (product defaults).
+    pub limits: GatewayLimits,
     /// Answer `/dns-query` from Envoy itself with this file's bytes instead of proxying to
     /// unbound (the bare-Envoy bound in the benchmarks).
     pub direct_body: Option<PathBuf>,
@@ -58,6 +60,7 @@ impl Default for StackOptions {
             tls: true,
             unbound: UnboundOptions::default(),
             concurrency: 2,
+            limits: GatewayLimits::default(),
             direct_body: None,
             envoy_ports: None,
             osmem_port: None,
@@ -181,6 +184,7 @@ impl Stack {
                 scorer: scorer_addr,
                 concurrency: options.concurrency,
                 ports: options.envoy_ports,
+                limits: options.limits.clone(),
             },
         )?;
         let dir = match dir {

@@ -37,7 +37,12 @@ pub enum Behaviour {
     ServerError = 1,
     /// 200 with a body that is not the contract's JSON.
     Malformed = 2,
+    /// Per the contract, after [`SLOW_REPLY`].
+    Slow = 3,
 }
+
+/// How long [`Behaviour::Slow`] takes to answer.
+pub const SLOW_REPLY: std::time::Duration = std::time::Duration::from_millis(800);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -131,6 +136,7 @@ async fn score(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     match shared.behaviour.load(Ordering::SeqCst) {
         1 => return (StatusCode::INTERNAL_SERVER_ERROR, "stand-in failure").into_response(),
         2 => return (StatusCode::OK, "{\"not\": \"a verdict\"").into_response(),
+        3 => tokio::time::sleep(SLOW_REPLY).await,
         _ => {}
     }
     if let Ok(batch) = serde_json::from_slice::<BatchRequest>(&body) {

@@ -21,6 +21,9 @@ pub enum Tool {
     H2load,
     Dnsdist,
     Dnsperf,
+    Prometheus,
+    Alertmanager,
+    Promtool,
 }
 
 impl Tool {
@@ -36,6 +39,10 @@ impl Tool {
             Tool::H2load => "h2load",
             Tool::Dnsdist => "dnsdist",
             Tool::Dnsperf => "dnsperf",
+            Tool::Prometheus => "prometheus",
+            // Debian's name for the binary.
+            Tool::Alertmanager => "prometheus-alertmanager",
+            Tool::Promtool => "promtool",
         }
     }
 

@@ -2,6 +2,10 @@
 //! proxies `/dns-query` to) and classic DNS on a second port. Local zones (the demo zone in
 //! `envoy/demo-zone.txt` and whatever a test adds) answer without internet; `recursion`
 //! decides whether other names recurse (interactive gateway) or are refused (hermetic tests).
+//!
+//! unbound answers only queries from [`GATEWAY_SOURCE`], the loopback address Envoy (and the
+//! benchmark's dnsdist peer) bind their upstream connections to; any other source, other
+//! loopback addresses included, gets REFUSED, so nothing local can go around the filter.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +18,11 @@ use crate::ports::free_port;
 use crate::process::{tcp_open, ManagedProcess};
 use crate::tools::{self, Tool};
 use crate::LaunchError;
+
+/// The loopback address the gateway's own clients of unbound bind to: Envoy's `upstream_doh`
+/// cluster (`upstream_bind_config`) and the dnsdist benchmark peer. The only source unbound
+/// answers by default.
+pub const GATEWAY_SOURCE: &str = "127.0.8.53";
 
 /// One `local-zone` with its `local-data` records (unbound syntax, e.g.
 /// `www.example.test. 300 IN A 192.0.2.10`).
@@ -34,6 +43,8 @@ pub struct UnboundOptions {
     /// Fixed ports (for `cargo xtask up`); ephemeral when `None`.
     pub doh_port: Option<u16>,
     pub dns_port: Option<u16>,
+    /// Source addresses whose queries are answered; every other source gets REFUSED.
+    pub allow_from: Vec<std::net::Ipv4Addr>,
 }
 
 impl Default for UnboundOptions {
@@ -47,6 +58,7 @@ impl Default for UnboundOptions {
             threads: 1,
             doh_port: None,
             dns_port: None,
+            allow_from: vec![GATEWAY_SOURCE.parse().expect("a valid IPv4 address")],
         }
     }
 }
@@ -141,6 +153,7 @@ fn render(
             "threads": options.threads,
             "recursion": options.recursion,
             "zones": options.zones,
+            "allow_from": options.allow_from,
         }),
     )
 }
@@ -167,5 +180,25 @@ mod tests {
         assert!(text.contains("https-port: 1000"));
         assert!(text.contains("local-data: \"www.example.test. 300 IN A 192.0.2.10\""));
         assert!(text.contains("local-data: \"www.wikipedia.org. 300 IN A 198.51.100.20\""));
+    }
+
+    #[test]
+    fn only_the_gateway_source_is_allowed() {
+        let text = render(Path::new("/tmp/x"), &UnboundOptions::default(), 1000, 1001).unwrap();
+        let acl: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("access-control:"))
+            .collect();
+        assert_eq!(
+            acl,
+            [
+                "access-control: 0.0.0.0/0 refuse",
+                "access-control: ::0/0 refuse",
+                "access-control: 127.0.0.0/8 refuse",
+                "access-control: ::1/128 refuse",
+                "access-control: 127.0.8.53/32 allow",
+            ]
+        );
     }
 }

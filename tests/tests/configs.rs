@@ -2,7 +2,7 @@
 //! and bare `direct_response` (benchmark bounds), with and without TLS, and the gateway with
 //! the filter and the scorer cluster.
 
-use dohguard_e2e::envoy::{self, EnvoyOptions, EnvoyPorts, FilterSetup, Upstream};
+use dohguard_e2e::envoy::{self, EnvoyOptions, EnvoyPorts, FilterSetup, GatewayLimits, Upstream};
 use dohguard_e2e::filter_config::FilterConfig;
 use dohguard_e2e::{paths, tls};
 
@@ -38,6 +38,7 @@ fn every_rendered_config_validates() -> anyhow::Result<()> {
         scorer: None,
         concurrency: 1,
         ports: None,
+        limits: GatewayLimits::default(),
     };
     let bare = validate("bare-proxy", &proxy)?;
     assert!(!bare.contains("envoy.filters.http.wasm"));
@@ -57,6 +58,30 @@ fn every_rendered_config_validates() -> anyhow::Result<()> {
     gateway.scorer = Some(("127.0.0.1".into(), 5301));
     let text = validate("gateway", &gateway)?;
     assert!(text.contains("envoy.wasm.runtime.v8") && text.contains(envoy::SCORER_CLUSTER));
+    // The hostile-world limits are in every gateway configuration by default.
+    for needle in [
+        "envoy.filters.http.local_ratelimit",
+        "remote_address",
+        "circuit_breakers",
+        "max_heap_size_bytes: 1073741824",
+        "stop_accepting_requests",
+        "request_timeout: 10s",
+        "stream_idle_timeout: 5s",
+        "request_headers_timeout: 5s",
+        "use_remote_address: true",
+        "upstream_bind_config",
+    ] {
+        assert!(text.contains(needle), "the gateway config lacks {needle:?}");
+    }
+    // The rate limit comes before the dohguard filter: a refused query costs no decision.
+    let rate_limit = text.find("envoy.filters.http.local_ratelimit").unwrap();
+    let wasm = text.find("envoy.filters.http.wasm").unwrap();
+    assert!(rate_limit < wasm);
+
+    let mut unlimited = gateway.clone();
+    unlimited.limits.rate_limit = None;
+    let text = validate("gateway-no-rate-limit", &unlimited)?;
+    assert!(!text.contains("local_ratelimit"));
     Ok(())
 }
 

@@ -378,3 +378,61 @@ fn a_post_with_trailers_is_decided_not_forwarded() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// CNAME and alias cloaking: unbound answers an allowed name with a CNAME (or an HTTPS
+/// AliasMode record) into a deny-listed domain; the client gets the block answer.
+#[test]
+fn cname_and_alias_cloaking_into_a_denied_domain_get_the_block_answer() -> anyhow::Result<()> {
+    use dohguard_e2e::unbound::{LocalZone, UnboundOptions};
+    let mut unbound = UnboundOptions::default();
+    let zone = |name: &str, records: &[&str]| LocalZone {
+        name: name.into(),
+        kind: "static".into(),
+        records: records.iter().map(|r| r.to_string()).collect(),
+    };
+    unbound.zones.push(zone(
+        "cloak.test",
+        &[
+            "cdn.cloak.test. 300 IN CNAME tracker.evil.test.",
+            "svc.cloak.test. 300 IN HTTPS 0 alias.evil.test.",
+            "www.cloak.test. 300 IN CNAME www.example.test.",
+        ],
+    ));
+    unbound.zones.push(zone(
+        "evil.test",
+        &["tracker.evil.test. 300 IN A 192.0.2.99"],
+    ));
+    let config = FilterConfig {
+        deny: vec![".evil.test".into()],
+        ..FilterConfig::default()
+    };
+    let stack = Stack::start(StackOptions {
+        filter_config: Some(config.to_json()),
+        concurrency: 1,
+        unbound,
+        ..StackOptions::default()
+    })?;
+    for method in [Method::Get, Method::Post] {
+        let cloaked = stack.kdig(method, "cdn.cloak.test", "A")?;
+        assert_eq!(cloaked.status, "NXDOMAIN", "{}", cloaked.raw);
+        assert!(cloaked.answers.is_empty(), "{}", cloaked.raw);
+        assert_eq!(cloaked.ede, [15], "{}", cloaked.raw);
+        let alias = stack.kdig(method, "svc.cloak.test", "HTTPS")?;
+        assert_eq!(alias.status, "NXDOMAIN", "{}", alias.raw);
+        assert_eq!(alias.ede, [15], "{}", alias.raw);
+        // A CNAME to an allowed name resolves as before.
+        let clean = stack.kdig(method, "www.cloak.test", "A")?;
+        assert_eq!(clean.status, "NOERROR", "{}", clean.raw);
+        assert_eq!(
+            clean.answer_data("CNAME"),
+            ["www.example.test."],
+            "{}",
+            clean.raw
+        );
+    }
+    assert_eq!(stack.filter_counter("dohguard.reason.cname")?, 4);
+    assert_eq!(stack.filter_counter("dohguard.cname.inspected")?, 6);
+    assert_eq!(stack.filter_counter("dohguard.cname.uninspected")?, 0);
+    assert_eq!(stack.filter_counter("dohguard.reason.deny_list")?, 0);
+    Ok(())
+}

@@ -26,6 +26,7 @@ use anyhow::{ensure, Context};
 use dohguard_e2e::dns::{self, Type};
 use dohguard_e2e::dnsdist::Dnsdist;
 use dohguard_e2e::doh_client::{self, Transport};
+use dohguard_e2e::envoy::GatewayLimits;
 use dohguard_e2e::filter_config::FilterConfig;
 use dohguard_e2e::stack::ScorerKind;
 use dohguard_e2e::tls;
@@ -372,6 +373,12 @@ fn start(
         direct_body: direct_body.map(Path::to_path_buf),
         run_dir: Some(work.join(name)),
         tls_dir: Some(work.join("tls")),
+        // All load comes from one address (h2load on loopback): the per-client rate limit
+        // would measure itself. Everything else keeps the product's limits.
+        limits: GatewayLimits {
+            rate_limit: None,
+            ..GatewayLimits::default()
+        },
         ..StackOptions::default()
     };
     match module {

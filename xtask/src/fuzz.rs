@@ -1,26 +1,48 @@
-//! `cargo xtask fuzz`: a short cargo-fuzz run of the filter's DoH/DNS decode path.
+//! `cargo xtask fuzz`: a short cargo-fuzz run of every fuzz target (the filter's DoH/DNS
+//! decode path, `doh_decode`, and its parser of the scorer's reply, `score_reply`), or of one.
 //!
-//! Installs `cargo-fuzz` when it is missing, then runs the target on rustup's nightly
-//! toolchain (libFuzzer needs `-Zsanitizer`). New corpus entries go to `fuzz/corpus-run/`
-//! (ignored by git) so the committed seeds in `fuzz/seeds/` stay as written; crashes land in
-//! `fuzz/artifacts/<target>/` and make the task fail.
+//! Installs `cargo-fuzz` when it is missing, then runs each target on rustup's nightly
+//! toolchain, or, where there is none, on the default toolchain with `RUSTC_BOOTSTRAP=1`
+//! (libFuzzer needs `-Zsanitizer`). Inputs go up to 65,536 bytes: a selector byte plus a
+//! DoH body of the 65,535 bytes the filter accepts. New corpus entries go to
+//! `fuzz/corpus-run/` (ignored by git) so the committed seeds in `fuzz/seeds/` stay as
+//! written; crashes land in `fuzz/artifacts/<target>/` and make the task fail.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// How long libFuzzer runs, in seconds (after the build).
     #[arg(long, default_value_t = 60)]
     seconds: u64,
-    /// Fuzz target under fuzz/fuzz_targets/.
-    #[arg(long, default_value = "doh_decode")]
-    target: String,
-    /// Largest input libFuzzer generates, in bytes.
-    #[arg(long, default_value_t = 4096)]
+    /// One fuzz target under fuzz/fuzz_targets/; every target when omitted (each runs
+    /// `--seconds`).
+    #[arg(long)]
+    target: Option<String>,
+    /// Largest input libFuzzer generates, in bytes: a selector byte and a full-size body.
+    #[arg(long, default_value_t = 65_536)]
     max_len: usize,
+}
+
+/// The targets in `fuzz/fuzz_targets/`, by file name.
+fn targets(fuzz_dir: &Path) -> Result<Vec<String>> {
+    let dir = fuzz_dir.join("fuzz_targets");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".rs"))
+                .map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    ensure!(!names.is_empty(), "no fuzz targets in {}", dir.display());
+    Ok(names)
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -29,17 +51,34 @@ pub fn run(args: Args) -> Result<()> {
         .expect("xtask lives one level below the workspace root")
         .to_path_buf();
     let fuzz_dir = root.join("fuzz");
-    let seeds = fuzz_dir.join("seeds").join(&args.target);
+    let toolchain = Toolchain::find();
+    ensure_cargo_fuzz(toolchain)?;
+    let chosen = match &args.target {
+        Some(t) => vec![t.clone()],
+        None => targets(&fuzz_dir)?,
+    };
+    for target in &chosen {
+        run_target(&root, &fuzz_dir, toolchain, target, &args)?;
+    }
+    Ok(())
+}
+
+fn run_target(
+    root: &Path,
+    fuzz_dir: &Path,
+    toolchain: Toolchain,
+    target: &str,
+    args: &Args,
+) -> Result<()> {
+    let seeds = fuzz_dir.join("seeds").join(target);
     ensure!(seeds.is_dir(), "no seed corpus at {}", seeds.display());
-    let corpus = fuzz_dir.join("corpus-run").join(&args.target);
+    let corpus = fuzz_dir.join("corpus-run").join(target);
     std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
 
-    ensure_nightly()?;
-    ensure_cargo_fuzz()?;
-
-    let status = cargo()
-        .current_dir(&root)
-        .args(["+nightly", "fuzz", "run", &args.target])
+    let status = toolchain
+        .cargo()
+        .current_dir(root)
+        .args(["fuzz", "run", target])
         .arg(&corpus)
         .arg(&seeds)
         .arg("--")
@@ -50,10 +89,9 @@ pub fn run(args: Args) -> Result<()> {
         .context("running cargo fuzz")?;
 
     let entries = std::fs::read_dir(&corpus).map(|d| d.count()).unwrap_or(0);
-    let artifacts = artifacts(&fuzz_dir.join("artifacts").join(&args.target));
+    let artifacts = artifacts(&fuzz_dir.join("artifacts").join(target));
     println!(
-        "fuzz {}: {} s, corpus {} entries in {}, {} crash artifact(s)",
-        args.target,
+        "fuzz {target}: {} s, corpus {} entries in {}, {} crash artifact(s)",
         args.seconds,
         entries,
         corpus.display(),
@@ -64,9 +102,46 @@ pub fn run(args: Args) -> Result<()> {
     }
     ensure!(
         status.success(),
-        "the fuzzer failed ({status}); see the artifacts above"
+        "the fuzzer failed on {target} ({status}); see the artifacts above"
     );
     Ok(())
+}
+
+/// Which compiler builds the fuzz targets: rustup's nightly when installed, else the default
+/// toolchain with `RUSTC_BOOTSTRAP=1` (the `-Z` flags cargo-fuzz passes need one or the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Toolchain {
+    Nightly,
+    Bootstrapped,
+}
+
+impl Toolchain {
+    fn find() -> Self {
+        let nightly = cargo()
+            .args(["+nightly", "--version"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if nightly {
+            Toolchain::Nightly
+        } else {
+            println!("no nightly toolchain: building the fuzz targets with RUSTC_BOOTSTRAP=1");
+            Toolchain::Bootstrapped
+        }
+    }
+
+    fn cargo(self) -> Command {
+        let mut cmd = cargo();
+        match self {
+            Toolchain::Nightly => {
+                cmd.arg("+nightly");
+            }
+            Toolchain::Bootstrapped => {
+                cmd.env("RUSTC_BOOTSTRAP", "1");
+            }
+        }
+        cmd
+    }
 }
 
 /// A cargo command free of the variables the outer `cargo xtask` set for itself.
@@ -79,21 +154,10 @@ fn cargo() -> Command {
     cmd
 }
 
-fn ensure_nightly() -> Result<()> {
-    let ok = cargo()
-        .args(["+nightly", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        bail!("rustup's nightly toolchain is missing: run `rustup toolchain install nightly` (scripts/setup.sh)");
-    }
-    Ok(())
-}
-
-fn ensure_cargo_fuzz() -> Result<()> {
-    let installed = cargo()
-        .args(["+nightly", "fuzz", "--version"])
+fn ensure_cargo_fuzz(toolchain: Toolchain) -> Result<()> {
+    let installed = toolchain
+        .cargo()
+        .args(["fuzz", "--version"])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);

@@ -2,6 +2,7 @@
 
 mod bench;
 mod fuzz;
+mod record_metrics;
 mod render;
 mod scorer_bench;
 mod up;
@@ -28,7 +29,9 @@ enum Task {
     ScorerBench(scorer_bench::Args),
     /// Render the production configuration under deploy/ from the templates (--check compares).
     Render(render::Args),
-    /// Short fuzz run of the DoH/DNS decode path (cargo-fuzz, nightly).
+    /// Record a labelled metrics data set from the real stack (traffic generator + faults).
+    RecordMetrics(record_metrics::Args),
+    /// Short fuzz run of every fuzz target: DoH/DNS decode, scorer reply (cargo-fuzz).
     Fuzz(fuzz::Args),
 }
 
@@ -40,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Task::ScorerBench(args) => scorer_bench::run(args),
         Task::Fuzz(args) => fuzz::run(args),
         Task::Render(args) => render::run(args),
+        Task::RecordMetrics(args) => record_metrics::run(args),
     }
 }

@@ -1,8 +1,10 @@
 //! `cargo xtask up`: builds the filter (and the scorer), generates the TLS certificate if
 //! missing, and runs the whole gateway on fixed, documented ports until Ctrl-C: unbound
 //! (recursing, with the demo zone from `envoy/demo-zone.txt` so the examples work offline),
-//! osmem-server (the Elasticsearch-API store), the scorer, and Envoy with the filter and the
-//! demo deny list. Configurations and logs go to `run/gateway/`, the certificate to `run/tls/`.
+//! osmem-server (the Elasticsearch-API store), the scorer, Envoy with the filter and the
+//! demo deny list, and the security console (with the store). Configurations and logs go to
+//! `run/gateway/`, the certificate to `run/tls/`, the console's initial admin password to
+//! `run/console/initial-admin-password` (mode 0600).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,8 +13,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use dohguard_e2e::envoy::EnvoyPorts;
+use dohguard_e2e::console::{Console, ConsoleOptions, INITIAL_ADMIN};
+use dohguard_e2e::envoy::{EnvoyPorts, GatewayLimits};
 use dohguard_e2e::filter_config::{read_rule_list, FailureMode, FilterConfig};
+use dohguard_e2e::monitoring::{Monitoring, MonitoringPorts, Timing};
 use dohguard_e2e::paths::repo_root;
 use dohguard_e2e::scorer::default_model_card;
 use dohguard_e2e::stack::ScorerKind;
@@ -43,10 +47,19 @@ pub struct Args {
     /// The Elasticsearch-API store (osmem-server).
     #[arg(long, default_value_t = 9200)]
     elasticsearch_port: u16,
+    /// Prometheus (scrapes Envoy, the scorer and Alertmanager; recording and alerting rules).
+    #[arg(long, default_value_t = 9090)]
+    prometheus_port: u16,
+    /// Alertmanager (the static alerts; the anomaly detector's later).
+    #[arg(long, default_value_t = 9093)]
+    alertmanager_port: u16,
+    /// The security console (web UI and API): http://127.0.0.1:PORT/
+    #[arg(long, default_value_t = 8780)]
+    console_port: u16,
     /// Deny list, one rule per line.
     #[arg(long, default_value = "envoy/demo-deny-list.txt")]
     deny_list: PathBuf,
-    /// Run without the scorer and the store (deny list only).
+    /// Run without the scorer, the store and the console (deny list only).
     #[arg(long)]
     no_scorer: bool,
     /// Answer only the local demo zones; refuse everything else instead of recursing.
@@ -55,6 +68,11 @@ pub struct Args {
     /// Block (instead of allow) when the scorer cannot be asked.
     #[arg(long)]
     fail_closed: bool,
+    /// Send a realistic mix of DoH queries through the gateway once it is up (demo zone,
+    /// algorithmic-looking names, deny-list hits, an NXDOMAIN burst from one client), so the
+    /// console has something to show: see tests/src/demo_traffic.rs.
+    #[arg(long)]
+    demo_traffic: bool,
     /// Envoy worker threads.
     #[arg(long, default_value_t = 2)]
     concurrency: u32,
@@ -68,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.no_build {
         cargo(&["xtask", "wasm"])?;
         if !args.no_scorer {
-            cargo(&["build", "-p", "dohguard-scorer"])?;
+            cargo(&["build", "-p", "dohguard-scorer", "-p", "dohguard-console"])?;
         }
     }
     let deny_path = root.join(&args.deny_list);
@@ -114,6 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..UnboundOptions::default()
         },
         concurrency: args.concurrency,
+        limits: GatewayLimits::default(),
         envoy_ports: Some(EnvoyPorts {
             admin: args.admin_port,
             http: args.http_port,
@@ -127,8 +146,42 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("starting the gateway (configurations and logs are in run/gateway/)")?;
 
-    print_banner(&stack, &args, &run_dir);
-    wait_for_ctrl_c_or_exit(stack)
+    let monitoring = Monitoring::start_for(
+        &stack,
+        &Timing::operator(),
+        None,
+        Some(MonitoringPorts {
+            prometheus: args.prometheus_port,
+            alertmanager: args.alertmanager_port,
+        }),
+    )
+    .context("starting Prometheus and Alertmanager (logs in run/gateway/)")?;
+    let console = match &stack.osmem {
+        Some(store) => Some(
+            Console::start(
+                &run_dir,
+                &ConsoleOptions {
+                    elasticsearch_url: store.url(),
+                    scorer_url: stack.scorer.as_ref().map(|s| s.url()),
+                    port: Some(args.console_port),
+                    password_file: Some(root.join("run/console/initial-admin-password")),
+                },
+            )
+            .context("starting the console (its log is run/gateway/console.log)")?,
+        ),
+        None => None,
+    };
+
+    print_banner(&stack, &monitoring, console.as_ref(), &args, &run_dir);
+    if args.demo_traffic {
+        let sent = dohguard_e2e::demo_traffic::send(stack.envoy.ports.http)
+            .context("sending the demo traffic")?;
+        println!(
+            "demo traffic: {} queries from {} clients, {} answered (see the console)",
+            sent.sent, sent.clients, sent.answered
+        );
+    }
+    wait_for_ctrl_c_or_exit(stack, monitoring, console)
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
@@ -144,7 +197,13 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
+fn print_banner(
+    stack: &Stack,
+    monitoring: &Monitoring,
+    console: Option<&Console>,
+    args: &Args,
+    run_dir: &std::path::Path,
+) {
     let ca = stack.ca().expect("TLS is on").display().to_string();
     let kdig = |name: &str| {
         format!(
@@ -169,6 +228,18 @@ fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
             store.url()
         );
     }
+    println!(
+        "  Prometheus:      {}/graph?g0.expr=dohguard%3Aqueries%3Arate",
+        monitoring.prometheus.url()
+    );
+    println!("  Alertmanager:    {}", monitoring.alertmanager.url());
+    if let Some(console) = console {
+        println!("  console:         {}", console.url());
+        println!(
+            "                   log in as {INITIAL_ADMIN}; password: cat {}",
+            console.password_file.display()
+        );
+    }
     println!("  configs, logs:   {}", run_dir.display());
     println!();
     println!("try (allowed, from the demo zone):");
@@ -184,7 +255,11 @@ fn print_banner(stack: &Stack, args: &Args, run_dir: &std::path::Path) {
 }
 
 /// Blocks until Ctrl-C (then stops the stack cleanly) or until a process dies (an error).
-fn wait_for_ctrl_c_or_exit(mut stack: Stack) -> anyhow::Result<()> {
+fn wait_for_ctrl_c_or_exit(
+    mut stack: Stack,
+    mut monitoring: Monitoring,
+    mut console: Option<Console>,
+) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = tx.send(());
@@ -193,10 +268,13 @@ fn wait_for_ctrl_c_or_exit(mut stack: Stack) -> anyhow::Result<()> {
     loop {
         if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
             println!("\nstopping ...");
+            drop(console);
+            drop(monitoring);
             drop(stack);
             println!("stopped");
             return Ok(());
         }
+        monitoring.check_running()?;
         stack.envoy.process().check_running()?;
         stack.unbound.process().check_running()?;
         if let Some(scorer) = stack.scorer.as_mut() {
@@ -204,6 +282,9 @@ fn wait_for_ctrl_c_or_exit(mut stack: Stack) -> anyhow::Result<()> {
         }
         if let Some(store) = stack.osmem.as_mut() {
             store.process().check_running()?;
+        }
+        if let Some(console) = console.as_mut() {
+            console.process().check_running()?;
         }
     }
 }

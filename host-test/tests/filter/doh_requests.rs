@@ -76,10 +76,17 @@ fn get_query_is_decoded_and_forwarded() {
     )
     .expect_no_http_call()
     .expect_continue();
+    // The answer is held until its body is in (CNAME inspection), then goes on.
     stream
         .response_headers(&[(":status", "200")], false)
         .unwrap()
+        .expect_pause();
+    let answer = [0x12, 0x34, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0];
+    stream
+        .response_body(&answer, true)
+        .unwrap()
         .expect_continue();
+    assert_eq!(stream.response_body_bytes(), answer);
     assert_eq!(
         stream.response_header_map().get(VERDICT_HEADER).as_deref(),
         Some("allow; reason=no_scorer")

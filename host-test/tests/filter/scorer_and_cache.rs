@@ -44,8 +44,9 @@ fn finish_decision(step: Step, mut stream: HttpStream<'_>) -> (bool, Option<Stri
         return (true, reply.header(VERDICT_HEADER));
     }
     assert!(step.continues(), "neither answered nor forwarded: {step:?}");
+    // A headers-only reply: nothing for the CNAME inspection to hold.
     stream
-        .response_headers(&[(":status", "200")], false)
+        .response_headers(&[(":status", "200")], true)
         .unwrap()
         .expect_continue();
     let header = stream.response_header_map().get(VERDICT_HEADER);

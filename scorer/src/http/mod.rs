@@ -5,7 +5,10 @@
 
 mod problem;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     body::{Body, Bytes},
@@ -81,6 +84,21 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Header Envoy's router puts on upstream requests, the filter's callouts included: how long
+/// the caller will wait, in milliseconds (the callout's `timeout_ms`).
+pub const EXPECTED_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
+
+/// How long a scoring request may take: `http.request_timeout_ms`, or less when the caller
+/// says it waits less (a malformed or zero header is ignored).
+pub fn request_budget(configured: Duration, headers: &HeaderMap) -> Duration {
+    headers
+        .get(EXPECTED_TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map_or(configured, |ms| configured.min(Duration::from_millis(ms)))
+}
+
 /// One request shape or the other, told apart by the `names` key.
 enum Parsed {
     One(ScoreRequest),
@@ -130,7 +148,10 @@ async fn score_inner(app: &App, headers: &HeaderMap, body: Body) -> Result<Respo
         }
         Parsed::Batch(names) => (names, true),
     };
-    let replies = tokio::time::timeout(app.config.request_timeout(), app.scorer.score(requests))
+    // Past its deadline the caller has gone: dropping the scoring future drops its queued
+    // job too (the inference thread skips it), so abandoned work is never computed.
+    let budget = request_budget(app.config.request_timeout(), headers);
+    let replies = tokio::time::timeout(budget, app.scorer.score(requests))
         .await
         .map_err(|_| Problem::unavailable("scoring timed out"))??;
     Ok(if batch {
@@ -233,4 +254,24 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         app.metrics.encode(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callers_expected_timeout_shortens_the_budget_never_lengthens_it() {
+        let configured = Duration::from_millis(2000);
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(EXPECTED_TIMEOUT_HEADER, v.parse().unwrap());
+            request_budget(configured, &h)
+        };
+        assert_eq!(request_budget(configured, &HeaderMap::new()), configured);
+        assert_eq!(with("200"), Duration::from_millis(200));
+        assert_eq!(with("60000"), configured);
+        assert_eq!(with("0"), configured, "zero is ignored");
+        assert_eq!(with("soon"), configured, "garbage is ignored");
+    }
 }

@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use crate::{model::ModelError, scoring::ScoreError};
 
+/// `Retry-After` of an overload answer: long enough for a queue of ~0.2 s of work to drain.
+pub const OVERLOAD_RETRY_AFTER_S: u32 = 1;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     #[serde(rename = "type")]
@@ -16,6 +19,9 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// Seconds for a `Retry-After` header (overload answers); not part of the JSON body.
+    #[serde(skip)]
+    pub retry_after_s: Option<u32>,
 }
 
 impl Problem {
@@ -30,6 +36,7 @@ impl Problem {
             title,
             status: status.as_u16(),
             detail: detail.into(),
+            retry_after_s: None,
         }
     }
 
@@ -69,6 +76,19 @@ impl Problem {
         )
     }
 
+    /// 503 with `Retry-After`: the inference queue is full, or a request waited in it too long.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        Self {
+            retry_after_s: Some(OVERLOAD_RETRY_AFTER_S),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Overloaded",
+                detail,
+            )
+        }
+    }
+
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,7 +118,8 @@ impl From<ScoreError> for Problem {
 impl From<ModelError> for Problem {
     fn from(e: ModelError) -> Self {
         match e {
-            ModelError::Overloaded | ModelError::Stopped => Problem::unavailable(e.to_string()),
+            ModelError::Overloaded | ModelError::Expired => Problem::overloaded(e.to_string()),
+            ModelError::Stopped => Problem::unavailable(e.to_string()),
             other => Problem::internal(other.to_string()),
         }
     }
@@ -107,17 +128,25 @@ impl From<ModelError> for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
+        // Overload answers are counted (`inference_queue_*`), not logged one by one: under a
+        // flood a line per refused request would bury everything else.
+        if status.is_server_error() && self.retry_after_s.is_none() {
             tracing::error!(status = self.status, detail = %self.detail, "request failed");
         } else {
             tracing::debug!(status = self.status, detail = %self.detail, "request refused");
         }
         let body = serde_json::to_vec(&self).expect("a problem always serialises");
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }

@@ -51,6 +51,8 @@ pub enum ModelError {
     Warmup(String),
     #[error("the inference queue is full")]
     Overloaded,
+    #[error("the request waited too long in the inference queue")]
+    Expired,
     #[error("the inference thread has stopped")]
     Stopped,
 }
@@ -125,6 +127,11 @@ impl Model {
     /// Scores `texts` (already the model's input text: see [`Encoder::text_of`]).
     pub async fn score(&self, texts: Vec<String>) -> Result<Scored, ModelError> {
         self.batcher.score(texts).await
+    }
+
+    /// Names waiting for the inference thread.
+    pub fn queued_names(&self) -> usize {
+        self.batcher.queued_names()
     }
 
     /// Loads the card at `card_path` (the current one when `None`), verifies it, and swaps it in.

@@ -38,6 +38,13 @@ pub fn environment() -> Result<&'static Environment, ModelError> {
         .map_err(|e| ModelError::Runtime(e.clone()))
 }
 
+/// Whether the loaded ONNX Runtime offers the CUDA execution provider (a GPU build such as
+/// PyPI `onnxruntime-gpu`); the plain CPU build does not.
+pub fn cuda_available() -> Result<bool, ModelError> {
+    environment()?;
+    ep::CUDA::is_available().map_err(ort_err("asking for the CUDA provider"))
+}
+
 /// Where the session runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutionDevice {

@@ -20,10 +20,20 @@ fn stamps(model: &Model) -> (Option<SystemTime>, Option<SystemTime>) {
     (stamp(&info.card_path), stamp(&onnx))
 }
 
-/// Runs until the task is aborted. A change is acted on once the files have stopped
-/// changing for one interval (a writer may still be copying them).
-pub async fn watch(model: Model, interval: Duration) {
-    let mut seen = stamps(&model);
+/// Returns the watch loop, which runs until its task is aborted. The files' current stamps are
+/// read here, when `watch` is called, so any change made after this call is seen. A change
+/// is acted on once the files have stopped changing for one interval (a writer may still be
+/// copying them).
+pub fn watch(model: Model, interval: Duration) -> impl std::future::Future<Output = ()> {
+    let seen = stamps(&model);
+    watch_from(model, interval, seen)
+}
+
+async fn watch_from(
+    model: Model,
+    interval: Duration,
+    mut seen: (Option<SystemTime>, Option<SystemTime>),
+) {
     let mut changed_at: Option<(Option<SystemTime>, Option<SystemTime>)> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

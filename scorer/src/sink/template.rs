@@ -63,6 +63,7 @@ pub fn template_body(index: &str, data_stream: bool) -> Value {
                         "model_version": keyword,
                         "latency_us": {"type": "long"},
                         "principal": keyword,
+                        "cname_target": keyword,
                         "answer": {"properties": {
                             "kind": keyword, "block_mode": keyword,
                             "rcode": {"type": "long"}, "count": {"type": "long"},

@@ -1,0 +1,312 @@
+//! The console as `cargo xtask up` runs it: the real binary started by the launcher against
+//! a real osmem-server, awaited on readiness, logged into over a real socket with the
+//! generated admin password, and stopped by PID. Also: a bad setting stops it with status 2.
+
+use std::process::Command;
+
+use dohguard_e2e::console::{self, Console, ConsoleOptions, INITIAL_ADMIN};
+use dohguard_e2e::osmem::Osmem;
+use dohguard_e2e::process::tcp_open;
+
+#[test]
+fn the_launcher_starts_the_console_and_the_generated_admin_can_log_in() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Osmem::start(dir.path(), None)?;
+    let mut console = Console::start(
+        dir.path(),
+        &ConsoleOptions {
+            elasticsearch_url: store.url(),
+            scorer_url: None,
+            port: None,
+            password_file: None,
+        },
+    )?;
+    let password = console.initial_password()?;
+    assert!(password.len() >= 20);
+    // The log says where the password is, never the password itself.
+    let log = std::fs::read_to_string(console.process().log_path())?;
+    assert!(log.contains("console-admin-password"), "{log}");
+    assert!(!log.contains(&password), "the password leaked into the log");
+
+    let agent = dohguard_e2e::http::agent();
+    let mut reply = agent
+        .post(format!("{}api/login", console.url()))
+        .send_json(serde_json::json!({"username": INITIAL_ADMIN, "password": password}))?;
+    assert_eq!(reply.status(), 200);
+    let cookie = reply.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _ = reply.body_mut().read_to_string()?;
+    let mut overview = agent
+        .get(format!("{}api/overview?range=15m", console.url()))
+        .header("cookie", &cookie)
+        .call()?;
+    assert_eq!(overview.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&overview.body_mut().read_to_string()?)?;
+    assert_eq!(body["total"], 0, "{body}");
+    // The chart library comes from the assets folder set-up fills (npm ci), not a CDN.
+    let asset = agent
+        .get(format!("{}assets/uPlot.iife.min.js", console.url()))
+        .call()?;
+    assert_eq!(
+        asset.status(),
+        200,
+        "run scripts/setup.sh (npm ci in console/web)"
+    );
+
+    let port = console.port;
+    console.stop();
+    assert!(!tcp_open(port), "stopped by PID");
+    Ok(())
+}
+
+#[test]
+fn a_bad_setting_exits_with_status_2_naming_the_key() -> anyhow::Result<()> {
+    let out = Command::new(console::binary()?)
+        .env("DOHGUARD_CONSOLE_SESSION__TTL_S", "0")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("session.ttl_s"), "{stderr}");
+    Ok(())
+}
+
+/// The whole loop in a real browser: DoH queries through Envoy + filter + scorer land in the
+/// store, and headless Chromium (Debian's, driven by playwright-core from
+/// `console/web/e2e/overview.mjs`) logs in, sees them on the overview, follows the blocked
+/// count to the log, and watches a new query arrive in the live tail. Needs `cargo xtask wasm`, the scorer and console builds, and
+/// set-up's `chromium` and `npm ci` in console/web.
+#[test]
+fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow::Result<()> {
+    use dohguard_e2e::filter_config::FilterConfig;
+    use dohguard_e2e::kdig::{self, Method};
+    use dohguard_e2e::paths::repo_root;
+    use dohguard_e2e::scorer::default_model_card;
+    use dohguard_e2e::stack::ScorerKind;
+    use dohguard_e2e::tls::TLS_HOSTNAME;
+    use dohguard_e2e::{Stack, StackOptions};
+    use std::time::{Duration, Instant};
+
+    let stack = Stack::start(StackOptions {
+        filter_config: Some(
+            FilterConfig {
+                deny: vec!["ads.example.test".into()],
+                scorer: true,
+                scorer_timeout_ms: 5000,
+                events: true,
+                ..FilterConfig::default()
+            }
+            .to_json(),
+        ),
+        scorer: ScorerKind::Real {
+            model_card: default_model_card()?,
+        },
+        concurrency: 1,
+        ..StackOptions::default()
+    })?;
+    let store = stack
+        .osmem
+        .as_ref()
+        .expect("the real scorer comes with the store");
+    let dir = tempfile::tempdir()?;
+    let console = Console::start(
+        dir.path(),
+        &ConsoleOptions {
+            elasticsearch_url: store.url(),
+            scorer_url: stack.scorer.as_ref().map(|s| s.url()),
+            port: None,
+            password_file: None,
+        },
+    )?;
+    let ca = stack.ca().expect("TLS is on");
+    let queries = [
+        ("www.example.test", "NOERROR"),
+        ("ads.example.test", "NXDOMAIN"),
+        ("ads.example.test", "NXDOMAIN"),
+    ];
+    for (name, status) in queries {
+        let reply = kdig::query_doh(
+            stack.envoy.ports.https,
+            ca,
+            TLS_HOSTNAME,
+            Method::Post,
+            name,
+            "A",
+            true,
+        )?;
+        assert_eq!(reply.status, status, "{name}: {}", reply.raw);
+    }
+    // Wait until every query is on the record (events are batched, then bulk-written).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store
+        .search(serde_json::json!({"exists": {"field": "event.id"}}))?
+        .len()
+        < queries.len()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the queries never reached the store"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let web = repo_root().join("console/web");
+    let node = which::which("node")
+        .map_err(|_| anyhow::anyhow!("node not found: run scripts/setup.sh"))?;
+    let out = Command::new(node)
+        .arg(web.join("e2e/overview.mjs"))
+        .current_dir(&web)
+        .env("CONSOLE_URL", console.url())
+        .env("CONSOLE_USER", INITIAL_ADMIN)
+        .env("CONSOLE_PASSWORD", console.initial_password()?)
+        .env("CONSOLE_MIN_TOTAL", queries.len().to_string())
+        .env("DOH_URL", stack.envoy.http_url())
+        .envs(std::env::var_os("DOHGUARD_SCREENSHOT_DIR").map(|d| ("SCREENSHOT_DIR", d)))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    assert_eq!(result["total"], queries.len());
+    assert_eq!(result["blocked"], 2);
+    Ok(())
+}
+
+/// `cargo xtask up --demo-traffic`'s mix through the real gateway: every query is recorded,
+/// the console sees its six clients, the NXDOMAIN-burst client's 40 queries all got
+/// NXDOMAIN, and an analyst labels an uncertain domain in the vetting queue in a real browser
+/// (keyboard: `x` selects, `m` labels malicious).
+#[test]
+fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<()> {
+    use dohguard_e2e::filter_config::FilterConfig;
+    use dohguard_e2e::scorer::default_model_card;
+    use dohguard_e2e::stack::ScorerKind;
+    use dohguard_e2e::{demo_traffic, Stack, StackOptions};
+    use std::time::{Duration, Instant};
+
+    let stack = Stack::start(StackOptions {
+        filter_config: Some(
+            FilterConfig {
+                deny: vec!["ads.example.test".into(), ".tracker.example.test".into()],
+                scorer: true,
+                scorer_timeout_ms: 5000,
+                events: true,
+                ..FilterConfig::default()
+            }
+            .to_json(),
+        ),
+        scorer: ScorerKind::Real {
+            model_card: default_model_card()?,
+        },
+        concurrency: 1,
+        ..StackOptions::default()
+    })?;
+    let store = stack
+        .osmem
+        .as_ref()
+        .expect("the real scorer comes with the store");
+    let dir = tempfile::tempdir()?;
+    let console = Console::start(
+        dir.path(),
+        &ConsoleOptions {
+            elasticsearch_url: store.url(),
+            scorer_url: None,
+            port: None,
+            password_file: None,
+        },
+    )?;
+    let summary = demo_traffic::send(stack.envoy.ports.http)?;
+    assert_eq!(summary.sent, demo_traffic::plan().len());
+    assert_eq!(summary.answered, summary.sent, "{summary:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store
+        .search(serde_json::json!({"exists": {"field": "event.id"}}))?
+        .len()
+        < summary.sent
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the demo queries never all reached the store"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let agent = dohguard_e2e::http::agent();
+    let mut login = agent
+        .post(format!("{}api/login", console.url()))
+        .send_json(
+            serde_json::json!({"username": INITIAL_ADMIN, "password": console.initial_password()?}),
+        )?;
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _ = login.body_mut().read_to_string()?;
+    let get = |path: &str| -> anyhow::Result<serde_json::Value> {
+        let mut r = agent
+            .get(format!("{}{path}", console.url()))
+            .header("cookie", &cookie)
+            .call()?;
+        anyhow::ensure!(r.status() == 200, "{path}: {}", r.status());
+        Ok(serde_json::from_str(&r.body_mut().read_to_string()?)?)
+    };
+    let overview = get("api/overview?range=15m")?;
+    assert_eq!(overview["total"], summary.sent, "{overview}");
+    assert_eq!(overview["unique_clients"], summary.clients, "{overview}");
+    let blocked: u64 = overview["by_verdict"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["key"] == "block")
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert!(blocked >= 10, "the deny-list hits at least: {overview}");
+    let burst = get("api/clients/127.0.0.66?range=15m")?;
+    assert_eq!(burst["total"], 40, "{burst}");
+    let nx = get("api/log?range=15m&client=127.0.0.66&rcode=NXDOMAIN&size=1")?;
+    assert_eq!(nx["total"], 40, "every burst query got NXDOMAIN: {nx}");
+
+    // The model found some of the algorithmic names uncertain: label one in the vetting
+    // queue in a real browser, with the keyboard.
+    let queue = get("api/vetting?range=15m")?;
+    assert!(!queue["items"].as_array().unwrap().is_empty(), "{queue}");
+    let web = dohguard_e2e::paths::repo_root().join("console/web");
+    let node = which::which("node")
+        .map_err(|_| anyhow::anyhow!("node not found: run scripts/setup.sh"))?;
+    let out = Command::new(node)
+        .arg(web.join("e2e/vetting.mjs"))
+        .current_dir(&web)
+        .env("CONSOLE_URL", console.url())
+        .env("CONSOLE_USER", INITIAL_ADMIN)
+        .env("CONSOLE_PASSWORD", console.initial_password()?)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "vetting browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let labelled: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let domain = labelled["labelled"].as_str().unwrap();
+    let after = get("api/vetting?range=15m")?;
+    assert!(
+        after["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["domain"] != domain),
+        "{domain} left the queue: {after}"
+    );
+    Ok(())
+}

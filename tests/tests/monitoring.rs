@@ -1,0 +1,175 @@
+//! The gateway's monitoring end to end: a real Prometheus scrapes the real Envoy (with the
+//! filter), the real scorer and a real Alertmanager; the recording rules of
+//! `anomaly/prometheus/rules.yml.j2` (checked by `promtool`) turn the counters into features;
+//! a scorer outage fires the static `DohguardScorerDown` alert, which Alertmanager delivers to
+//! a webhook, and the scorer's return resolves it there.
+//! Needs `cargo xtask wasm` and `cargo build -p dohguard-scorer` first.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dohguard_e2e::filter_config::{FailureMode, FilterConfig};
+use dohguard_e2e::kdig::Method;
+use dohguard_e2e::monitoring::{Monitoring, Timing};
+use dohguard_e2e::scorer::{default_model_card, Scorer, ScorerOptions};
+use dohguard_e2e::stack::ScorerKind;
+use dohguard_e2e::tools::{self, Tool};
+use dohguard_e2e::webhook::WebhookReceiver;
+use dohguard_e2e::{Stack, StackOptions};
+
+/// Polls `probe` every 200 ms until it yields a value; fails after `timeout`, naming `what`
+/// and the last probe error.
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer yet");
+    loop {
+        match probe() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?} ({last})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_rules_file_passes_promtool() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for timing in [Timing::fast(), Timing::operator()] {
+        let rules = dohguard_e2e::monitoring::render_rules(dir.path(), &timing)?;
+        let out = Command::new(tools::find(Tool::Promtool)?)
+            .arg("check")
+            .arg("rules")
+            .arg(&rules)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "promtool check rules {}: {}{}",
+            rules.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn prometheus_records_the_features_and_a_scorer_outage_alerts_through_alertmanager(
+) -> anyhow::Result<()> {
+    let model_card = default_model_card()?;
+    let mut stack = Stack::start(StackOptions {
+        filter_config: Some(
+            FilterConfig {
+                deny: vec!["ads.example.test".into()],
+                scorer: true,
+                failure_mode: FailureMode::Open,
+                scorer_timeout_ms: 5000,
+                events: true,
+                ..FilterConfig::default()
+            }
+            .to_json(),
+        ),
+        scorer: ScorerKind::Real {
+            model_card: model_card.clone(),
+        },
+        concurrency: 1,
+        ..StackOptions::default()
+    })?;
+    let dir = stack.dir().to_path_buf();
+    let scorer_port = stack.scorer.as_ref().expect("real scorer").port;
+    let store_url = stack.osmem.as_ref().expect("osmem").url();
+
+    let hook = WebhookReceiver::start()?;
+    let monitoring = Monitoring::start_for(&stack, &Timing::fast(), Some(&hook.url()), None)?;
+    let prometheus = &monitoring.prometheus;
+    let targets = &monitoring.targets;
+    assert_eq!(targets.len(), 3, "envoy, alertmanager, scorer: {targets:?}");
+
+    wait_for("every scrape target up", Duration::from_secs(30), || {
+        let health = prometheus.target_health()?;
+        let up = health.iter().filter(|(_, h)| h == "up").count();
+        anyhow::ensure!(up == targets.len(), "targets: {health:?}");
+        Ok(Some(()))
+    })?;
+
+    // Traffic: deny-list hits and an allowed name (cache hits after the first).
+    for _ in 0..5 {
+        let denied = stack.kdig(Method::Post, "ads.example.test", "A")?;
+        assert_eq!(denied.status, "NXDOMAIN", "{}", denied.raw);
+        let allowed = stack.kdig(Method::Get, "www.example.test", "A")?;
+        assert_eq!(allowed.status, "NOERROR", "{}", allowed.raw);
+    }
+
+    // The filter's counters arrive under the documented Prometheus names, and the recording
+    // rules turn them into features.
+    let queries = wait_for("dohguard_queries >= 10", Duration::from_secs(20), || {
+        let samples = prometheus.query("dohguard_queries")?;
+        Ok(samples.first().map(|s| s.1).filter(|v| *v >= 10.0))
+    })?;
+    assert_eq!(queries, 10.0, "ten DoH queries were sent");
+    wait_for("dohguard:queries:rate > 0", Duration::from_secs(30), || {
+        Ok(prometheus
+            .query("dohguard:queries:rate")?
+            .first()
+            .map(|s| s.1)
+            .filter(|v| *v > 0.0))
+    })?;
+    let blocked_ratio = wait_for("dohguard:blocked:ratio", Duration::from_secs(30), || {
+        Ok(prometheus
+            .query("dohguard:blocked:ratio")?
+            .first()
+            .map(|s| s.1)
+            .filter(|v| *v > 0.0))
+    })?;
+    assert!(
+        (0.3..=0.7).contains(&blocked_ratio),
+        "half the queries were blocked; the feature says {blocked_ratio}"
+    );
+    assert!(
+        hook.alerts().is_empty(),
+        "no alert while everything is up: {:?}",
+        hook.alerts()
+    );
+
+    // A scorer outage fires the static alert, delivered by Alertmanager to the webhook.
+    stack.scorer.as_mut().expect("real scorer").process().stop();
+    wait_for(
+        "DohguardScorerDown firing at the webhook",
+        Duration::from_secs(60),
+        || {
+            Ok(hook
+                .alerts()
+                .contains(&("firing".to_owned(), "DohguardScorerDown".to_owned()))
+                .then_some(()))
+        },
+    )?;
+
+    // The scorer comes back on its port: the alert resolves.
+    stack.scorer = Some(Scorer::start(
+        &dir,
+        &ScorerOptions {
+            model_card,
+            elasticsearch_url: store_url,
+            port: Some(scorer_port),
+        },
+    )?);
+    wait_for(
+        "DohguardScorerDown resolved at the webhook",
+        Duration::from_secs(90),
+        || {
+            Ok(hook
+                .alerts()
+                .contains(&("resolved".to_owned(), "DohguardScorerDown".to_owned()))
+                .then_some(()))
+        },
+    )?;
+    Ok(())
+}
