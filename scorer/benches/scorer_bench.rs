@@ -8,6 +8,9 @@
 //!    generator, one name per request.
 //! 4. Sink documents/s into osmem-server against a plain bulk loader (same batch size and
 //!    concurrency) hitting the same kind of server; both checked for completeness.
+//! 5. The write-ahead journal's cost: filter events acknowledged per second (`submit_batch`,
+//!    what `POST /v1/events` does before its 202) with the journal off, on (fsync `interval`,
+//!    the default) and on (fsync `always`), and the end-to-end rate into osmem-server.
 //!
 //! Everything shares the machine's cores with the load generator; the ratios compare figures
 //! measured in the same run.
@@ -37,7 +40,7 @@ struct Opts {
     sink_docs: usize,
     python: PathBuf,
     osmem: PathBuf,
-    /// `all`, `http` (sections 1-3) or `sink` (section 4).
+    /// `all`, `http` (sections 1-3), `sink` (section 4) or `journal` (section 5).
     only: String,
     /// Sink rounds; sink and loader alternate, best of each is compared.
     rounds: usize,
@@ -312,6 +315,8 @@ async fn sink_rate(osmem: &Path, n: usize, es: &ElasticsearchConfig) -> Result<(
         fsync_interval_ms: 1000,
         segment_bytes: 8 << 20,
         replay_interval_ms: 1000,
+        shutdown_timeout_ms: 3_600_000, // measure delivery, not the shutdown bound
+        ..SpoolConfig::default()
     };
     let metrics = Metrics::new();
     let (sink, tasks) = Sink::start(&cfg, &spool_cfg, metrics.clone()).await?;
@@ -432,8 +437,8 @@ async fn main() -> Result<()> {
             .transpose()?
             .unwrap_or(3),
     };
-    if !["all", "http", "sink"].contains(&opts.only.as_str()) {
-        bail!("--only must be all, http or sink");
+    if !["all", "http", "sink", "journal"].contains(&opts.only.as_str()) {
+        bail!("--only must be all, http, sink or journal");
     }
     env_path("ORT_DYLIB_PATH")?;
     let card = ModelCard::load(&opts.card)?;
@@ -453,11 +458,14 @@ async fn main() -> Result<()> {
     );
     println!("- {} s per HTTP measurement; {} distinct names; verdict cache off so every name reaches the model\n", opts.seconds, all.len());
 
-    if opts.only != "sink" {
+    if opts.only == "all" || opts.only == "http" {
         http_sections(&opts, &all, root).await?;
     }
-    if opts.only != "http" {
+    if opts.only == "all" || opts.only == "sink" {
         sink_section(&opts).await?;
+    }
+    if opts.only == "all" || opts.only == "journal" {
+        journal_section(&opts).await?;
     }
     println!("GPU inference not measured: no device lent to this task.");
     Ok(())
@@ -638,5 +646,90 @@ async fn sink_section(opts: &Opts) -> Result<()> {
         "\nbest sink / best loader: {:.2} (goal >= 0.9)\n",
         best_sink / best_plain
     );
+    Ok(())
+}
+
+/// One filter event batch of `n` events (ids `<tag>-<batch>-<i>`).
+fn event_batch(tag: &str, batch: usize, n: usize) -> dohguard_schema::EventBatch {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("{tag}-{batch}-{i}"), "ts_ms": 1764633600000u64 + i as u64,
+                   "client": "192.0.2.7", "request_id": format!("r{batch}-{i}"),
+                   "name": format!("n{i}.b{batch}.journal-bench.example"), "qtype": "A",
+                   "verdict": "allow", "layer": "cache", "cached": true, "enforced": true,
+                   "answer": {"kind": "forwarded", "rcode": 0, "answers": 1}, "latency_us": 40})
+        })
+        .collect();
+    serde_json::from_value(json!({"source": tag, "seq": batch, "dropped": 0, "events": events}))
+        .expect("a valid event batch")
+}
+
+/// Acknowledged events/s (the `submit_batch` calls alone) and end-to-end events/s (until every
+/// document is stored), with the given journal setting.
+async fn journal_rate(
+    osmem: &Path,
+    batches: usize,
+    per_batch: usize,
+    journal: Option<FsyncPolicy>,
+) -> Result<(f64, f64, u64)> {
+    let (_server, url) = start_osmem(osmem)?;
+    let spool = tempfile::tempdir_in(std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    ))?;
+    let n = batches * per_batch;
+    let es = ElasticsearchConfig {
+        url: Some(url.clone()),
+        queue_capacity: n + 1,
+        ..ElasticsearchConfig::default()
+    };
+    let spool_cfg = SpoolConfig {
+        dir: spool.path().to_owned(),
+        fsync: journal.unwrap_or(FsyncPolicy::Interval),
+        journal: journal.is_some(),
+        shutdown_timeout_ms: 3_600_000,
+        ..SpoolConfig::default()
+    };
+    let metrics = Metrics::new();
+    let (sink, tasks) = Sink::start(&es, &spool_cfg, metrics.clone()).await?;
+    let tag = format!("{:?}", journal)
+        .to_lowercase()
+        .replace(['(', ')'], "");
+    let all: Vec<_> = (0..batches)
+        .map(|b| event_batch(&tag, b, per_batch))
+        .collect();
+    let started = Instant::now();
+    for b in &all {
+        sink.submit_batch(b)?;
+    }
+    let acked = started.elapsed().as_secs_f64();
+    drop(sink);
+    tasks.shutdown().await;
+    let total = started.elapsed().as_secs_f64();
+    Ok((n as f64 / acked, n as f64 / total, count(&url).await))
+}
+
+async fn journal_section(opts: &Opts) -> Result<()> {
+    let (batches, per_batch) = (opts.sink_docs.div_ceil(1000), 1000);
+    let n = batches * per_batch;
+    println!(
+        "## 5. Journal cost ({n} filter events per run in batches of {per_batch}; spool on the target/ disk)\n"
+    );
+    println!("| round | journal | acknowledged events/s | vs off | end-to-end events/s | vs off | stored |\n|---:|---|---:|---:|---:|---:|---:|");
+    for round in 1..=opts.rounds {
+        let (off_ack, off_e2e, off_stored) =
+            journal_rate(&opts.osmem, batches, per_batch, None).await?;
+        println!("| {round} | off | {off_ack:.0} | 1.00 | {off_e2e:.0} | 1.00 | {off_stored} |");
+        for policy in [FsyncPolicy::Interval, FsyncPolicy::Always] {
+            let (ack, e2e, stored) =
+                journal_rate(&opts.osmem, batches, per_batch, Some(policy)).await?;
+            println!(
+                "| {round} | on, fsync {policy:?} | {ack:.0} | {:.2} | {e2e:.0} | {:.2} | {stored} |",
+                ack / off_ack,
+                e2e / off_e2e
+            );
+        }
+    }
+    println!();
     Ok(())
 }

@@ -111,4 +111,13 @@ impl AppTasks {
         }
         self.sink.shutdown().await;
     }
+
+    /// [`AppTasks::shutdown`] with the sink's deadline given (the binary counts
+    /// `spool.shutdown_timeout_ms` from the signal).
+    pub async fn shutdown_by(self, deadline: tokio::time::Instant) {
+        if let Some(w) = self.watcher {
+            w.abort();
+        }
+        self.sink.shutdown_by(deadline).await;
+    }
 }

@@ -200,6 +200,15 @@ pub struct SpoolConfig {
     pub segment_bytes: u64,
     /// How often the replayer looks for spooled documents while Elasticsearch is up.
     pub replay_interval_ms: u64,
+    /// Most bytes the spool holds (journal included); past it new documents are refused:
+    /// `/v1/events` answers 503 (the filter keeps and resends), direct verdicts are dropped,
+    /// counted, and reported by a gap marker.
+    pub max_bytes: u64,
+    /// Write every document to the spool before acknowledging it (a SIGKILL then loses
+    /// nothing acknowledged); off, only undeliverable documents are spooled.
+    pub journal: bool,
+    /// On SIGTERM, delivery of what is queued stops after this long; the rest stays spooled.
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -296,6 +305,9 @@ impl Default for SpoolConfig {
             fsync_interval_ms: 1000,
             segment_bytes: 8 * 1024 * 1024,
             replay_interval_ms: 1000,
+            max_bytes: 1024 * 1024 * 1024,
+            journal: true,
+            shutdown_timeout_ms: 10_000,
         }
     }
 }
@@ -412,6 +424,8 @@ impl Config {
         positive("spool.segment_bytes", self.spool.segment_bytes)?;
         positive("spool.fsync_interval_ms", self.spool.fsync_interval_ms)?;
         positive("spool.replay_interval_ms", self.spool.replay_interval_ms)?;
+        positive("spool.max_bytes", self.spool.max_bytes)?;
+        positive("spool.shutdown_timeout_ms", self.spool.shutdown_timeout_ms)?;
         if self.inference.max_batch > 65_536 {
             return Err(invalid("inference.max_batch", "must be at most 65536"));
         }

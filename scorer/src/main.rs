@@ -113,12 +113,30 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
-    axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // One deadline for the whole shutdown, counted from the signal: open requests get until
+    // then to finish, the sink delivers until then, and what is left stays in the spool.
+    let bound = std::time::Duration::from_millis(app.config.spool.shutdown_timeout_ms);
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel();
+    let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(tokio::time::Instant::now() + bound);
+    });
+    let deadline = {
+        // Dropped at the end of this block, closing open connections and their `App` handles.
+        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+        tokio::select! {
+            r = &mut server => { r?; tokio::time::Instant::now() + bound }
+            Ok(deadline) = signalled_rx => {
+                if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
+                    tracing::warn!("shutdown deadline reached with requests still open; closing them");
+                }
+                deadline
+            }
+        }
+    };
     tracing::info!("shutting down: flushing verdicts");
     drop(app);
-    tasks.shutdown().await;
+    tasks.shutdown_by(deadline).await;
     Ok(())
 }
 

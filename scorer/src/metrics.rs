@@ -84,8 +84,15 @@ pub struct SinkCounters {
     pub duplicates: Counter,
     /// Refused by Elasticsearch as invalid (4xx other than 409/429); kept in the spool's dead-letter file.
     pub rejected: Counter,
-    /// Lost: could not be queued, stored or spooled. Must stay 0.
+    /// Lost: could not be queued, stored or spooled (direct verdicts at the spool's bound or on
+    /// a disk error; a scorer gap marker reports them). 0 unless the spool is full or failing.
     pub dropped: Counter,
+    /// Written to the write-ahead journal before being acknowledged.
+    pub journaled: Counter,
+    /// Filter events refused with 503 (spool full or unwritable); the filter keeps and resends them.
+    pub refused: Counter,
+    /// Spool segments moved to quarantine (unreadable, or lines that do not parse).
+    pub quarantined: Counter,
     /// Requests (not documents) Elasticsearch refused as a whole with 401/403.
     pub auth_failures: Counter,
     /// Index template installs refused (e.g. 403 for a least-privilege key); delivery goes on.
@@ -115,6 +122,8 @@ pub struct Metrics {
     pub sink_queue_depth: Gauge,
     /// Bytes in the on-disk spool not yet replayed.
     pub spool_bytes: Gauge,
+    /// The spool's bound (`spool.max_bytes`).
+    pub spool_max_bytes: Gauge,
     /// 1 while Elasticsearch refuses the credential (401/403) and delivery waits for it.
     pub sink_auth_failed: Gauge,
 }
@@ -156,6 +165,7 @@ impl Metrics {
             sink: SinkCounters::default(),
             sink_queue_depth: Gauge::default(),
             spool_bytes: Gauge::default(),
+            spool_max_bytes: Gauge::default(),
             sink_auth_failed: Gauge::default(),
         };
         let mut r = Registry::with_prefix("dohguard_scorer");
@@ -253,8 +263,28 @@ impl Metrics {
         );
         r.register(
             "sink_dropped",
-            "Documents lost (must stay 0)",
+            "Documents lost (spool full or failing; reported by a scorer gap marker)",
             s.dropped.clone(),
+        );
+        r.register(
+            "sink_journaled",
+            "Documents written to the journal before acknowledgement",
+            s.journaled.clone(),
+        );
+        r.register(
+            "sink_refused",
+            "Filter events refused with 503 (spool full or unwritable); resent by the filter",
+            s.refused.clone(),
+        );
+        r.register(
+            "sink_spool_quarantined",
+            "Spool segments moved to quarantine (unreadable or corrupt)",
+            s.quarantined.clone(),
+        );
+        r.register(
+            "sink_spool_max_bytes",
+            "The spool's bound in bytes (spool.max_bytes)",
+            m.spool_max_bytes.clone(),
         );
         r.register(
             "sink_auth_failures",

@@ -632,6 +632,7 @@ fn openapi_describes_every_route() {
     assert!(spec.starts_with("openapi: 3.1"));
     for route in [
         "/v1/score",
+        "/v1/events",
         "/v1/model",
         "/admin/reload",
         "/healthz",

@@ -630,7 +630,7 @@ async fn refused_documents_are_dead_lettered_and_the_command_replays_them_after_
             .unwrap()
         })
         .collect();
-    app.sink().submit_docs(bad);
+    app.sink().submit_docs(bad).expect("the spool takes them");
     let m = app.metrics.sink.clone();
     eventually("three documents refused", SETTLE, || {
         let n = m.rejected.get();

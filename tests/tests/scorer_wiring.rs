@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
 use dohguard_launcher::kdig::Method;
 use dohguard_launcher::osmem::Osmem;
-use dohguard_launcher::scorer::default_model_card;
+use dohguard_launcher::scorer::{default_model_card, Scorer, ScorerOptions};
 use dohguard_launcher::stack::ScorerKind;
 use dohguard_launcher::{Stack, StackOptions};
 use serde_json::Value;
@@ -304,6 +304,53 @@ fn every_query_is_recorded_once_with_its_layer_and_answer() -> anyhow::Result<()
         all.iter()
             .all(|d| d["event"]["dataset"] == "dohguard.queries"),
         "{all:?}"
+    );
+    assert_eq!(stack.filter_counter("dohguard.events.dropped")?, 0);
+    Ok(())
+}
+
+/// A fail-open decision while the scorer is down is recorded once the scorer is back: the
+/// filter keeps the event in its buffer and resends it; the restarted scorer (same port, same
+/// spool) stores it once, with the failure-mode layer and the upstream's answer.
+#[test]
+fn a_fail_open_decision_is_recorded_once_when_the_scorer_is_back() -> anyhow::Result<()> {
+    let mut stack = gateway(FailureMode::Open)?;
+    let port = stack.scorer.as_ref().expect("real scorer").port;
+    stack.scorer.as_mut().expect("real scorer").process().stop();
+
+    let unseen = stack.kdig(Method::Post, "github.com", "A")?;
+    assert_eq!(unseen.answer_data("A"), ["198.51.100.21"], "{}", unseen.raw);
+    assert_eq!(stack.filter_counter("dohguard.reason.scorer_failure")?, 1);
+
+    let store_url = stack.osmem.as_ref().expect("osmem").url();
+    let restarted = Scorer::start(
+        stack.dir(),
+        &ScorerOptions {
+            model_card: default_model_card()?,
+            elasticsearch_url: store_url,
+            port: Some(port),
+        },
+    )?;
+    stack.scorer = Some(restarted);
+    let store = stack.osmem.as_ref().expect("osmem");
+    let doc = exactly(
+        store,
+        "the fail-open decision",
+        serde_json::json!({"term": {"dns.question.name": "github.com"}}),
+        1,
+    )?
+    .remove(0);
+    assert_eq!(doc["dohguard"]["reason"], "failure_mode", "{doc}");
+    assert_eq!(doc["dohguard"]["verdict"], "allow", "{doc}");
+    assert_eq!(doc["dohguard"]["cached"], false, "{doc}");
+    assert_eq!(doc["dohguard"]["answer"]["kind"], "forwarded", "{doc}");
+    assert_eq!(doc["dohguard"]["answer"]["count"], 1, "{doc}");
+    assert_eq!(doc["dns"]["response_code"], "NOERROR", "{doc}");
+    assert_eq!(doc["dns"]["question"]["type"], "A", "{doc}");
+    assert_eq!(doc["client"]["ip"], "127.0.0.1", "{doc}");
+    assert!(
+        doc["dohguard"].get("score").is_none(),
+        "no score without the model: {doc}"
     );
     assert_eq!(stack.filter_counter("dohguard.events.dropped")?, 0);
     Ok(())

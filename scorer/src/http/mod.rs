@@ -166,8 +166,9 @@ async fn score_inner(app: &App, headers: &HeaderMap, body: Body) -> Result<Respo
 const MAX_EVENT_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// The filter's decision events: each becomes one verdict document (see `docs/contracts.md`,
-/// contract 3). Answers 202 once every document is queued or spooled, so an acknowledged
-/// batch survives an Elasticsearch outage.
+/// contract 3). Answers 202 once every document is journaled (on disk) and queued, so an
+/// acknowledged batch survives an Elasticsearch outage and a SIGKILL of the scorer; 503 when
+/// the spool is full or cannot be written (nothing of the batch was taken).
 async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let run = async {
         if !is_json(&headers) {
@@ -182,7 +183,9 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
             })?;
         let batch: dohguard_schema::EventBatch = serde_json::from_slice(&bytes)
             .map_err(|e| Problem::malformed(format!("event batch: {e}")))?;
-        let accepted = app.sink().submit_batch(&batch);
+        let accepted = app.sink().submit_batch(&batch).map_err(|e| {
+            Problem::unavailable(format!("event batch not taken, send it again: {e}"))
+        })?;
         Ok((
             StatusCode::ACCEPTED,
             Json(json!({"accepted": accepted, "gap": batch.dropped})),

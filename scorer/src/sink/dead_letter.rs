@@ -220,6 +220,7 @@ mod tests {
                 index: "logs-t-default".into(),
                 id: format!("id-{i}"),
                 source: RawValue::from_string(format!("{{\"n\":{i}}}")).unwrap(),
+                slot: None,
             },
             "mapper_parsing_exception".into(),
         )

@@ -46,6 +46,9 @@ pub struct Doc {
     pub id: String,
     /// The `_source`, already serialised.
     pub source: Box<RawValue>,
+    /// Where the journal holds it (not part of the stored line).
+    #[serde(skip)]
+    pub slot: Option<super::spool::Slot>,
 }
 
 impl Doc {
@@ -56,6 +59,7 @@ impl Doc {
             index: index.to_owned(),
             id,
             source: RawValue::from_string(json).expect("serde_json output is valid JSON"),
+            slot: None,
         }
     }
 
@@ -100,6 +104,15 @@ pub fn query_doc(index: &str, event: &dohguard_schema::DecisionEvent) -> Doc {
     let parts = dohguard_core::name::split(event.name.as_deref().unwrap_or(""));
     let doc = dohguard_schema::VerdictDocument::from_event(event, rfc3339(at), parts);
     Doc::new(index, event.id.clone(), &doc)
+}
+
+/// The gap marker for documents the scorer itself could not keep (spool full or a disk
+/// error on a path whose caller cannot resend: direct `/v1/score` verdicts).
+pub fn scorer_gap_doc(index: &str, dropped: u64) -> Doc {
+    let now = SystemTime::now();
+    let doc = dohguard_schema::VerdictDocument::gap(rfc3339(now), "scorer", dropped);
+    let id = format!("gap-scorer-{}", uuid::Uuid::now_v7());
+    Doc::new(index, id, &doc)
 }
 
 /// The gap marker of a batch that reports dropped events; its `_id` names the batch.

@@ -10,6 +10,16 @@
 //! first, deletes each once confirmed, and switches back to live mode when the spool is
 //! empty. Deterministic `_id`s plus the bulk `create` action make replays idempotent.
 //!
+//! With the journal on (`spool.journal`, default) every document is appended to the spool
+//! *before* `submit` returns (so before `POST /v1/events` answers 202), and the queue carries
+//! its [`spool::Slot`]: a confirmed document is settled, a failed one is marked for replay
+//! instead of being written again. A SIGKILL then loses nothing that was acknowledged; at
+//! start the journal left behind is replayed (409s for what was already stored). When the
+//! spool is at `spool.max_bytes` (or the disk fails) new documents are refused: `/v1/events`
+//! answers 503 and the filter keeps and resends the batch; direct `/v1/score` verdicts are
+//! counted as dropped and a scorer gap marker is written once there is room again. Shutdown
+//! is bounded by `spool.shutdown_timeout_ms`; what is not delivered by then stays spooled.
+//!
 //! A whole request refused with 401/403 (a revoked key, a missing privilege) puts the sink in
 //! the *auth failed* state: nothing is dead-lettered, everything goes to the spool, one log
 //! line and `sink_auth_failed` say why, and the replayer re-reads the credential file and
@@ -26,7 +36,7 @@ pub mod template;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -34,13 +44,14 @@ use std::{
 
 use thiserror::Error;
 use tokio::{
-    sync::{mpsc, Notify, Semaphore},
+    sync::{mpsc, watch, Notify, Semaphore},
     task::JoinSet,
 };
 
 pub use bulk::EsClient;
 pub use document::{Doc, VerdictEvent};
-pub use spool::Spool;
+pub use spool::{AppendError, Spool};
+use spool::{Slot, Track};
 
 use crate::{
     config::{ElasticsearchConfig, SpoolConfig},
@@ -84,6 +95,15 @@ struct Shared {
     live: AtomicBool,
     /// Wakes the replayer early (a batch was just spooled).
     wake: Notify,
+    /// Documents are journaled before they are acknowledged (`spool.journal`).
+    journal: bool,
+    /// Direct-API documents refused by the spool, for the next scorer gap marker.
+    pending_gap: AtomicU64,
+    /// Documents in bulk requests now (lost if a shutdown abandons them without the journal).
+    in_flight_docs: AtomicU64,
+    /// Set when the shutdown deadline passes: the writer stops and spools what it holds.
+    stop: watch::Sender<bool>,
+    shutdown_timeout: Duration,
     /// Elasticsearch refused the credential (401/403); delivery waits for it to work.
     auth_failed: AtomicBool,
     /// The last template install was refused (logged once per streak).
@@ -156,6 +176,7 @@ impl Sink {
             spool.fsync,
             Duration::from_millis(spool.fsync_interval_ms),
             spool.segment_bytes,
+            spool.max_bytes,
         )
         .map_err(|source| SinkError::Spool {
             path: spool.dir.display().to_string(),
@@ -166,6 +187,9 @@ impl Sink {
             .as_deref()
             .map(|u| EsClient::new(u, es))
             .transpose()?;
+        metrics.spool_max_bytes.set(spool.max_bytes as i64);
+        metrics.spool_bytes.set(spool_store.pending_bytes() as i64);
+        let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             es: client,
             spool: spool_store,
@@ -174,12 +198,19 @@ impl Sink {
             metrics,
             live: AtomicBool::new(false),
             wake: Notify::new(),
+            journal: spool.journal,
+            pending_gap: AtomicU64::new(0),
+            in_flight_docs: AtomicU64::new(0),
+            stop,
+            shutdown_timeout: Duration::from_millis(spool.shutdown_timeout_ms),
             auth_failed: AtomicBool::new(false),
             template_refused: AtomicBool::new(false),
         });
         if let Some(c) = &shared.es {
             match ensure_template(&shared, c).await {
-                Ok(()) => shared.live.store(shared.spool.is_empty(), Ordering::SeqCst),
+                Ok(()) => shared
+                    .live
+                    .store(!shared.spool.needs_replay(), Ordering::SeqCst),
                 Err(SinkError::Unauthorized { .. }) => {} // logged by ensure_template
                 Err(e) => {
                     tracing::warn!(error = %e, "Elasticsearch not ready at start; spooling until it is")
@@ -189,7 +220,7 @@ impl Sink {
             tracing::warn!(dir = %spool.dir.display(), "no Elasticsearch configured: verdicts go to the spool only");
         }
         let (tx, rx) = mpsc::channel(es.queue_capacity);
-        let writer = tokio::spawn(writer_loop(shared.clone(), rx));
+        let writer = tokio::spawn(writer_loop(shared.clone(), rx, stop_rx));
         let replayer = tokio::spawn(replay_loop(shared.clone()));
         Ok((
             Sink {
@@ -204,21 +235,31 @@ impl Sink {
         ))
     }
 
-    /// Hands a verdict to the sink without waiting: queue, else spool, else counted as dropped.
+    /// Hands a verdict to the sink without waiting: journal and queue, else spool, else
+    /// counted as dropped (and reported by a scorer gap marker later).
     pub fn submit(&self, event: VerdictEvent) {
         self.submit_all(std::iter::once(event));
     }
 
-    /// [`Sink::submit`] for the verdicts of one request: whatever overflows the queue is
-    /// spooled in one append (one write) rather than one per document.
+    /// [`Sink::submit`] for the verdicts of one request, in one append (one write).
     pub fn submit_all(&self, events: impl IntoIterator<Item = VerdictEvent>) {
         let index = &self.shared.config.index;
-        self.submit_docs(events.into_iter().map(|e| e.to_doc(index)));
+        let docs: Vec<Doc> = events.into_iter().map(|e| e.to_doc(index)).collect();
+        let n = docs.len() as u64;
+        if let Err(e) = self.submit_docs(docs) {
+            // The caller has its verdict already and cannot resend: count the loss.
+            self.shared.metrics.sink.dropped.inc_by(n);
+            self.shared.pending_gap.fetch_add(n, Ordering::SeqCst);
+            if !matches!(e, AppendError::Full { .. }) {
+                tracing::error!(error = %e, docs = n, "verdict documents lost: the spool cannot be written");
+            }
+        }
     }
 
     /// The documents of one filter event batch (and its gap marker, when it reports drops);
-    /// returns how many query documents were handed over.
-    pub fn submit_batch(&self, batch: &dohguard_schema::EventBatch) -> usize {
+    /// returns how many query documents were handed over. An error means none were taken
+    /// (spool full or unwritable): the sender keeps the batch and sends it again.
+    pub fn submit_batch(&self, batch: &dohguard_schema::EventBatch) -> Result<usize, AppendError> {
         let index = &self.shared.config.index;
         let gap = (batch.dropped > 0).then(|| document::gap_doc(index, batch));
         let docs: Vec<Doc> = batch
@@ -228,13 +269,32 @@ impl Sink {
             .chain(gap)
             .collect();
         let n = batch.events.len();
-        self.submit_docs(docs);
-        n
+        self.submit_docs(docs).inspect_err(|e| {
+            self.shared.metrics.sink.refused.inc_by(n as u64);
+            tracing::warn!(error = %e, events = n, "event batch refused (503); the sender keeps it");
+        })?;
+        Ok(n)
     }
 
-    /// Queues documents without waiting; what overflows the queue is spooled in one append.
-    pub fn submit_docs(&self, docs: impl IntoIterator<Item = Doc>) {
+    /// Journals documents (when the journal is on) and queues them without waiting; what
+    /// overflows the queue waits for the replayer. An error means nothing was taken.
+    pub fn submit_docs(&self, docs: impl IntoIterator<Item = Doc>) -> Result<(), AppendError> {
         let m = &self.shared.metrics;
+        let mut docs: Vec<Doc> = docs.into_iter().collect();
+        if docs.is_empty() {
+            return Ok(());
+        }
+        if self.shared.journal {
+            let at = self.shared.spool.append(&docs, Track::Live)?;
+            for (i, doc) in docs.iter_mut().enumerate() {
+                doc.slot = Some(Slot {
+                    seq: at.seq,
+                    line: at.first + i as u32,
+                });
+            }
+            m.sink.journaled.inc_by(docs.len() as u64);
+            m.spool_bytes.set(self.shared.spool.pending_bytes() as i64);
+        }
         let mut overflow = Vec::new();
         for doc in docs {
             match self.tx.try_send(doc) {
@@ -251,6 +311,7 @@ impl Sink {
             // replayer sends the spooled documents alongside the live batches.
             spool_docs(&self.shared, &overflow);
         }
+        Ok(())
     }
 
     pub fn state(&self) -> SinkState {
@@ -277,28 +338,97 @@ impl Sink {
 
 impl SinkTasks {
     /// Waits for the writer to drain the queue (every [`Sink`] handle must be dropped first),
-    /// stops the replayer, and fsyncs the spool.
+    /// for at most `spool.shutdown_timeout_ms`; past it the writer stops and what it still
+    /// holds stays spooled (journaled, or appended now). Then stops the replayer, deletes
+    /// what is confirmed, and fsyncs the spool.
     pub async fn shutdown(self) {
-        let _ = self.writer.await;
+        let deadline = tokio::time::Instant::now() + self.shared.shutdown_timeout;
+        self.shutdown_by(deadline).await;
+    }
+
+    /// [`SinkTasks::shutdown`] with an explicit deadline.
+    pub async fn shutdown_by(self, deadline: tokio::time::Instant) {
+        let mut writer = self.writer;
+        if tokio::time::timeout_at(deadline, &mut writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout_ms = self.shared.shutdown_timeout.as_millis() as u64,
+                "shutdown deadline reached: undelivered verdicts stay in the spool"
+            );
+            let _ = self.shared.stop.send(true);
+            let _ = writer.await;
+        }
         self.replayer.abort();
         let _ = self.replayer.await;
+        housekeeping(&self.shared);
         if let Err(e) = self.shared.spool.sync_now() {
             tracing::error!(error = %e, "final spool fsync failed");
         }
     }
 }
 
+/// Sets documents aside for the replayer: journaled ones are marked (they are on disk
+/// already), others are appended now.
 fn spool_docs(shared: &Shared, docs: &[Doc]) {
-    match shared.spool.append(docs) {
-        Ok(()) => {
-            shared.metrics.sink.spooled.inc_by(docs.len() as u64);
-            shared.wake.notify_one();
-        }
-        Err(e) => {
-            shared.metrics.sink.dropped.inc_by(docs.len() as u64);
-            tracing::error!(error = %e, docs = docs.len(), dir = %shared.spool.dir().display(), "SPOOL WRITE FAILED: verdict documents lost");
+    let slots: Vec<Slot> = docs.iter().filter_map(|d| d.slot).collect();
+    let marked = slots.len();
+    if marked > 0 {
+        shared.spool.mark_replay(slots);
+        shared.metrics.sink.spooled.inc_by(marked as u64);
+    }
+    let fresh: Vec<Doc> = docs.iter().filter(|d| d.slot.is_none()).cloned().collect();
+    if !fresh.is_empty() {
+        match shared.spool.append(&fresh, Track::Replay) {
+            Ok(_) => {
+                shared.metrics.sink.spooled.inc_by(fresh.len() as u64);
+            }
+            Err(e) => {
+                shared.metrics.sink.dropped.inc_by(fresh.len() as u64);
+                shared
+                    .pending_gap
+                    .fetch_add(fresh.len() as u64, Ordering::SeqCst);
+                tracing::error!(error = %e, docs = fresh.len(), dir = %shared.spool.dir().display(), "SPOOL WRITE FAILED: verdict documents lost");
+            }
         }
     }
+    shared
+        .metrics
+        .spool_bytes
+        .set(shared.spool.pending_bytes() as i64);
+    shared.wake.notify_one();
+}
+
+/// Periodic spool upkeep: fsync when due, delete confirmed segments, quarantine corrupt
+/// ones, write the scorer's gap marker when there is room again, update the gauge.
+fn housekeeping(shared: &Shared) {
+    if let Err(e) = shared.spool.sync_if_due() {
+        tracing::error!(error = %e, "spool fsync failed");
+    }
+    match shared.spool.collect() {
+        Ok(c) => {
+            for path in &c.quarantined {
+                shared.metrics.sink.quarantined.inc();
+                tracing::error!(moved_to = %path.display(), "corrupt spool segment quarantined after its readable documents were delivered");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "spool cleanup failed"),
+    }
+    let gap = shared.pending_gap.swap(0, Ordering::SeqCst);
+    if gap > 0 {
+        let doc = document::scorer_gap_doc(&shared.config.index, gap);
+        if shared.spool.append(&[doc], Track::Replay).is_ok() {
+            tracing::warn!(dropped = gap, "scorer gap marker written");
+            shared.wake.notify_one();
+        } else {
+            shared.pending_gap.fetch_add(gap, Ordering::SeqCst);
+        }
+    }
+    shared
+        .metrics
+        .spool_bytes
+        .set(shared.spool.pending_bytes() as i64);
 }
 
 fn dead_letter(shared: &Shared, rejected: Vec<(Doc, String)>) {
@@ -320,15 +450,26 @@ fn dead_letter(shared: &Shared, rejected: Vec<(Doc, String)>) {
     }
 }
 
-/// Collects batches from the queue and delivers them with bounded concurrency.
-async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Doc>) {
+/// Collects batches from the queue and delivers them with bounded concurrency. When `stop`
+/// turns true (the shutdown deadline) it abandons in-flight requests and sets aside what is
+/// still queued.
+async fn writer_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Doc>,
+    mut stop: watch::Receiver<bool>,
+) {
     let cfg = &shared.config;
     let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight));
     let flush = Duration::from_millis(cfg.flush_interval_ms);
     let mut tasks = JoinSet::new();
     let mut buf = Vec::with_capacity(cfg.bulk_max_docs);
+    let mut stopped = false;
     loop {
-        let Some(first) = rx.recv().await else { break };
+        let first = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => { stopped = true; break }
+            d = rx.recv() => match d { Some(d) => d, None => break },
+        };
         let mut bytes = first.approx_bytes();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + flush;
@@ -349,11 +490,15 @@ async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Doc>) {
             }
         }
         shared.metrics.sink_queue_depth.dec_by(batch.len() as i64);
-        let permit = in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
+        let permit = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => {
+                spool_docs(&shared, &batch);
+                stopped = true;
+                break;
+            }
+            p = in_flight.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
         while tasks.try_join_next().is_some() {}
         let shared = shared.clone();
         tasks.spawn(async move {
@@ -364,7 +509,30 @@ async fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Doc>) {
             break;
         }
     }
-    while tasks.join_next().await.is_some() {}
+    if !stopped {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => stopped = true,
+            _ = async { while tasks.join_next().await.is_some() {} } => {}
+        }
+    }
+    if stopped {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        if !shared.journal {
+            // Without the journal, documents in abandoned requests exist nowhere else.
+            let lost = shared.in_flight_docs.swap(0, Ordering::SeqCst);
+            shared.metrics.sink.dropped.inc_by(lost);
+        }
+        let mut rest = Vec::new();
+        while let Ok(doc) = rx.try_recv() {
+            rest.push(doc);
+        }
+        shared.metrics.sink_queue_depth.dec_by(rest.len() as i64);
+        if !rest.is_empty() {
+            spool_docs(&shared, &rest);
+        }
+    }
 }
 
 async fn deliver_live(shared: &Shared, batch: Vec<Doc>) {
@@ -376,7 +544,11 @@ async fn deliver_live(shared: &Shared, batch: Vec<Doc>) {
         spool_docs(shared, &batch);
         return;
     };
+    let slots: Vec<Slot> = batch.iter().filter_map(|d| d.slot).collect();
+    let n = batch.len() as u64;
+    shared.in_flight_docs.fetch_add(n, Ordering::SeqCst);
     let d = es.deliver(batch, &shared.metrics.sink).await;
+    shared.in_flight_docs.fetch_sub(n, Ordering::SeqCst);
     shared.metrics.sink.sent.inc_by(d.stored);
     shared.metrics.sink.duplicates.inc_by(d.duplicates);
     dead_letter(shared, d.rejected);
@@ -391,6 +563,19 @@ async fn deliver_live(shared: &Shared, batch: Vec<Doc>) {
         }
         spool_docs(shared, &d.undelivered);
     }
+    settle_all_but(shared, slots, &d.undelivered);
+}
+
+/// Settles the journal slots of a delivery, except those of documents still undelivered.
+fn settle_all_but(shared: &Shared, slots: Vec<Slot>, undelivered: &[Doc]) {
+    if slots.is_empty() {
+        return;
+    }
+    let failed: std::collections::HashSet<Slot> =
+        undelivered.iter().filter_map(|d| d.slot).collect();
+    shared
+        .spool
+        .settle(slots.into_iter().filter(|s| !failed.contains(s)));
 }
 
 /// Replays the spool whenever Elasticsearch answers; flips the sink back to live mode.
@@ -403,15 +588,9 @@ async fn replay_loop(shared: Arc<Shared>) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        if let Err(e) = shared.spool.sync_if_due() {
-            tracing::error!(error = %e, "spool fsync failed");
-        }
-        shared
-            .metrics
-            .spool_bytes
-            .set(shared.spool.pending_bytes() as i64);
+        housekeeping(&shared);
         let Some(es) = &shared.es else { continue };
-        if shared.live.load(Ordering::SeqCst) && shared.spool.is_empty() {
+        if shared.live.load(Ordering::SeqCst) && !shared.spool.needs_replay() {
             continue;
         }
         if !shared.live.load(Ordering::SeqCst) && !come_back(&shared, es).await {
@@ -432,40 +611,53 @@ async fn replay_loop(shared: Arc<Shared>) {
                 tracing::warn!(error = %e, "spool replay paused; will retry");
             }
         }
-        shared
-            .metrics
-            .spool_bytes
-            .set(shared.spool.pending_bytes() as i64);
+        housekeeping(&shared);
     }
 }
 
-/// Replays every sealed segment in order; stops at the first one that cannot be delivered.
+/// Replays every segment with replay work, oldest first; stops at the first chunk that
+/// cannot be delivered (its documents, and the rest, stay marked). An unreadable segment is
+/// quarantined and skipped.
 async fn replay_spool(shared: &Shared, es: &EsClient) -> Result<(), SinkError> {
-    let spool_err = |source| SinkError::Spool {
-        path: shared.spool.dir().display().to_string(),
-        source,
-    };
-    let segments = shared.spool.seal_and_list().map_err(spool_err)?;
-    for segment in segments {
-        let contents = Spool::read_segment(&segment).map_err(spool_err)?;
-        let mut docs = contents.docs.into_iter().peekable();
+    let segments = shared
+        .spool
+        .replay_queue()
+        .map_err(|source| SinkError::Spool {
+            path: shared.spool.dir().display().to_string(),
+            source,
+        })?;
+    for seq in segments {
+        let taken = match shared.spool.take_replay(seq) {
+            Ok(t) => t,
+            Err(e) => {
+                shared.metrics.sink.quarantined.inc();
+                tracing::error!(error = %e, "spool segment skipped");
+                continue;
+            }
+        };
+        let mut docs = taken.docs.into_iter().peekable();
         while docs.peek().is_some() {
             let chunk: Vec<Doc> = docs.by_ref().take(shared.config.bulk_max_docs).collect();
+            let slots: Vec<Slot> = chunk.iter().filter_map(|d| d.slot).collect();
             let d = es.deliver(chunk, &shared.metrics.sink).await;
             shared.metrics.sink.replayed.inc_by(d.stored);
             shared.metrics.sink.duplicates.inc_by(d.duplicates);
             dead_letter(shared, d.rejected);
-            if let Some(r) = d.refused {
-                return Err(r.into_error());
-            }
-            if !d.undelivered.is_empty() {
+            settle_all_but(shared, slots, &d.undelivered);
+            if d.refused.is_some() || !d.undelivered.is_empty() {
+                // The chunk's undelivered documents and the rest stay marked for replay.
+                let n = d.undelivered.len();
+                let mut rest: Vec<Slot> = d.undelivered.iter().filter_map(|doc| doc.slot).collect();
+                rest.extend(docs.filter_map(|doc| doc.slot));
+                shared.spool.mark_replay(rest);
+                if let Some(r) = d.refused {
+                    return Err(r.into_error());
+                }
                 return Err(SinkError::Unavailable(format!(
-                    "{} spooled documents not delivered",
-                    d.undelivered.len()
+                    "{n} spooled documents not delivered"
                 )));
             }
         }
-        Spool::remove_segment(&segment).map_err(spool_err)?;
     }
     Ok(())
 }

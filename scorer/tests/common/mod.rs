@@ -259,3 +259,84 @@ impl Es {
             .collect()
     }
 }
+
+/// A filter event batch (contract 3) of `n` events with ids `<source>-<seq>-<i>`.
+pub fn event_batch(source: &str, seq: u64, n: usize) -> Value {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("{source}-{seq}-{i}"), "ts_ms": 1764633600000u64 + i as u64,
+                   "client": "192.0.2.7", "request_id": format!("r{seq}-{i}"),
+                   "name": format!("n{i}.b{seq}.{source}.example"), "qtype": "A",
+                   "verdict": "allow", "layer": "cache", "cached": true, "enforced": true,
+                   "answer": {"kind": "forwarded", "rcode": 0, "answers": 1}, "latency_us": 40})
+        })
+        .collect();
+    json!({"source": source, "seq": seq, "dropped": 0, "events": events})
+}
+
+/// The event ids of a batch made by [`event_batch`].
+pub fn batch_ids(batch: &Value) -> Vec<String> {
+    batch["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// `POST /v1/events` through the router value; returns the status.
+pub async fn post_events(router: &axum::Router, batch: &Value) -> u16 {
+    use tower::ServiceExt;
+    router
+        .clone()
+        .oneshot(
+            axum::http::Request::post("/v1/events")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(batch.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Every `_id` in `index` with how often it occurs (a missing index is an error).
+pub async fn id_counts(es: &Es, index: &str) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for (id, _) in es.all(index).await {
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Asserts that `index` holds exactly the documents `ids`, each once.
+pub async fn assert_ids_exactly_once(es: &Es, index: &str, ids: &[String]) {
+    let counts = id_counts(es, index).await;
+    let want: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(want.len(), ids.len(), "the expected ids are distinct");
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "stored more than once: {twice:?}");
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|id| !counts.contains_key(**id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} missing, e.g. {:?}",
+        missing.len(),
+        ids.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(counts.len(), want.len(), "unexpected extra documents");
+}
+
+/// The text of `GET /metrics`' line for `name` (a missing metric fails the test).
+pub fn metric(app: &App, name: &str) -> f64 {
+    let text = app.metrics.encode();
+    text.lines()
+        .find(|l| l.split([' ', '{']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"))
+}
