@@ -105,16 +105,24 @@ pub fn claim<S: SharedStore>(
 ) -> Claim {
     let key = slot_key(hash_key, name);
     let cas = match read_slot(store, &key, name, now_ms) {
-        Slot::Live { deadline, .. } => return Claim::Wait { deadline_ms: deadline },
+        Slot::Live { deadline, .. } => {
+            return Claim::Wait {
+                deadline_ms: deadline,
+            }
+        }
         Slot::Foreign => return Claim::Alone,
         Slot::Free { cas } => cas,
     };
-    let written = store.set(&key, &encode(deadline_ms, nonce, name), cas).is_ok();
+    let written = store
+        .set(&key, &encode(deadline_ms, nonce, name), cas)
+        .is_ok();
     // A CAS write fails when another worker wrote first; a first write to an absent key has
     // no token to compare, so both are settled by reading back whose marker is there.
     match (written, read_slot(store, &key, name, now_ms)) {
         (true, Slot::Live { nonce: n, .. }) if n == nonce => Claim::Lead(Marker { key, nonce }),
-        (_, Slot::Live { deadline, .. }) => Claim::Wait { deadline_ms: deadline },
+        (_, Slot::Live { deadline, .. }) => Claim::Wait {
+            deadline_ms: deadline,
+        },
         _ => Claim::Alone,
     }
 }
@@ -168,13 +176,19 @@ impl<W> Parked<W> {
         self.waiting.len()
     }
 
-    /// Parks `waiter` for `name` until `deadline_ms`; gives it back when [`MAX_PARKED`] wait.
-    pub fn park(&mut self, name: &str, deadline_ms: u64, waiter: W) -> Result<(), W> {
-        if self.waiting.len() >= MAX_PARKED {
-            return Err(waiter);
+    /// Whether [`MAX_PARKED`] requests wait already.
+    pub fn is_full(&self) -> bool {
+        self.waiting.len() >= MAX_PARKED
+    }
+
+    /// Parks `waiter` for `name` until `deadline_ms`; false (and the waiter dropped) when
+    /// full: check [`Parked::is_full`] first.
+    pub fn park(&mut self, name: &str, deadline_ms: u64, waiter: W) -> bool {
+        if self.is_full() {
+            return false;
         }
         self.waiting.push((name.to_owned(), deadline_ms, waiter));
-        Ok(())
+        true
     }
 
     /// A parked request went away (its stream ended).
@@ -238,7 +252,10 @@ mod tests {
         let Claim::Lead(old) = claim(&store, &KEY, "a.com", 0, 100, 1) else {
             panic!("expected to lead");
         };
-        assert!(!is_live(&store, &KEY, "a.com", 100), "expired at its deadline");
+        assert!(
+            !is_live(&store, &KEY, "a.com", 100),
+            "expired at its deadline"
+        );
         let Claim::Lead(_) = claim(&store, &KEY, "a.com", 100, 200, 2) else {
             panic!("an expired marker is free");
         };
@@ -254,7 +271,10 @@ mod tests {
             .map(|i| format!("n{i}.com"))
             .find(|n| slot_key(&KEY, n) == slot_key(&KEY, name))
             .expect("a name sharing the slot");
-        assert!(matches!(claim(&store, &KEY, &other, 0, 100, 1), Claim::Lead(_)));
+        assert!(matches!(
+            claim(&store, &KEY, &other, 0, 100, 1),
+            Claim::Lead(_)
+        ));
         assert_eq!(claim(&store, &KEY, name, 10, 110, 2), Claim::Alone);
     }
 
@@ -288,16 +308,12 @@ mod tests {
     #[test]
     fn parked_requests_are_decided_by_the_cache_or_given_up() {
         let mut parked = Parked::default();
-        parked.park("a.com", 100, 1).unwrap();
-        parked.park("b.com", 100, 2).unwrap();
-        parked.park("c.com", 100, 3).unwrap();
-        parked.park("d.com", 100, 4).unwrap();
+        assert!(parked.park("a.com", 100, 1));
+        assert!(parked.park("b.com", 100, 2));
+        assert!(parked.park("c.com", 100, 3));
+        assert!(parked.park("d.com", 100, 4));
         parked.leave(|w| *w == 4);
-        let done = parked.poll(
-            50,
-            |n| (n == "a.com").then_some("block"),
-            |n| n == "b.com",
-        );
+        let done = parked.poll(50, |n| (n == "a.com").then_some("block"), |n| n == "b.com");
         assert_eq!(
             done,
             vec![(1, Outcome::Decided("block")), (3, Outcome::Unanswered)]
@@ -312,8 +328,10 @@ mod tests {
     fn parking_is_bounded() {
         let mut parked = Parked::default();
         for i in 0..MAX_PARKED {
-            parked.park("a.com", 100, i).unwrap();
+            assert!(parked.park("a.com", 100, i));
         }
-        assert_eq!(parked.park("a.com", 100, MAX_PARKED), Err(MAX_PARKED));
+        assert!(parked.is_full());
+        assert!(!parked.park("a.com", 100, MAX_PARKED));
+        assert_eq!(parked.len(), MAX_PARKED);
     }
 }
