@@ -277,7 +277,7 @@ fn waiters_get_the_failure_mode_when_the_leader_goes_first() {
     assert_eq!(metric(&filter, "dohguard.reason.scorer_failure"), 1);
     let mut stream = filter.reopen_stream(waiter).unwrap();
     stream
-        .response_headers(&[(":status", "200")], false)
+        .response_headers(&[(":status", "200")], true) // no body: nothing held for answer inspection
         .unwrap()
         .expect_continue();
     assert_eq!(
@@ -376,11 +376,7 @@ fn concurrent_misses_on_two_workers_make_one_callout() {
         "one callout across both workers"
     );
     assert_eq!(metric(&worker_b, "dohguard.blocked"), 1);
-    assert_eq!(
-        worker_b.tick_period(),
-        None,
-        "nothing parked: no fast tick"
-    );
+    assert_eq!(worker_b.tick_period(), None, "nothing parked: no fast tick");
     // The marker is released: a later miss (after the verdict expires) leads again.
     assert!(cached(&mut worker_b, "xjw3kq9z.com."));
 }
@@ -409,7 +405,7 @@ fn a_parked_request_gets_the_failure_mode_when_the_leader_never_answers() {
     assert!(step.resumed_request(), "fail-open forwards it: {step:?}");
     let mut stream = worker_b.reopen_stream(waiter).unwrap();
     stream
-        .response_headers(&[(":status", "200")], false)
+        .response_headers(&[(":status", "200")], true) // no body: nothing held for answer inspection
         .unwrap()
         .expect_continue();
     assert_eq!(
