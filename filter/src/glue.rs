@@ -369,7 +369,8 @@ struct Pending {
 
 struct DohContext {
     id: u32,
-    /// Waiting for another request's callout about this name.
+    /// Waiting for another request's callout about this name (in this VM, or parked for
+    /// another worker's).
     waiting: Option<String>,
     shared: Rc<Shared>,
     awaiting_body: bool,
