@@ -418,3 +418,25 @@ fn a_parked_request_gets_the_failure_mode_when_the_leader_never_answers() {
     // The expired marker is free: the next miss on worker B makes its own callout.
     assert!(asks_scorer(&mut worker_b, "xjw3kq9z.com."));
 }
+
+#[test]
+fn a_worker_parks_at_most_256_requests_then_calls_out_itself() {
+    let (mut worker_a, mut worker_b) = two_workers();
+    let dns = wire(&query("xjw3kq9z.com.", RecordType::A, false));
+    {
+        let mut stream = worker_a.stream().unwrap();
+        doh_get(&mut stream, &dns)
+            .expect_http_call(SCORER)
+            .leave_pending();
+    }
+    for _ in 0..256 {
+        parked(&mut worker_b, &dns);
+    }
+    assert_eq!(metric(&worker_b, "dohguard.callout.joined"), 256);
+    let mut stream = worker_b.stream().unwrap();
+    doh_get(&mut stream, &dns)
+        .expect_pause()
+        .expect_http_call(SCORER)
+        .leave_pending();
+    assert_eq!(metric(&worker_b, "dohguard.callout.sent"), 1);
+}
