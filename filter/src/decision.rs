@@ -50,7 +50,7 @@ impl Basis {
         }
     }
 
-    fn from_reason(reason: Reason) -> Basis {
+    pub(crate) fn from_reason(reason: Reason) -> Basis {
         match reason {
             Reason::AllowList => Basis::AllowList,
             Reason::DenyList => Basis::DenyList,

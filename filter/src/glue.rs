@@ -21,6 +21,7 @@ use crate::dns::{DnsQuery, HEADER_LEN};
 use crate::doh::{self, check_body_size, classify, is_doh_route, Rejection, RequestKind};
 use crate::inflight::InFlight;
 use crate::metrics::Counter;
+use crate::pending::{self, Claim, Marker, Outcome, Parked};
 use crate::record::{self, Draft, EventBuffer, StreamFacts};
 use crate::throttle::{held_note, Throttle};
 
@@ -34,6 +35,26 @@ thread_local! {
     static IN_FLIGHT: RefCell<InFlight<Waiter>> = RefCell::new(InFlight::default());
     /// Outcomes a leader carried out for waiting requests, picked up by each when it runs next.
     static SETTLED: RefCell<HashMap<u32, Settled>> = RefCell::new(HashMap::new());
+    /// Requests parked for another worker's callout (see [`crate::pending`]).
+    static PARKED: RefCell<Parked<Waiter>> = RefCell::new(Parked::default());
+    /// This VM's random part of pending-marker nonces (set once configured).
+    static NONCE_BASE: Cell<u64> = const { Cell::new(0) };
+    /// The root context ticks every [`pending::POLL_MS`] while requests are parked.
+    static FAST_TICK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes the root context tick fast while requests are parked, and back at the event flush
+/// interval (or not at all) once none are.
+fn set_fast_tick(settings: &Settings, fast: bool) {
+    if FAST_TICK.replace(fast) == fast {
+        return;
+    }
+    let period = if fast {
+        pending::POLL_MS
+    } else {
+        settings.events.as_ref().map_or(0, |e| e.flush_interval_ms)
+    };
+    let _ = hostcalls::set_tick_period(Duration::from_millis(period));
 }
 
 /// A request waiting for another request's callout about the same name.
@@ -78,7 +99,9 @@ fn ms_since_epoch(t: SystemTime) -> u64 {
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(FilterRoot::default()) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> {
+        Box::new(FilterRoot { id, ..FilterRoot::default() })
+    });
 }}
 
 /// What every HTTP context of this VM reads: validated settings and metric ids.
@@ -111,7 +134,10 @@ impl Shared {
 }
 
 struct FilterRoot {
+    id: u32,
     shared: Rc<Shared>,
+    /// Fast ticks (see [`FAST_TICK`]) since the events were last flushed.
+    fast_ticks: u64,
     /// Event batches that failed since the last warning (logged at most once per tick).
     failed_batches: u64,
 }
@@ -119,6 +145,8 @@ struct FilterRoot {
 impl Default for FilterRoot {
     fn default() -> Self {
         FilterRoot {
+            id: 0,
+            fast_ticks: 0,
             shared: Rc::new(Shared {
                 settings: Settings::default(),
                 metric_ids: Vec::new(),
@@ -157,6 +185,45 @@ impl FilterRoot {
     }
 }
 
+impl FilterRoot {
+    /// Decides the parked requests whose leader's verdict is cached, gives the failure mode to
+    /// those whose marker is gone or expired, and leaves the rest parked.
+    fn poll_parked(&mut self) {
+        let shared = Rc::clone(&self.shared);
+        let settings = &shared.settings;
+        let Some(scorer) = settings.scorer.as_ref() else {
+            return;
+        };
+        if let Some(key) = cache::stored_key(&HostStore) {
+            shared.cache_key.set(key);
+        }
+        let now = ms_since_epoch(self.get_current_time());
+        let cache = shared.cache(&HostStore);
+        let key = shared.cache_key.get();
+        let done = PARKED.with_borrow_mut(|p| {
+            p.poll(
+                now,
+                |name| cache.lookup(name, now),
+                |name| pending::is_live(&HostStore, &key, name, now),
+            )
+        });
+        for (waiter, outcome) in done {
+            let decision = match outcome {
+                Outcome::Decided(hit) => Decision {
+                    verdict: hit.verdict,
+                    basis: decision::Basis::from_reason(hit.reason),
+                    from_cache: true,
+                },
+                Outcome::Unanswered => Decision::from_failure(scorer.failure_mode),
+            };
+            settle(&shared, vec![waiter], decision, None, self.id);
+        }
+        if PARKED.with_borrow(|p| p.is_empty()) {
+            set_fast_tick(settings, false);
+        }
+    }
+}
+
 impl RootContext for FilterRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
@@ -190,6 +257,10 @@ impl RootContext for FilterRoot {
             key = cache::shared_key(&HostStore, || key);
         }
         let cache_key = Cell::new(key);
+        let mut nonce = [0u8; 8];
+        if getrandom::fill(&mut nonce).is_ok() {
+            NONCE_BASE.set(u64::from_le_bytes(nonce));
+        }
         if let Some(events) = &settings.events {
             EVENTS.set(Some(EventBuffer::new(random_source(), events.max_buffered)));
             self.set_tick_period(Duration::from_millis(events.flush_interval_ms));
@@ -205,9 +276,20 @@ impl RootContext for FilterRoot {
     /// Seals the buffered events into batches and sends what the in-flight bound allows.
     fn on_tick(&mut self) {
         let shared = Rc::clone(&self.shared);
+        if FAST_TICK.get() {
+            self.poll_parked();
+        }
         let Some(events) = shared.settings.events.as_ref() else {
             return;
         };
+        if FAST_TICK.get() {
+            // Polling for parked requests: flush the events at their own interval.
+            self.fast_ticks += 1;
+            if self.fast_ticks * pending::POLL_MS < events.flush_interval_ms {
+                return;
+            }
+        }
+        self.fast_ticks = 0;
         if self.failed_batches > 1 {
             warn!(
                 "{} more decision-event batches failed since the last warning",
@@ -278,6 +360,8 @@ impl RootContext for FilterRoot {
 /// A scorer callout in flight for this request.
 struct Pending {
     token: u32,
+    /// The pending marker this request wrote for other workers, released when it ends.
+    marker: Option<Marker>,
     query: DnsQuery,
     name: String,
     started_ms: u64,
@@ -285,7 +369,8 @@ struct Pending {
 
 struct DohContext {
     id: u32,
-    /// Waiting for another request's callout about this name.
+    /// Waiting for another request's callout about this name (in this VM, or parked for
+    /// another worker's).
     waiting: Option<String>,
     shared: Rc<Shared>,
     awaiting_body: bool,
@@ -423,6 +508,38 @@ impl DohContext {
             self.waiting = Some(name);
             return Action::Pause;
         }
+        let mut marker = None;
+        if shared.cache(&HostStore).enabled() {
+            let now = self.now_ms();
+            let nonce = NONCE_BASE.get() ^ u64::from(self.id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let key = shared.cache_key.get();
+            let deadline = now + scorer.timeout_ms;
+            match pending::claim(&HostStore, &key, &name, now, deadline, nonce) {
+                Claim::Lead(m) => marker = Some(m),
+                Claim::Alone => {}
+                // Too many parked: this one makes its own callout.
+                Claim::Wait { .. } if PARKED.with_borrow(|p| p.is_full()) => {}
+                Claim::Wait { deadline_ms } => {
+                    let context_id = self.id;
+                    let waiter = Waiter { context_id, query };
+                    PARKED.with_borrow_mut(|p| p.park(&name, deadline_ms, waiter));
+                    shared.bump(Counter::CalloutJoined);
+                    set_fast_tick(&shared.settings, true);
+                    self.waiting = Some(name);
+                    return Action::Pause;
+                }
+            }
+        }
+        self.call_out(query, name, marker)
+    }
+
+    /// Makes the scorer callout for `name` (this request leads; `marker` is its pending
+    /// marker for other workers, if it wrote one).
+    fn call_out(&mut self, query: DnsQuery, name: String, marker: Option<Marker>) -> Action {
+        let shared = Rc::clone(&self.shared);
+        let Some(scorer) = shared.settings.scorer.as_ref() else {
+            return Action::Continue;
+        };
         let client = self.client_ip();
         let body = callout_body(&name, &query, client, shared.settings.events.is_some());
         let headers = vec![
@@ -439,6 +556,7 @@ impl DohContext {
                 let started_ms = self.now_ms();
                 self.pending = Some(Pending {
                     token,
+                    marker,
                     query,
                     name,
                     started_ms,
@@ -446,6 +564,9 @@ impl DohContext {
                 Action::Pause
             }
             Err(status) => {
+                if let Some(marker) = &marker {
+                    pending::release(&HostStore, marker);
+                }
                 let failure = decision::CalloutFailure::Dispatch(format!("{status:?}"));
                 warn_callout(self.now_ms(), || {
                     format!("scorer callout for {name}: {failure}")
@@ -681,11 +802,15 @@ impl Context for DohContext {
                 Decision::from_failure(scorer.failure_mode)
             }
         };
+        // After the verdict is cached: parked requests on other workers find it there.
+        if let Some(marker) = &pending.marker {
+            pending::release(&HostStore, marker);
+        }
         let waiters = IN_FLIGHT.with_borrow_mut(|f| f.land(&pending.name));
         if self.carry_out(&pending.query, decision) == Action::Continue {
             self.resume_http_request();
         }
-        self.settle(waiters, decision, model);
+        settle(&shared, waiters, decision, model, self.id);
     }
 
     /// The end of the stream. A leader that goes before its callout's answer (Envoy cancels
@@ -695,8 +820,12 @@ impl Context for DohContext {
         if let Some(name) = self.waiting.take() {
             let id = self.id;
             IN_FLIGHT.with_borrow_mut(|f| f.leave(&name, |w| w.context_id == id));
+            PARKED.with_borrow_mut(|p| p.leave(|w| w.context_id == id));
         }
         if let Some(pending) = self.pending.take() {
+            if let Some(marker) = &pending.marker {
+                pending::release(&HostStore, marker);
+            }
             let waiters = IN_FLIGHT.with_borrow_mut(|f| f.land(&pending.name));
             if let (false, Some(scorer)) = (waiters.is_empty(), &self.shared.settings.scorer) {
                 let shared = Rc::clone(&self.shared);
@@ -705,69 +834,74 @@ impl Context for DohContext {
                 warn_callout(self.now_ms(), || {
                     format!("scorer callout for {name}: its request ended first; {count} waiting get the failure mode")
                 });
-                self.settle(waiters, Decision::from_failure(scorer.failure_mode), None);
+                let failure = Decision::from_failure(scorer.failure_mode);
+                settle(&shared, waiters, failure, None, self.id);
             }
         }
         true
     }
 }
 
-impl DohContext {
-    /// Carries out `decision` for requests that waited for this request's callout: counts it
-    /// for each and answers or resumes each in its own context.
-    fn settle(&self, waiters: Vec<Waiter>, decision: Decision, model: Option<(f32, String)>) {
-        if waiters.is_empty() {
-            return;
-        }
-        let shared = Rc::clone(&self.shared);
-        let settings = &shared.settings;
-        for waiter in waiters {
-            decision
-                .counters(settings.mode)
-                .for_each(|c| shared.bump(c));
-            let action = decision::action_for(settings, &waiter.query, &decision);
-            let local = match &action {
-                Ok(decision::Action::Forward) => None,
-                Ok(decision::Action::Answer(_)) => {
-                    Some(record::blocked_answer(&settings.block_answer))
-                }
-                Err(_) => Some(dohguard_schema::Answer::Failed { http_status: 500 }),
-            };
-            let settled = Settled {
-                decision,
-                local,
-                model: model.clone(),
-            };
-            SETTLED.with_borrow_mut(|s| s.insert(waiter.context_id, settled));
-            if hostcalls::set_effective_context(waiter.context_id).is_err() {
-                SETTLED.with_borrow_mut(|s| s.remove(&waiter.context_id));
-                continue;
-            }
-            let verdict = verdict_header(settings, Some(decision));
-            let with_verdict = |content_type| {
-                let mut headers = vec![("content-type", content_type)];
-                headers.extend(verdict.as_ref().map(|(h, v)| (*h, v.as_str())));
-                headers
-            };
-            let _ = match action {
-                Ok(decision::Action::Forward) => hostcalls::resume_http_request(),
-                Ok(decision::Action::Answer(body)) => {
-                    hostcalls::send_http_response(200, with_verdict(doh::DNS_MESSAGE), Some(&body))
-                }
-                Err(err) => {
-                    error!("could not build the block answer: {err}");
-                    hostcalls::send_http_response(
-                        500,
-                        with_verdict("text/plain"),
-                        Some(b"internal error\n"),
-                    )
-                }
-            };
-        }
-        let _ = hostcalls::set_effective_context(self.id);
+/// Carries out `decision` for requests that waited for another request's callout: counts it
+/// for each and answers or resumes each in its own context, then makes `back_to` (the
+/// calling context) effective again.
+fn settle(
+    shared: &Shared,
+    waiters: Vec<Waiter>,
+    decision: Decision,
+    model: Option<(f32, String)>,
+    back_to: u32,
+) {
+    if waiters.is_empty() {
+        return;
     }
+    let settings = &shared.settings;
+    for waiter in waiters {
+        decision
+            .counters(settings.mode)
+            .for_each(|c| shared.bump(c));
+        let action = decision::action_for(settings, &waiter.query, &decision);
+        let local = match &action {
+            Ok(decision::Action::Forward) => None,
+            Ok(decision::Action::Answer(_)) => Some(record::blocked_answer(&settings.block_answer)),
+            Err(_) => Some(dohguard_schema::Answer::Failed { http_status: 500 }),
+        };
+        let settled = Settled {
+            decision,
+            local,
+            model: model.clone(),
+        };
+        SETTLED.with_borrow_mut(|s| s.insert(waiter.context_id, settled));
+        if hostcalls::set_effective_context(waiter.context_id).is_err() {
+            SETTLED.with_borrow_mut(|s| s.remove(&waiter.context_id));
+            continue;
+        }
+        let verdict = verdict_header(settings, Some(decision));
+        let with_verdict = |content_type| {
+            let mut headers = vec![("content-type", content_type)];
+            headers.extend(verdict.as_ref().map(|(h, v)| (*h, v.as_str())));
+            headers
+        };
+        let _ = match action {
+            Ok(decision::Action::Forward) => hostcalls::resume_http_request(),
+            Ok(decision::Action::Answer(body)) => {
+                hostcalls::send_http_response(200, with_verdict(doh::DNS_MESSAGE), Some(&body))
+            }
+            Err(err) => {
+                error!("could not build the block answer: {err}");
+                hostcalls::send_http_response(
+                    500,
+                    with_verdict("text/plain"),
+                    Some(b"internal error\n"),
+                )
+            }
+        };
+    }
+    let _ = hostcalls::set_effective_context(back_to);
+}
 
-    /// Takes up what a leader did for this waiting request (see [`DohContext::settle`]).
+impl DohContext {
+    /// Takes up what a leader did for this waiting request (see [`settle`]).
     fn collect_settled(&mut self) {
         if self.waiting.is_none() {
             return;

@@ -1,7 +1,7 @@
 //! Scorer callouts in flight in one VM, by name: the first request that misses the cache for a
 //! name makes the callout (the leader), later ones for the same name join it and wait for that
 //! one answer instead of making their own. One VM runs on one Envoy worker thread; across
-//! workers each may still make one callout per name (shared data has no cheap wait).
+//! workers [`crate::pending`] does the same through shared data.
 
 use std::collections::HashMap;
 

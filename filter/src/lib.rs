@@ -19,6 +19,7 @@ pub mod dns;
 pub mod doh;
 pub mod inflight;
 pub mod metrics;
+pub mod pending;
 pub mod record;
 pub mod throttle;
 

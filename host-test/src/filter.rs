@@ -619,6 +619,13 @@ impl Filter {
         Ok(())
     }
 
+    /// Runs `proxy_on_tick` and returns what the guest did to streams during it (after
+    /// `proxy_set_effective_context`), as [`Filter::deliver_http_call`] reports other streams.
+    pub fn tick_streams(&mut self) -> Result<Vec<(u32, Step)>, HostError> {
+        self.tick()?;
+        self.other_streams_acted_on(ROOT_CONTEXT_ID)
+    }
+
     pub fn tick_period(&self) -> Option<Duration> {
         self.store.data().tick_period
     }

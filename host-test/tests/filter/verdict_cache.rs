@@ -290,3 +290,154 @@ fn waiters_get_the_failure_mode_when_the_leader_goes_first() {
     // The flight is over: the next request asks the scorer itself.
     assert!(asks_scorer(&mut filter, "xjw3kq9z.com."));
 }
+
+/// Two VMs (Envoy workers) sharing shared data and one clock, as the filter sees them.
+fn two_workers() -> (Filter, Filter) {
+    let shared = SharedData::new();
+    let clock = dohguard_host_test::Clock::new();
+    let mut config = json!({ "verdict_header": VERDICT_HEADER, "verdict_header_detail": true });
+    if let (Some(base), serde_json::Value::Object(extra)) =
+        (config.as_object_mut(), scorer_config(json!({})))
+    {
+        base.extend(extra);
+    }
+    let start = || {
+        plugin()
+            .vm()
+            .configuration(config.to_string())
+            .clusters(&[SCORER])
+            .shared_data(shared.clone())
+            .clock(clock.clone())
+            .start()
+            .unwrap()
+    };
+    (start(), start())
+}
+
+/// Asks `worker` for `name` and expects the request parked: no callout, paused.
+fn parked(worker: &mut Filter, dns: &[u8]) -> u32 {
+    let mut stream = worker.stream().unwrap();
+    doh_get(&mut stream, dns)
+        .expect_pause()
+        .expect_no_http_call();
+    stream.context_id()
+}
+
+#[test]
+fn concurrent_misses_on_two_workers_make_one_callout() {
+    let (mut worker_a, mut worker_b) = two_workers();
+    let dns = wire(&query("xjw3kq9z.com.", RecordType::A, false));
+    let (leader, call) = {
+        let mut stream = worker_a.stream().unwrap();
+        let call = doh_get(&mut stream, &dns)
+            .expect_pause()
+            .expect_http_call(SCORER)
+            .leave_pending();
+        (stream.context_id(), call)
+    };
+    let waiter = parked(&mut worker_b, &dns);
+    assert_eq!(metric(&worker_b, "dohguard.callout.joined"), 1);
+    assert_eq!(
+        worker_b.tick_period(),
+        Some(std::time::Duration::from_millis(5)),
+        "worker B polls for its parked request"
+    );
+    assert!(
+        worker_b.tick_streams().unwrap().is_empty(),
+        "no verdict yet: the parked request keeps waiting"
+    );
+    let body = verdict("xjw3kq9z.com", "xjw3kq9z.com", "block", "name", 3600);
+    let headers = dohguard_host_test::HeaderMap::from_pairs(&[(":status", "200")]);
+    let step = worker_a
+        .deliver_http_call(call.token, Some((headers, body.into_bytes())))
+        .unwrap();
+    let reply = step.local_response().expect("the leader is answered");
+    assert_eq!(
+        reply.header(VERDICT_HEADER).as_deref(),
+        Some("block; reason=model")
+    );
+    let polled = worker_b.tick_streams().unwrap();
+    let (id, step) = polled.first().expect("the parked request is decided");
+    assert_eq!(*id, waiter);
+    let reply = step
+        .local_response()
+        .unwrap_or_else(|| panic!("the parked request was not answered: {step:?}"));
+    assert_eq!(dns_answer(reply).metadata.id, 0x1234);
+    let header = reply.header(VERDICT_HEADER).unwrap_or_default();
+    assert!(
+        header.starts_with("block; reason=model"),
+        "the leader's verdict: {header}"
+    );
+    worker_a.reopen_stream(leader).unwrap().finish().unwrap();
+    worker_b.reopen_stream(waiter).unwrap().finish().unwrap();
+    assert_eq!(metric(&worker_a, "dohguard.callout.sent"), 1);
+    assert_eq!(
+        metric(&worker_b, "dohguard.callout.sent"),
+        0,
+        "one callout across both workers"
+    );
+    assert_eq!(metric(&worker_b, "dohguard.blocked"), 1);
+    assert_eq!(worker_b.tick_period(), None, "nothing parked: no fast tick");
+    // The marker is released: a later miss (after the verdict expires) leads again.
+    assert!(cached(&mut worker_b, "xjw3kq9z.com."));
+}
+
+#[test]
+fn a_parked_request_gets_the_failure_mode_when_the_leader_never_answers() {
+    let (mut worker_a, mut worker_b) = two_workers();
+    let dns = wire(&query("xjw3kq9z.com.", RecordType::A, false));
+    {
+        let mut stream = worker_a.stream().unwrap();
+        doh_get(&mut stream, &dns)
+            .expect_http_call(SCORER)
+            .leave_pending();
+    }
+    let waiter = parked(&mut worker_b, &dns);
+    worker_b.advance_clock(std::time::Duration::from_millis(100));
+    assert!(
+        worker_b.tick_streams().unwrap().is_empty(),
+        "the marker is live for the scorer timeout (200 ms)"
+    );
+    // Worker A never answers (stuck, or its reply is lost): the marker's deadline passes.
+    worker_b.advance_clock(std::time::Duration::from_millis(100));
+    let polled = worker_b.tick_streams().unwrap();
+    let (id, step) = polled.first().expect("the parked request is given up");
+    assert_eq!(*id, waiter);
+    assert!(step.resumed_request(), "fail-open forwards it: {step:?}");
+    let mut stream = worker_b.reopen_stream(waiter).unwrap();
+    stream
+        .response_headers(&[(":status", "200")], true) // no body: nothing held for answer inspection
+        .unwrap()
+        .expect_continue();
+    assert_eq!(
+        stream.response_header_map().get(VERDICT_HEADER).as_deref(),
+        Some("allow; reason=scorer_failure")
+    );
+    stream.finish().unwrap();
+    assert_eq!(metric(&worker_b, "dohguard.reason.scorer_failure"), 1);
+    assert_eq!(metric(&worker_b, "dohguard.callout.sent"), 0);
+    // The expired marker is free: the next miss on worker B makes its own callout.
+    assert!(asks_scorer(&mut worker_b, "xjw3kq9z.com."));
+}
+
+#[test]
+fn a_worker_parks_at_most_256_requests_then_calls_out_itself() {
+    let (mut worker_a, mut worker_b) = two_workers();
+    let dns = wire(&query("xjw3kq9z.com.", RecordType::A, false));
+    {
+        let mut stream = worker_a.stream().unwrap();
+        doh_get(&mut stream, &dns)
+            .expect_http_call(SCORER)
+            .leave_pending();
+    }
+    for _ in 0..256 {
+        parked(&mut worker_b, &dns);
+    }
+    assert_eq!(metric(&worker_b, "dohguard.callout.joined"), 256);
+    let mut stream = worker_b.stream().unwrap();
+    doh_get(&mut stream, &dns)
+        .expect_pause()
+        .expect_http_call(SCORER)
+        .leave_pending();
+    assert_eq!(metric(&worker_b, "dohguard.callout.sent"), 1);
+}
