@@ -644,12 +644,15 @@ mod tests {
         assert_eq!((s.block_ttl, s.cache_max_ttl), (42, 600));
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
         assert!(
-            s.warnings[0].starts_with("filter: configuration block.ttl: deprecated, renamed to block.ttl_s"),
+            s.warnings[0]
+                .starts_with("filter: configuration block.ttl: deprecated, renamed to block.ttl_s"),
             "{:?}",
             s.warnings
         );
         assert!(
-            s.warnings[1].starts_with("filter: configuration cache.max_ttl: deprecated, renamed to cache.max_ttl_s"),
+            s.warnings[1].starts_with(
+                "filter: configuration cache.max_ttl: deprecated, renamed to cache.max_ttl_s"
+            ),
             "{:?}",
             s.warnings
         );
@@ -660,7 +663,8 @@ mod tests {
         );
         assert!(d.warnings.is_empty());
         // Old and new name together would be two meanings for one setting.
-        assert!(err(r#"{"block":{"ttl":1,"ttl_s":2}}"#).starts_with("filter: configuration block.ttl: "));
+        assert!(err(r#"{"block":{"ttl":1,"ttl_s":2}}"#)
+            .starts_with("filter: configuration block.ttl: "));
         assert!(err(r#"{"cache":{"max_ttl":1,"max_ttl_s":2}}"#)
             .starts_with("filter: configuration cache.max_ttl: "));
     }
@@ -671,7 +675,10 @@ mod tests {
         let e = |json: &str, key: &str| {
             let text = err(json);
             let prefix = format!("filter: configuration {key}: ");
-            assert!(text.starts_with(&prefix), "{json}: {text:?} does not start with {prefix:?}");
+            assert!(
+                text.starts_with(&prefix),
+                "{json}: {text:?} does not start with {prefix:?}"
+            );
             text
         };
         assert!(e(r#"{"denny":[]}"#, "denny").contains("unknown field `denny`"));
@@ -681,11 +688,17 @@ mod tests {
         assert!(e(r#"{"deny":["ok.com","bad..com"]}"#, "deny[1]").contains("\"bad..com\": "));
         e(r#"{"allow":["a b"]}"#, "allow[0]");
         e(r#"{"block":{"answer":"addresses"}}"#, "block.addresses");
-        e(r#"{"block":{"addresses":["192.0.2.1"]}}"#, "block.addresses");
+        e(
+            r#"{"block":{"addresses":["192.0.2.1"]}}"#,
+            "block.addresses",
+        );
         e(r#"{"block":{"addresses":["nope"]}}"#, "block.addresses[0]");
         e(r#"{"block":{"ttl_s":2147483648}}"#, "block.ttl_s");
         e(r#"{"scorer":{"cluster":""}}"#, "scorer.cluster");
-        e(r#"{"scorer":{"cluster":"s","timeout_ms":0}}"#, "scorer.timeout_ms");
+        e(
+            r#"{"scorer":{"cluster":"s","timeout_ms":0}}"#,
+            "scorer.timeout_ms",
+        );
         assert!(e(r#"{"scorer":{}}"#, "scorer").contains("missing field `cluster`"));
         e(r#"{"verdict_header":"X Bad"}"#, "verdict_header");
         e(r#"{"doh_path":"dns"}"#, "doh_path");
@@ -695,7 +708,10 @@ mod tests {
             "events.max_buffered",
         );
         e(r#"{"mode":"loud"}"#, "mode");
-        e(r#"{"cname":{"max_answer_bytes":100}}"#, "cname.max_answer_bytes");
+        e(
+            r#"{"cname":{"max_answer_bytes":100}}"#,
+            "cname.max_answer_bytes",
+        );
         e(r#"{"cname":{"max_targets":0}}"#, "cname.max_targets");
         e(r#"{"cname":{"oversize":"drop"}}"#, "cname.oversize");
         // The document as a whole: no key.

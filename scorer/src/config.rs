@@ -59,7 +59,10 @@ fn from_figment(err: figment::Error) -> ConfigError {
         Some(source) => format!(" (from {} {source})", md.name),
         None => format!(" (from {})", md.name),
     });
-    invalid(err.path.join("."), format!("{}{}", err.kind, source.unwrap_or_default()))
+    invalid(
+        err.path.join("."),
+        format!("{}{}", err.kind, source.unwrap_or_default()),
+    )
 }
 
 /// An old key was given: an error when its new name was given too, else a warning.
@@ -683,8 +686,7 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(
-                err.starts_with("scorer: configuration inference")
-                    && err.contains("max_bath"),
+                err.starts_with("scorer: configuration inference") && err.contains("max_bath"),
                 "{err}"
             );
 
@@ -708,8 +710,11 @@ mod tests {
     fn deprecated_key_keeps_its_meaning_with_a_warning() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("old.toml", "[verdicts]\ncache_capacity = 7\n")?;
-            let c = Config::load(Some(std::path::Path::new("old.toml")), &Overrides::default())
-                .unwrap();
+            let c = Config::load(
+                Some(std::path::Path::new("old.toml")),
+                &Overrides::default(),
+            )
+            .unwrap();
             assert_eq!(c.verdicts.max_entries, 7, "the old key keeps its meaning");
             assert_eq!(c.verdicts.cache_capacity, None);
 
@@ -725,9 +730,12 @@ mod tests {
             );
 
             jail.set_env("DOHGUARD_SCORER_VERDICTS__MAX_ENTRIES", "9");
-            let err = Config::load(Some(std::path::Path::new("old.toml")), &Overrides::default())
-                .unwrap_err()
-                .to_string();
+            let err = Config::load(
+                Some(std::path::Path::new("old.toml")),
+                &Overrides::default(),
+            )
+            .unwrap_err()
+            .to_string();
             assert!(
                 err.starts_with("scorer: configuration verdicts.cache_capacity: "),
                 "old and new together: {err}"
@@ -735,8 +743,11 @@ mod tests {
 
             jail.create_file("new.toml", "[verdicts]\nmax_entries = 5\n")?;
             jail.clear_env();
-            let c = Config::load(Some(std::path::Path::new("new.toml")), &Overrides::default())
-                .unwrap();
+            let c = Config::load(
+                Some(std::path::Path::new("new.toml")),
+                &Overrides::default(),
+            )
+            .unwrap();
             assert_eq!(c.verdicts.max_entries, 5);
             Ok(())
         });
