@@ -54,7 +54,9 @@ fn valid_configurations_start() {
 
 #[test]
 fn malformed_json_is_rejected() {
-    assert_rejected("{\"deny\": [", "");
+    // serde_json names where the document broke off: inside `deny`.
+    assert_rejected("{\"deny\": [", "deny: ");
+    assert_rejected("[1, 2]", "");
 }
 
 #[test]
