@@ -13,21 +13,32 @@ use thiserror::Error;
 /// Largest DoH message accepted (RFC 8484: a DNS message over HTTP is at most 65,535 octets).
 pub const MAX_DNS_MESSAGE: usize = 65_535;
 
-/// Why a configuration was rejected; the text always starts with the field's path.
+/// Why a configuration was rejected. The text has the shape every part uses
+/// (`docs/contracts.md`, "Configuration errors"): `filter: configuration <key>: <problem>`,
+/// with the key left out when the problem is the document as a whole.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    #[error("{path}: {message}")]
+    #[error("filter: configuration{}: {message}", at(path))]
     Json { path: String, message: String },
-    #[error("{field}[{index}] {entry:?}: {reason}")]
+    #[error("filter: configuration {field}[{index}]: {entry:?}: {reason}")]
     Rule {
         field: &'static str,
         index: usize,
         entry: String,
         reason: dohguard_core::name::NameError,
     },
-    #[error("{field}: {reason}")]
+    #[error("filter: configuration{}: {reason}", at(field))]
     Invalid { field: &'static str, reason: String },
+}
+
+/// ` <key>`, or nothing for the document as a whole.
+fn at(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" {key}")
+    }
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -193,8 +204,12 @@ pub enum Mode {
 #[serde(deny_unknown_fields, default)]
 pub struct RawBlock {
     pub answer: BlockAnswerKind,
-    /// TTL of the block answer's records (and of the SOA that sets negative caching).
-    pub ttl: u32,
+    /// TTL of the block answer's records (and of the SOA that sets negative caching),
+    /// seconds; default 300.
+    pub ttl_s: Option<u32>,
+    /// Deprecated name of `ttl_s` (accepted with a warning).
+    #[serde(rename = "ttl")]
+    pub ttl_deprecated: Option<u32>,
     /// Used only with `answer: "addresses"`.
     pub addresses: Vec<IpAddr>,
     /// The RFC 8914 code block answers carry: `blocked` (15) or `filtered` (17).
@@ -215,7 +230,8 @@ impl Default for RawBlock {
     fn default() -> Self {
         RawBlock {
             answer: BlockAnswerKind::Nxdomain,
-            ttl: 300,
+            ttl_s: None,
+            ttl_deprecated: None,
             addresses: Vec::new(),
             ede: EdeKind::Blocked,
         }
@@ -271,16 +287,52 @@ pub enum FailureMode {
 pub struct RawCache {
     /// Most verdicts kept in shared data; 0 turns the cache off.
     pub max_entries: u32,
-    /// Upper bound on the scorer's `ttl`, in seconds.
-    pub max_ttl: u32,
+    /// Upper bound on the scorer's `ttl`, seconds; default 86400.
+    pub max_ttl_s: Option<u32>,
+    /// Deprecated name of `max_ttl_s` (accepted with a warning).
+    #[serde(rename = "max_ttl")]
+    pub max_ttl_deprecated: Option<u32>,
 }
 
 impl Default for RawCache {
     fn default() -> Self {
         RawCache {
             max_entries: 65_536,
-            max_ttl: 86_400,
+            max_ttl_s: None,
+            max_ttl_deprecated: None,
         }
+    }
+}
+
+/// Default of `block.ttl_s`.
+pub const DEFAULT_BLOCK_TTL_S: u32 = 300;
+/// Default of `cache.max_ttl_s`.
+pub const DEFAULT_CACHE_MAX_TTL_S: u32 = 86_400;
+
+/// The value of a renamed key: the new key, else the old one (with a deprecation warning
+/// for the log), else the default. Both at once is an error: the configuration must not
+/// mean two things.
+fn renamed<T>(
+    new_key: &'static str,
+    new: Option<T>,
+    old_key: &'static str,
+    old: Option<T>,
+    default: T,
+    warnings: &mut Vec<String>,
+) -> Result<T, ConfigError> {
+    match (new, old) {
+        (Some(_), Some(_)) => Err(invalid(
+            old_key,
+            format!("is the deprecated name of {new_key}; give only {new_key}"),
+        )),
+        (Some(v), None) => Ok(v),
+        (None, Some(v)) => {
+            warnings.push(format!(
+                "filter: configuration {old_key}: deprecated, renamed to {new_key} (same meaning and unit); the old name will be removed in a later release"
+            ));
+            Ok(v)
+        }
+        (None, None) => Ok(default),
     }
 }
 
@@ -312,17 +364,21 @@ pub struct Settings {
     pub mode: Mode,
     pub policy: Policy,
     pub block_answer: BlockAnswer,
+    /// Seconds (`block.ttl_s`).
     pub block_ttl: u32,
     /// RFC 8914 info code of block answers.
     pub block_ede: u16,
     pub scorer: Option<ScorerSettings>,
     pub cache_max_entries: u32,
+    /// Seconds (`cache.max_ttl_s`).
     pub cache_max_ttl: u32,
     pub verdict_header: Option<String>,
     pub verdict_header_detail: bool,
     pub events: Option<EventSettings>,
     /// Answer inspection for CNAME/alias cloaking; `None` when off.
     pub cname: Option<CnameSettings>,
+    /// Deprecation warnings (old key names that were accepted), for the log.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Settings {
@@ -340,7 +396,7 @@ impl Settings {
             return Ok(Settings::default());
         }
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(invalid("configuration", "must be a JSON object"));
+            return Err(invalid("", "must be a JSON object"));
         }
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|err| {
@@ -348,7 +404,7 @@ impl Settings {
             ConfigError::Json {
                 // serde_path_to_error writes the root as "." and an unknown position as "?".
                 path: match path.as_str() {
-                    "." | "?" => "configuration".into(),
+                    "." | "?" => String::new(),
                     _ => path,
                 },
                 message: err.into_inner().to_string(),
@@ -389,10 +445,27 @@ impl RawConfig {
             (BlockAnswerKind::Nodata, true) => BlockAnswer::Nodata,
             (BlockAnswerKind::Sinkhole, true) => BlockAnswer::Sinkhole,
         };
+        let mut warnings = Vec::new();
+        let block_ttl = renamed(
+            "block.ttl_s",
+            self.block.ttl_s,
+            "block.ttl",
+            self.block.ttl_deprecated,
+            DEFAULT_BLOCK_TTL_S,
+            &mut warnings,
+        )?;
         // RFC 2181: TTLs are 31-bit values.
-        if self.block.ttl > i32::MAX as u32 {
-            return Err(invalid("block.ttl", "must be at most 2147483647"));
+        if block_ttl > i32::MAX as u32 {
+            return Err(invalid("block.ttl_s", "must be at most 2147483647"));
         }
+        let cache_max_ttl = renamed(
+            "cache.max_ttl_s",
+            self.cache.max_ttl_s,
+            "cache.max_ttl",
+            self.cache.max_ttl_deprecated,
+            DEFAULT_CACHE_MAX_TTL_S,
+            &mut warnings,
+        )?;
         let scorer = self.scorer.map(validate_scorer).transpose()?;
         if let Some(name) = &self.verdict_header {
             let token = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
@@ -408,18 +481,19 @@ impl RawConfig {
             mode: self.mode,
             policy,
             block_answer,
-            block_ttl: self.block.ttl,
+            block_ttl,
             block_ede: match self.block.ede {
                 EdeKind::Blocked => crate::answer::EDE_BLOCKED,
                 EdeKind::Filtered => crate::answer::EDE_FILTERED,
             },
             scorer,
             cache_max_entries: self.cache.max_entries,
-            cache_max_ttl: self.cache.max_ttl,
+            cache_max_ttl,
             verdict_header: self.verdict_header,
             verdict_header_detail: self.verdict_header_detail,
             events: self.events.map(validate_events).transpose()?,
             cname: validate_cname(self.cname)?,
+            warnings,
         })
     }
 }
@@ -547,9 +621,9 @@ mod tests {
         let s = Settings::from_json(
             br#"{"doh_path":"/q","mode":"monitor","allow":["ok.example.com"],
                 "deny":[".example.com","*.ads.test"],
-                "block":{"answer":"addresses","ttl":60,"addresses":["192.0.2.1","2001:db8::1"]},
+                "block":{"answer":"addresses","ttl_s":60,"addresses":["192.0.2.1","2001:db8::1"]},
                 "scorer":{"cluster":"scorer","timeout_ms":150,"failure_mode":"closed"},
-                "cache":{"max_entries":1000,"max_ttl":600},"verdict_header":null}"#,
+                "cache":{"max_entries":1000,"max_ttl_s":600},"verdict_header":null}"#,
         )
         .unwrap();
         assert_eq!(s.mode, Mode::Monitor);
@@ -560,39 +634,88 @@ mod tests {
         assert_eq!(scorer.path, "/v1/score");
         assert_eq!(scorer.failure_mode, FailureMode::Closed);
         assert_eq!(s.verdict_header, None);
+        assert_eq!((s.block_ttl, s.cache_max_ttl), (60, 600));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn deprecated_keys_keep_their_meaning_with_a_warning() {
+        let s = Settings::from_json(br#"{"block":{"ttl":42},"cache":{"max_ttl":600}}"#).unwrap();
+        assert_eq!((s.block_ttl, s.cache_max_ttl), (42, 600));
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0]
+                .starts_with("filter: configuration block.ttl: deprecated, renamed to block.ttl_s"),
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            s.warnings[1].starts_with(
+                "filter: configuration cache.max_ttl: deprecated, renamed to cache.max_ttl_s"
+            ),
+            "{:?}",
+            s.warnings
+        );
+        let d = Settings::default();
+        assert_eq!(
+            (d.block_ttl, d.cache_max_ttl),
+            (DEFAULT_BLOCK_TTL_S, DEFAULT_CACHE_MAX_TTL_S)
+        );
+        assert!(d.warnings.is_empty());
+        // Old and new name together would be two meanings for one setting.
+        assert!(err(r#"{"block":{"ttl":1,"ttl_s":2}}"#)
+            .starts_with("filter: configuration block.ttl: "));
+        assert!(err(r#"{"cache":{"max_ttl":1,"max_ttl_s":2}}"#)
+            .starts_with("filter: configuration cache.max_ttl: "));
     }
 
     #[test]
     fn errors_name_the_field() {
-        assert!(err(r#"{"denny":[]}"#).contains("unknown field `denny`"));
-        assert!(err(r#"{"block":{"answer":"drop"}}"#).starts_with("block.answer: "));
-        let colour = err(r#"{"block":{"colour":1}}"#);
-        assert!(
-            colour.starts_with("block") && colour.contains("unknown field `colour`"),
-            "{colour}"
+        // Every error has the one shape: `filter: configuration <key>: <problem>`.
+        let e = |json: &str, key: &str| {
+            let text = err(json);
+            let prefix = format!("filter: configuration {key}: ");
+            assert!(
+                text.starts_with(&prefix),
+                "{json}: {text:?} does not start with {prefix:?}"
+            );
+            text
+        };
+        assert!(e(r#"{"denny":[]}"#, "denny").contains("unknown field `denny`"));
+        e(r#"{"block":{"answer":"drop"}}"#, "block.answer");
+        let colour = e(r#"{"block":{"colour":1}}"#, "block.colour");
+        assert!(colour.contains("unknown field `colour`"), "{colour}");
+        assert!(e(r#"{"deny":["ok.com","bad..com"]}"#, "deny[1]").contains("\"bad..com\": "));
+        e(r#"{"allow":["a b"]}"#, "allow[0]");
+        e(r#"{"block":{"answer":"addresses"}}"#, "block.addresses");
+        e(
+            r#"{"block":{"addresses":["192.0.2.1"]}}"#,
+            "block.addresses",
         );
-        assert!(err(r#"{"deny":["ok.com","bad..com"]}"#).starts_with("deny[1] \"bad..com\""));
-        assert!(err(r#"{"allow":["a b"]}"#).starts_with("allow[0]"));
-        assert!(err(r#"{"block":{"answer":"addresses"}}"#).starts_with("block.addresses"));
-        assert!(err(r#"{"block":{"addresses":["192.0.2.1"]}}"#).starts_with("block.addresses"));
-        assert!(err(r#"{"block":{"addresses":["nope"]}}"#).starts_with("block.addresses[0]"));
-        assert!(err(r#"{"scorer":{"cluster":""}}"#).starts_with("scorer.cluster"));
-        assert!(
-            err(r#"{"scorer":{"cluster":"s","timeout_ms":0}}"#).starts_with("scorer.timeout_ms")
+        e(r#"{"block":{"addresses":["nope"]}}"#, "block.addresses[0]");
+        e(r#"{"block":{"ttl_s":2147483648}}"#, "block.ttl_s");
+        e(r#"{"scorer":{"cluster":""}}"#, "scorer.cluster");
+        e(
+            r#"{"scorer":{"cluster":"s","timeout_ms":0}}"#,
+            "scorer.timeout_ms",
         );
-        assert!(err(r#"{"scorer":{}}"#).contains("missing field `cluster`"));
-        assert!(err(r#"{"verdict_header":"X Bad"}"#).starts_with("verdict_header"));
-        assert!(err(r#"{"doh_path":"dns"}"#).starts_with("doh_path"));
-        assert!(err(r#"{"events":{"cluster":""}}"#).starts_with("events.cluster"));
-        assert!(
-            err(r#"{"events":{"cluster":"e","max_batch":10,"max_buffered":5}}"#)
-                .starts_with("events.max_buffered")
+        assert!(e(r#"{"scorer":{}}"#, "scorer").contains("missing field `cluster`"));
+        e(r#"{"verdict_header":"X Bad"}"#, "verdict_header");
+        e(r#"{"doh_path":"dns"}"#, "doh_path");
+        e(r#"{"events":{"cluster":""}}"#, "events.cluster");
+        e(
+            r#"{"events":{"cluster":"e","max_batch":10,"max_buffered":5}}"#,
+            "events.max_buffered",
         );
-        assert!(err(r#"{"mode":"loud"}"#).starts_with("mode: "));
-        assert!(err(r#"{"cname":{"max_answer_bytes":100}}"#).starts_with("cname.max_answer_bytes"));
-        assert!(err(r#"{"cname":{"max_targets":0}}"#).starts_with("cname.max_targets"));
-        assert!(err(r#"{"cname":{"oversize":"drop"}}"#).starts_with("cname.oversize"));
-        assert!(err("[1,2]").starts_with("configuration: "));
-        assert!(err("{").starts_with("configuration: "));
+        e(r#"{"mode":"loud"}"#, "mode");
+        e(
+            r#"{"cname":{"max_answer_bytes":100}}"#,
+            "cname.max_answer_bytes",
+        );
+        e(r#"{"cname":{"max_targets":0}}"#, "cname.max_targets");
+        e(r#"{"cname":{"oversize":"drop"}}"#, "cname.oversize");
+        // The document as a whole: no key.
+        assert!(err("[1,2]").starts_with("filter: configuration: "));
+        assert!(err("{").starts_with("filter: configuration: "));
     }
 }

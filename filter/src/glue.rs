@@ -230,10 +230,13 @@ impl RootContext for FilterRoot {
         let settings = match Settings::from_json(&bytes) {
             Ok(settings) => settings,
             Err(err) => {
-                error!("invalid plugin configuration: {err}");
+                error!("{err}");
                 return false;
             }
         };
+        for warning in &settings.warnings {
+            warn!("{warning}");
+        }
         let metric_ids = Counter::ALL
             .iter()
             .map(|c| hostcalls::define_metric(MetricType::Counter, c.name()).ok())

@@ -495,7 +495,7 @@ async fn http_sections(opts: &Opts, all: &Arc<Vec<String>>, root: &Path) -> Resu
             .args(["--elasticsearch-url", &es_url])
             .arg("--spool-dir")
             .arg(spool.path())
-            .env("DOHGUARD_SCORER_VERDICTS__CACHE_CAPACITY", "0")
+            .env("DOHGUARD_SCORER_VERDICTS__MAX_ENTRIES", "0")
             .env("DOHGUARD_SCORER_MODEL__WATCH", "false")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -26,20 +26,62 @@ pub const DEFAULT_INDEX: &str = "logs-dohguard.verdicts-default";
 /// Prefix of the environment variables read by [`Config::load`].
 pub const ENV_PREFIX: &str = "DOHGUARD_SCORER_";
 
+/// Why the configuration was rejected, in the shape every part uses (`docs/contracts.md`,
+/// "Configuration errors"): `scorer: configuration <key>: <problem>`.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("configuration key `{key}`: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    /// `key` is empty when the problem is the document as a whole.
+    #[error("scorer: configuration{}: {problem}", at(key))]
+    Invalid { key: String, problem: String },
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+/// ` <key>`, or nothing for the document as a whole.
+fn at(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" {key}")
+    }
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         problem: problem.into(),
     }
+}
+
+/// A figment error (unknown key, wrong type, unreadable file) in the common shape; the
+/// layer it came from (file or environment) is named after the problem.
+fn from_figment(err: figment::Error) -> ConfigError {
+    let source = err.metadata.as_ref().map(|md| match &md.source {
+        Some(source) => format!(" (from {} {source})", md.name),
+        None => format!(" (from {})", md.name),
+    });
+    invalid(
+        err.path.join("."),
+        format!("{}{}", err.kind, source.unwrap_or_default()),
+    )
+}
+
+/// An old key was given: an error when its new name was given too, else a warning.
+fn check_renamed(
+    old: &str,
+    new: &str,
+    given: &impl Fn(&str) -> bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    if given(new) {
+        return Err(invalid(
+            old,
+            format!("is the deprecated name of {new}; give only {new}"),
+        ));
+    }
+    warnings.push(format!(
+        "scorer: configuration {old}: deprecated, renamed to {new} (same meaning and unit); the old name will be removed in a later release"
+    ));
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,7 +152,10 @@ pub struct VerdictConfig {
     /// TTL for allow/deny-list verdicts, seconds.
     pub list_ttl_s: u32,
     /// Entries in the in-process verdict cache (0 disables it).
-    pub cache_capacity: usize,
+    pub max_entries: usize,
+    /// Deprecated name of `max_entries`; moved there by [`Config::load`] with a warning.
+    #[serde(default, skip_serializing)]
+    pub cache_capacity: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -257,7 +302,8 @@ impl Default for VerdictConfig {
             monitor_threshold: None,
             ttl_s: 3600,
             list_ttl_s: 300,
-            cache_capacity: 100_000,
+            max_entries: 100_000,
+            cache_capacity: None,
         }
     }
 }
@@ -329,7 +375,7 @@ impl Config {
         file: Option<&std::path::Path>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let mut user = Figment::new();
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(invalid(
@@ -337,16 +383,42 @@ impl Config {
                     format!("{} is not a readable file", path.display()),
                 ));
             }
-            figment = figment.merge(Toml::file(path));
+            user = user.merge(Toml::file(path));
         }
         // The secret variables are read as they are by `sink::auth`, never parsed here.
         let mut ignored = vec!["config"];
         ignored.extend(crate::sink::auth::env_keys_to_ignore());
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&ignored).split("__"));
-        let mut config: Config = figment.extract().map_err(Box::new)?;
+        user = user.merge(Env::prefixed(ENV_PREFIX).ignore(&ignored).split("__"));
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(user.clone())
+            .extract()
+            .map_err(from_figment)?;
+        for warning in config.resolve_renamed(|key| user.contains(key))? {
+            tracing::warn!("{warning}");
+        }
         config.apply(overrides);
         config.validate()?;
         Ok(config)
+    }
+
+    /// Moves values given under deprecated names to their new keys and returns one
+    /// warning per such key. `given(key)` says whether the operator set `key` (file or
+    /// environment); old and new together is an error, never a silent choice.
+    fn resolve_renamed(
+        &mut self,
+        given: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        if let Some(value) = self.verdicts.cache_capacity.take() {
+            check_renamed(
+                "verdicts.cache_capacity",
+                "verdicts.max_entries",
+                &given,
+                &mut warnings,
+            )?;
+            self.verdicts.max_entries = value;
+        }
+        Ok(warnings)
     }
 
     fn apply(&mut self, o: &Overrides) {
@@ -537,11 +609,10 @@ mod tests {
     fn bad_values_name_their_key() {
         let mut c = Config::default();
         c.inference.max_batch = 0;
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("inference.max_batch"));
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "scorer: configuration inference.max_batch: must be greater than 0"
+        );
 
         let mut c = Config::default();
         c.verdicts.block_threshold = Some(1.5);
@@ -628,7 +699,10 @@ mod tests {
             )
             .unwrap_err()
             .to_string();
-            assert!(err.contains("max_bath"), "{err}");
+            assert!(
+                err.starts_with("scorer: configuration inference") && err.contains("max_bath"),
+                "{err}"
+            );
 
             jail.create_file("bad.toml", "[inference]\nmax_batch = \"many\"\n")?;
             let err = Config::load(
@@ -637,7 +711,58 @@ mod tests {
             )
             .unwrap_err()
             .to_string();
-            assert!(err.contains("max_batch"), "{err}");
+            assert!(
+                err.starts_with("scorer: configuration inference.max_batch: "),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn deprecated_key_keeps_its_meaning_with_a_warning() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("old.toml", "[verdicts]\ncache_capacity = 7\n")?;
+            let c = Config::load(
+                Some(std::path::Path::new("old.toml")),
+                &Overrides::default(),
+            )
+            .unwrap();
+            assert_eq!(c.verdicts.max_entries, 7, "the old key keeps its meaning");
+            assert_eq!(c.verdicts.cache_capacity, None);
+
+            let mut c = Config::default();
+            c.verdicts.cache_capacity = Some(7);
+            let warnings = c.resolve_renamed(|_| false).unwrap();
+            assert_eq!(warnings.len(), 1);
+            assert!(
+                warnings[0].starts_with(
+                    "scorer: configuration verdicts.cache_capacity: deprecated, renamed to verdicts.max_entries"
+                ),
+                "{warnings:?}"
+            );
+
+            jail.set_env("DOHGUARD_SCORER_VERDICTS__MAX_ENTRIES", "9");
+            let err = Config::load(
+                Some(std::path::Path::new("old.toml")),
+                &Overrides::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.starts_with("scorer: configuration verdicts.cache_capacity: "),
+                "old and new together: {err}"
+            );
+
+            jail.create_file("new.toml", "[verdicts]\nmax_entries = 5\n")?;
+            jail.clear_env();
+            let c = Config::load(
+                Some(std::path::Path::new("new.toml")),
+                &Overrides::default(),
+            )
+            .unwrap();
+            assert_eq!(c.verdicts.max_entries, 5);
             Ok(())
         });
     }

@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("dohguard-scorer: {e}");
+            eprintln!("{e}");
             std::process::exit(2);
         }
     };
@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     // key (the message never contains the secret).
     if config.elasticsearch.url.is_some() {
         if let Err(e) = Credential::load(&config.elasticsearch) {
-            eprintln!("dohguard-scorer: {e}");
+            eprintln!("{e}");
             std::process::exit(2);
         }
     }

@@ -143,8 +143,8 @@ impl Scorer {
         sink: Sink,
         metrics: Metrics,
     ) -> Self {
-        let cache = (verdicts.cache_capacity > 0)
-            .then(|| quick_cache::sync::Cache::new(verdicts.cache_capacity));
+        let cache =
+            (verdicts.max_entries > 0).then(|| quick_cache::sync::Cache::new(verdicts.max_entries));
         Self {
             model,
             policy,

@@ -111,7 +111,7 @@ async fn names_are_normalised_and_split() {
 async fn batch_keeps_order_and_agrees_with_single_calls() {
     // The score cache is off: every single call below is computed again by the model, so the
     // comparison is between two model runs, not between a run and its cached copy.
-    let t = app_with(|c| c.verdicts.cache_capacity = 0).await;
+    let t = app_with(|c| c.verdicts.max_entries = 0).await;
     let names = [
         "google.com",
         "xjw3kq9z.com",

@@ -28,14 +28,66 @@ fn a_bad_setting_stops_start_up_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("inference.max_batch"), "{err}");
+    // The one shape of configuration errors (docs/contracts.md): `scorer: configuration <key>: <problem>`.
+    assert_eq!(
+        err.trim_end(),
+        "scorer: configuration inference.max_batch: must be greater than 0"
+    );
 
     let out = scorer()
         .args(["--elasticsearch-url", "not a url"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("elasticsearch.url"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("scorer: configuration elasticsearch.url: "),
+        "{err}"
+    );
+
+    // An unknown key, from the environment: the same shape, naming the key and the layer.
+    let out = scorer()
+        .args(["--no-elasticsearch"])
+        .env("DOHGUARD_SCORER_VERDICTS__MAX_ENTRYS", "5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("scorer: configuration verdicts")
+            && err.contains("max_entrys")
+            && err.contains("environment"),
+        "{err}"
+    );
+
+    // A renamed key still works, with its old meaning and a warning naming the new key;
+    // old and new together stop start-up.
+    let out = scorer()
+        .args(["--no-elasticsearch", "--print-config"])
+        .env("DOHGUARD_SCORER_VERDICTS__CACHE_CAPACITY", "5")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["verdicts"]["max_entries"], 5);
+    assert!(printed["verdicts"].get("cache_capacity").is_none());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scorer: configuration verdicts.cache_capacity: deprecated, renamed to verdicts.max_entries"),
+        "{err}"
+    );
+    let out = scorer()
+        .args(["--no-elasticsearch", "--print-config"])
+        .env("DOHGUARD_SCORER_VERDICTS__CACHE_CAPACITY", "5")
+        .env("DOHGUARD_SCORER_VERDICTS__MAX_ENTRIES", "6")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("scorer: configuration verdicts.cache_capacity: "),
+        "{err}"
+    );
 
     let out = scorer()
         .args(["--model", "/nonexistent/card.json", "--no-elasticsearch"])

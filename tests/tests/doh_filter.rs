@@ -274,7 +274,7 @@ fn sinkhole_answers_carry_unspecified_addresses() -> anyhow::Result<()> {
     let mut config = default_config();
     config
         .overrides
-        .insert("block".into(), json!({"answer": "sinkhole", "ttl": 42}));
+        .insert("block".into(), json!({"answer": "sinkhole", "ttl_s": 42}));
     let stack = gateway(config)?;
     let a = stack.kdig(Method::Post, "ads.example.test", "A")?;
     assert_eq!(a.status, "NOERROR", "{}", a.raw);

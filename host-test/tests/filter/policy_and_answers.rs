@@ -168,7 +168,7 @@ fn refused_answer() {
 #[test]
 fn nodata_answer_uses_the_configured_ttl() {
     let (answer, query) = answer_for(
-        block_config(json!({ "answer": "nodata", "ttl": 42 })),
+        block_config(json!({ "answer": "nodata", "ttl_s": 42 })),
         RecordType::A,
         false,
     );
@@ -179,7 +179,7 @@ fn nodata_answer_uses_the_configured_ttl() {
 
 #[test]
 fn sinkhole_answers_zero_addresses_and_nodata_for_other_types() {
-    let config = block_config(json!({ "answer": "sinkhole", "ttl": 60 }));
+    let config = block_config(json!({ "answer": "sinkhole", "ttl_s": 60 }));
     let (answer, query) = answer_for(config.clone(), RecordType::A, false);
     assert_answers_query(&answer, &query);
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
@@ -205,7 +205,7 @@ fn sinkhole_answers_zero_addresses_and_nodata_for_other_types() {
 fn configured_addresses_answer_by_family() {
     let config = block_config(json!({
         "answer": "addresses",
-        "ttl": 30,
+        "ttl_s": 30,
         "addresses": ["192.0.2.53", "2001:db8::53"],
     }));
     let (answer, _) = answer_for(config.clone(), RecordType::A, false);

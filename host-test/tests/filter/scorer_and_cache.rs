@@ -219,7 +219,7 @@ fn cached_verdict_expires_with_its_ttl() {
 
 #[test]
 fn cache_max_ttl_caps_the_scorer_ttl_and_zero_ttl_is_not_cached() {
-    let mut filter = filter(scorer_config(json!({ "cache": { "max_ttl": 10 } })));
+    let mut filter = filter(scorer_config(json!({ "cache": { "max_ttl_s": 10 } })));
     let block = verdict("xjw3kq9z.com", "xjw3kq9z.com", "block", "name", 3600);
     assert!(ask_scorer(&mut filter, "xjw3kq9z.com.", 200, &block).0);
     filter.advance_clock(Duration::from_secs(11));

@@ -34,7 +34,7 @@ pub fn env_keys_to_ignore() -> [&'static str; 2] {
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("configuration key `{key}`: {problem}")]
+#[error("scorer: configuration {key}: {problem}")]
 pub struct AuthError {
     pub key: &'static str,
     pub problem: String,

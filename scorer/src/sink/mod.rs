@@ -70,7 +70,7 @@ pub enum SinkError {
     Unauthorized { status: u16, reason: String },
     #[error(transparent)]
     Credentials(#[from] auth::AuthError),
-    #[error("configuration key `elasticsearch.tls_ca_file`: {}: {source}", path.display())]
+    #[error("scorer: configuration elasticsearch.tls_ca_file: {}: {source}", path.display())]
     CaFile {
         path: std::path::PathBuf,
         source: Box<dyn std::error::Error + Send + Sync>,
