@@ -3,7 +3,7 @@
 Every absolute path in a generated ConfigMap file (Envoy's `filename:` entries, unbound's
 `directory:`, the scorer's model card and spool) and every absolute path in a container's
 command must lie under one of that container's volume mounts, or inside its image (/usr, /opt).
-A mount path renamed in a manifest, or a profile path changed in tests/src/deploy.rs, fails here
+A mount path renamed in a manifest, or a profile path changed in launcher/src/deploy.rs, fails here
 instead of in a cluster. Run by scripts/validate-deploy.sh; usage: check-k8s-paths.py DIR.
 """
 import re

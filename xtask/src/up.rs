@@ -70,7 +70,7 @@ pub struct Args {
     fail_closed: bool,
     /// Send a realistic mix of DoH queries through the gateway once it is up (demo zone,
     /// algorithmic-looking names, deny-list hits, an NXDOMAIN burst from one client), so the
-    /// console has something to show: see tests/src/demo_traffic.rs.
+    /// console has something to show: see launcher/src/demo_traffic.rs.
     #[arg(long)]
     demo_traffic: bool,
     /// Envoy worker threads.
