@@ -22,8 +22,6 @@ APT_PACKAGES=(
   prometheus prometheus-alertmanager
   # /usr/share/dict/words: the dictionary features of the models' evaluation protocol
   wamerican
-  # the console's front-end assets (chart library) come from npm at set-up time, never at run time
-  nodejs npm
   # headless browser for the console's end-to-end test (driven by playwright-core from npm)
   chromium
 )
@@ -38,6 +36,11 @@ PIP_PACKAGES=(
   "httpx[http2]==0.28.1" dnspython==2.8.0 requests
 )
 TORCH_PACKAGE="torch"
+
+# The console's front-end assets (chart library, playwright-core) come from npm at set-up time,
+# never at run time. A machine with Node.js from elsewhere (NodeSource's nodejs bundles npm and
+# conflicts with Debian's npm package) keeps its own; only a machine without npm gets Debian's.
+command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 
 missing_apt=()
 for p in "${APT_PACKAGES[@]}"; do
