@@ -1029,8 +1029,7 @@ impl HttpContext for DohContext {
         let inspect = !end_of_stream
             && self.query_bytes.is_some()
             && self.decision.is_some_and(|d| cname::inspects(&d));
-        // A forwarded answer: its status tells whether the body is a DNS message (RCODE).
-        if self.decision.is_some() {
+        if self.decision.is_some() && (inspect || self.recording()) {
             self.upstream_status = self
                 .get_http_response_header(":status")
                 .and_then(|s| s.parse().ok());
@@ -1069,6 +1068,13 @@ impl HttpContext for DohContext {
             return Action::Continue;
         }
         self.rcode_counted = true;
+        // The status tells whether the body is a DNS message; read here, not with the headers,
+        // so that a forwarded request without a body pays nothing for the RCODE counters.
+        if self.upstream_status.is_none() {
+            self.upstream_status = self
+                .get_http_response_header(":status")
+                .and_then(|s| s.parse().ok());
+        }
         let header = self
             .get_http_response_body(0, body_size.min(HEADER_LEN))
             .unwrap_or_default();
