@@ -20,7 +20,7 @@ use crate::decision::{self, callout_body, decide_locally, parse_reply, Decision,
 use crate::dns::{DnsQuery, HEADER_LEN};
 use crate::doh::{self, check_body_size, classify, is_doh_route, Rejection, RequestKind};
 use crate::inflight::InFlight;
-use crate::metrics::Counter;
+use crate::metrics::{self, Counter, Histogram};
 use crate::pending::{self, Claim, Marker, Outcome, Parked};
 use crate::record::{self, Draft, EventBuffer, StreamFacts};
 use crate::throttle::{held_note, Throttle};
@@ -108,6 +108,7 @@ proxy_wasm::main! {{
 struct Shared {
     settings: Settings,
     metric_ids: Vec<Option<u32>>,
+    histogram_ids: Vec<Option<u32>>,
     /// The verdict cache's hash key, as stored in shared data (re-read before each insert).
     cache_key: Cell<HashKey>,
 }
@@ -131,6 +132,12 @@ impl Shared {
             let _ = hostcalls::increment_metric(*id, 1);
         }
     }
+
+    fn record(&self, histogram: Histogram, value: u64) {
+        if let Some(Some(id)) = self.histogram_ids.get(histogram.index()) {
+            let _ = hostcalls::record_metric(*id, value);
+        }
+    }
 }
 
 struct FilterRoot {
@@ -150,6 +157,7 @@ impl Default for FilterRoot {
             shared: Rc::new(Shared {
                 settings: Settings::default(),
                 metric_ids: Vec::new(),
+                histogram_ids: Vec::new(),
                 cache_key: Cell::new([0; 16]),
             }),
             failed_batches: 0,
@@ -241,6 +249,10 @@ impl RootContext for FilterRoot {
             .iter()
             .map(|c| hostcalls::define_metric(MetricType::Counter, c.name()).ok())
             .collect();
+        let histogram_ids = Histogram::ALL
+            .iter()
+            .map(|h| hostcalls::define_metric(MetricType::Histogram, h.name()).ok())
+            .collect();
         info!(
             "configured: {} allow + {} deny rules, scorer {}, mode {:?}",
             settings.policy.allow.len(),
@@ -271,6 +283,7 @@ impl RootContext for FilterRoot {
         self.shared = Rc::new(Shared {
             settings,
             metric_ids,
+            histogram_ids,
             cache_key,
         });
         true
@@ -349,6 +362,7 @@ impl RootContext for FilterRoot {
             started: None,
             draft: Draft::default(),
             upstream_status: None,
+            rcode_counted: false,
             client: None,
             query_bytes: None,
             inspecting: false,
@@ -390,6 +404,8 @@ struct DohContext {
     draft: Draft,
     /// HTTP status of a forwarded request's upstream reply.
     upstream_status: Option<u16>,
+    /// The upstream answer's RCODE was counted (or the answer was found not to carry one).
+    rcode_counted: bool,
     /// The client IP once read (`Some(None)`: read, but Envoy gave no IP address).
     client: Option<Option<String>>,
     /// The query as received, kept while answer inspection (`cname`) is on: a blocked
@@ -473,6 +489,10 @@ impl DohContext {
         let name = std::mem::take(&mut query.name);
         let shared = Rc::clone(&self.shared);
         let settings = &shared.settings;
+        shared.bump(Counter::for_qtype(query.qtype));
+        let (name_length, longest_label) = metrics::name_lengths(&name);
+        shared.record(Histogram::QnameLength, name_length);
+        shared.record(Histogram::LabelLengthMax, longest_label);
         if settings.cname.is_some() {
             self.query_bytes = Some(bytes.to_vec());
         }
@@ -766,6 +786,7 @@ impl Context for DohContext {
             .then(|| self.get_http_call_response_body(0, body_size))
             .flatten();
         let elapsed = self.now_ms().saturating_sub(pending.started_ms);
+        shared.record(Histogram::CalloutLatencyMs, elapsed);
         let mut model = None;
         let decision = match parse_reply(
             &pending.name,
@@ -1043,16 +1064,29 @@ impl HttpContext for DohContext {
                 return Action::Continue; // replaced by the block answer
             }
         }
-        if self.answered || self.decision.is_none() || self.draft.answer.is_some() {
+        if self.answered || self.decision.is_none() || self.rcode_counted {
             return Action::Continue;
         }
-        if !self.recording() || (body_size < HEADER_LEN && !end_of_stream) {
+        if body_size < HEADER_LEN && !end_of_stream {
             return Action::Continue;
+        }
+        self.rcode_counted = true;
+        // The status tells whether the body is a DNS message; read here, not with the headers,
+        // so that a forwarded request without a body pays nothing for the RCODE counters.
+        if self.upstream_status.is_none() {
+            self.upstream_status = self
+                .get_http_response_header(":status")
+                .and_then(|s| s.parse().ok());
         }
         let header = self
             .get_http_response_body(0, body_size.min(HEADER_LEN))
             .unwrap_or_default();
-        self.draft.answer = Some(record::upstream_answer(&header, self.upstream_status));
+        if let Some(rcode) = record::upstream_rcode(&header, self.upstream_status) {
+            self.shared.bump(Counter::for_rcode(rcode));
+        }
+        if self.recording() && self.draft.answer.is_none() {
+            self.draft.answer = Some(record::upstream_answer(&header, self.upstream_status));
+        }
         Action::Continue
     }
 

@@ -64,6 +64,14 @@ pub fn upstream_answer(header: &[u8], http_status: Option<u16>) -> Answer {
     }
 }
 
+/// The RCODE of an upstream reply that is a DNS message: a 200 answer with a whole header.
+pub fn upstream_rcode(header: &[u8], http_status: Option<u16>) -> Option<u8> {
+    if http_status != Some(200) {
+        return None;
+    }
+    header.get(..HEADER_LEN).map(|h| h[3] & 0x0f)
+}
+
 /// What only the host can tell, read when the stream ends.
 #[derive(Debug, Clone, Default)]
 pub struct StreamFacts {
@@ -277,6 +285,16 @@ mod tests {
             Mode::Enforce,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn only_a_whole_200_dns_header_gives_an_rcode() {
+        let mut header = [0u8; HEADER_LEN];
+        header[3] = 0x83; // RA + NXDOMAIN
+        assert_eq!(upstream_rcode(&header, Some(200)), Some(3));
+        assert_eq!(upstream_rcode(&header, Some(502)), None);
+        assert_eq!(upstream_rcode(&header, None), None);
+        assert_eq!(upstream_rcode(&header[..5], Some(200)), None);
     }
 
     #[test]

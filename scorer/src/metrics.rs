@@ -93,10 +93,23 @@ pub struct SinkCounters {
     pub refused: Counter,
     /// Spool segments moved to quarantine (unreadable, or lines that do not parse).
     pub quarantined: Counter,
+    /// Time per bulk request to Elasticsearch, answered or failed.
+    pub bulk_seconds: BulkLatency,
     /// Requests (not documents) Elasticsearch refused as a whole with 401/403.
     pub auth_failures: Counter,
     /// Index template installs refused (e.g. 403 for a least-privilege key); delivery goes on.
     pub template_failures: Counter,
+}
+
+/// The bulk request latency histogram (1 ms to about 65 s), a newtype so that
+/// [`SinkCounters`] keeps its `Default`.
+#[derive(Debug, Clone)]
+pub struct BulkLatency(pub Histogram);
+
+impl Default for BulkLatency {
+    fn default() -> Self {
+        BulkLatency(Histogram::new(exponential_buckets(0.001, 2.0, 17)))
+    }
 }
 
 #[derive(Clone)]
@@ -300,6 +313,11 @@ impl Metrics {
             "sink_auth_failed",
             "1 while Elasticsearch refuses the credential and delivery waits",
             m.sink_auth_failed.clone(),
+        );
+        r.register(
+            "sink_bulk_duration_seconds",
+            "Time per Elasticsearch bulk request (answered or failed)",
+            s.bulk_seconds.0.clone(),
         );
         r.register(
             "sink_queue_depth",

@@ -399,6 +399,9 @@ async fn health_ready_model_and_metrics() {
         "dohguard_scorer_http_request_duration_seconds_bucket",
         "dohguard_scorer_inference_batch_size_count",
         "dohguard_scorer_inference_queue_depth 0",
+        "dohguard_scorer_inference_duration_seconds_bucket",
+        // Spool-only mode: no bulk request was made, and the histogram says so.
+        "dohguard_scorer_sink_bulk_duration_seconds_count 0",
         "dohguard_scorer_verdicts_total{verdict=\"block\",reason=\"model\"} 2",
         // Same registered domain twice: the second is a cache hit.
         "dohguard_scorer_verdict_cache_hits_total 1",

@@ -451,6 +451,15 @@ async fn bulk_retries_throttled_items_and_dead_letters_invalid_ones() {
     assert!(d.undelivered.is_empty());
     assert_eq!(counters.retried.get(), 2);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Every bulk request, the refused first one included, is in the latency histogram.
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("bulk", "bulk", counters.bulk_seconds.0.clone());
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.lines().any(|l| l == "bulk_count 3"),
+        "three bulk requests timed:\n{text}"
+    );
     server.abort();
 }
 

@@ -108,13 +108,79 @@ fn prometheus_records_the_features_and_a_scorer_outage_alerts_through_alertmanag
         assert_eq!(allowed.status, "NOERROR", "{}", allowed.raw);
     }
 
+    // A name unbound's static zone does not have (an upstream NXDOMAIN, forwarded) and a TXT
+    // query (NOERROR without data).
+    for _ in 0..2 {
+        let missing = stack.kdig(Method::Get, "nosuch.example.test", "A")?;
+        assert_eq!(missing.status, "NXDOMAIN", "{}", missing.raw);
+    }
+    let txt = stack.kdig(Method::Get, "www.example.test", "TXT")?;
+    assert_eq!(txt.status, "NOERROR", "{}", txt.raw);
+
     // The filter's counters arrive under the documented Prometheus names, and the recording
     // rules turn them into features.
-    let queries = wait_for("dohguard_queries >= 10", Duration::from_secs(20), || {
+    let queries = wait_for("dohguard_queries >= 13", Duration::from_secs(20), || {
         let samples = prometheus.query("dohguard_queries")?;
-        Ok(samples.first().map(|s| s.1).filter(|v| *v >= 10.0))
+        Ok(samples.first().map(|s| s.1).filter(|v| *v >= 13.0))
     })?;
-    assert_eq!(queries, 10.0, "ten DoH queries were sent");
+    assert_eq!(queries, 13.0, "thirteen DoH queries were sent");
+    // Forwarded answers by upstream RCODE: 5 + 1 NOERROR, 2 NXDOMAIN (the deny-list blocks are
+    // the filter's own answers, not upstream ones).
+    for (metric, expected) in [
+        ("dohguard_rcode_noerror", 6.0),
+        ("dohguard_rcode_nxdomain", 2.0),
+        ("dohguard_rcode_servfail", 0.0),
+        ("dohguard_qtype_a", 12.0),
+        ("dohguard_qtype_txt", 1.0),
+    ] {
+        let value = wait_for(metric, Duration::from_secs(20), || {
+            Ok(prometheus.query(metric)?.first().map(|s| s.1))
+        })?;
+        assert_eq!(value, expected, "{metric}");
+    }
+    let nxdomain = wait_for(
+        "dohguard:nxdomain:ratio > 0",
+        Duration::from_secs(30),
+        || {
+            Ok(prometheus
+                .query("dohguard:nxdomain:ratio")?
+                .first()
+                .map(|s| s.1)
+                .filter(|v| *v > 0.0))
+        },
+    )?;
+    assert!(
+        (0.1..=0.4).contains(&nxdomain),
+        "2 of 8 forwarded answers were NXDOMAIN; the feature says {nxdomain}"
+    );
+    let txt_share = wait_for(
+        "dohguard:qtype_txt:ratio > 0",
+        Duration::from_secs(30),
+        || {
+            Ok(prometheus
+                .query("dohguard:qtype_txt:ratio")?
+                .first()
+                .map(|s| s.1)
+                .filter(|v| *v > 0.0))
+        },
+    )?;
+    assert!(
+        (0.03..=0.15).contains(&txt_share),
+        "1 of 13 queries was TXT; the feature says {txt_share}"
+    );
+    // The filter's histograms come through Envoy as Prometheus histograms (after its stats
+    // flush): the names sent are 16 to 19 characters long.
+    let p95 = wait_for("dohguard:qname_length:p95", Duration::from_secs(30), || {
+        Ok(prometheus
+            .query("dohguard:qname_length:p95")?
+            .first()
+            .map(|s| s.1)
+            .filter(|v| v.is_finite() && *v > 0.0))
+    })?;
+    assert!(
+        (10.0..=25.0).contains(&p95),
+        "Envoy's default buckets put names of 16-19 characters in (10, 25]; p95 {p95}"
+    );
     wait_for("dohguard:queries:rate > 0", Duration::from_secs(30), || {
         Ok(prometheus
             .query("dohguard:queries:rate")?

@@ -7,6 +7,7 @@ mod common;
 mod configuration;
 mod doh_requests;
 mod edns_and_logs;
+mod features;
 mod hardening;
 mod policy_and_answers;
 mod record;

@@ -301,7 +301,13 @@ impl EsClient {
                 tokio::time::sleep(backoff_delay(base, max, attempt - 1, fastrand::f64())).await;
             }
             let refs: Vec<&Doc> = pending.iter().collect();
-            match self.bulk_once(&refs).await {
+            let started = std::time::Instant::now();
+            let result = self.bulk_once(&refs).await;
+            counters
+                .bulk_seconds
+                .0
+                .observe(started.elapsed().as_secs_f64());
+            match result {
                 Err(Failure::Refused(r)) => {
                     out.refused = Some(r);
                     break;
