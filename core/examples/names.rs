@@ -77,7 +77,10 @@ impl Encoding {
         let bytes = text.as_bytes();
         let kept = &bytes[bytes.len().saturating_sub(self.max_length)..];
         let mut out = vec![self.pad_id; self.max_length - kept.len()];
-        out.extend(kept.iter().map(|&b| self.table[b.to_ascii_lowercase() as usize]));
+        out.extend(
+            kept.iter()
+                .map(|&b| self.table[b.to_ascii_lowercase() as usize]),
+        );
         out
     }
 }

@@ -90,12 +90,13 @@ fn the_crate_applies_every_committed_plain_rule() {
         .filter(|l| !l.is_empty() && !l.starts_with("//"))
         .collect();
     assert!(rules.len() > 9000, "only {} rules", rules.len());
-    let wild: std::collections::HashSet<&str> = rules
-        .iter()
-        .filter_map(|r| r.strip_prefix("*."))
-        .collect();
+    let wild: std::collections::HashSet<&str> =
+        rules.iter().filter_map(|r| r.strip_prefix("*.")).collect();
     let mut checked = 0;
-    for rule in rules.iter().filter(|r| r.is_ascii() && !r.contains(['*', '!'])) {
+    for rule in rules
+        .iter()
+        .filter(|r| r.is_ascii() && !r.contains(['*', '!']))
+    {
         if wild.contains(rule) {
             continue;
         }

@@ -110,7 +110,7 @@ def compare(names: list[str], py: list, rs: list) -> dict:
         "disagreements": sum(cases.values()),
         "by_case": dict(cases.most_common()),
         "examples": dict(examples),
-        "psl": {"python": encoding.psl_source().path, "rust": "psl crate (compiled-in list)"},
+        "psl": {"python": encoding.psl_source().path, "rust": "psl crate (compiled-in list, tested equal to the file)"},
         "card": str(CARD.relative_to(CARD.parents[2])),
     }
 
@@ -162,6 +162,9 @@ def markdown(r: dict) -> str:
               f"({100 * d['disagreements'] / max(d['names'], 1):.3f}%).", "",
               "| case | names | examples (raw -> python / rust) |", "|---|---:|---|"]
         cases = list(d["by_case"].items())
+        if not cases:
+            L[-2:] = ["No disagreement.", ""]
+            continue
         if len(cases) > 15:
             rest = sum(n for _, n in cases[15:])
             L.insert(len(L) - 2, f"The {len(cases) - 15} rarest cases ({rest} names) are in the "

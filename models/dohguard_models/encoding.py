@@ -29,7 +29,8 @@ VOCAB_SIZE = UNKNOWN_ID + 1
 MAX_LABEL_LEN = 63
 MAX_NAME_LEN = 253
 # The list the Rust core's `psl` crate compiles in, exported byte for byte (models/psl/README.md).
-PSL_FILE = Path(__file__).resolve().parent.parent / "psl" / "public_suffix_list.dat"
+REPO_DIR = Path(__file__).resolve().parents[2]
+PSL_FILE = REPO_DIR / "models" / "psl" / "public_suffix_list.dat"
 
 _CHAR_IDS = {c: i + 1 for i, c in enumerate(ALPHABET)}
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_.")
@@ -48,7 +49,7 @@ class PslSource:
 
 
 @functools.lru_cache(maxsize=1)
-def _psl() -> tuple[PublicSuffixList, PslSource]:
+def _psl() -> tuple[PublicSuffixList, PslSource, str]:
     """The one public suffix list: :data:`PSL_FILE` (the Rust crate's), or the file named by
     ``DOHGUARD_PSL_FILE`` for experiments. A missing file is an error, never a fallback to
     another list: training and serving must split names the same way."""
@@ -59,7 +60,11 @@ def _psl() -> tuple[PublicSuffixList, PslSource]:
         raise FileNotFoundError(f"public suffix list {what} does not exist")
     data = path.read_bytes()
     psl = PublicSuffixList(source=data.decode("utf-8").splitlines())
-    return psl, PslSource(str(path), hashlib.sha256(data).hexdigest())
+    try:  # recorded repo-relative, so manifests do not carry a checkout's path
+        shown = str(path.resolve().relative_to(REPO_DIR))
+    except ValueError:
+        shown = str(path)
+    return psl, PslSource(shown, hashlib.sha256(data).hexdigest()), data.decode("utf-8")
 
 
 def psl_source() -> PslSource:
@@ -93,7 +98,7 @@ def normalise(raw: str) -> str:
 @functools.lru_cache(maxsize=1)
 def _rules() -> tuple[frozenset[str], frozenset[str]]:
     """(every rule of the list, parents of ``*.`` rules that are not rules themselves)."""
-    lines = (ln.strip() for ln in Path(psl_source().path).read_text("utf-8").splitlines())
+    lines = (ln.strip() for ln in _psl()[2].splitlines())
     rules = frozenset(ln for ln in lines if ln and not ln.startswith("//"))
     bases = frozenset(r[2:] for r in rules if r.startswith("*.")) - rules
     return rules, bases

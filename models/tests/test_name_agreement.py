@@ -7,6 +7,7 @@ The data folder (../shared/data, or DOHGUARD_DATA) is required: without it this 
 it does not skip, because a check that silently does not run agrees with anything.
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -68,8 +69,9 @@ def test_python_and_rust_agree_on_every_name(report, section):
 def test_python_reads_the_committed_list():
     if "DOHGUARD_PSL_FILE" in os.environ:
         pytest.fail("DOHGUARD_PSL_FILE is set: unset it, the test checks the committed list")
-    assert Path(encoding.psl_source().path) == encoding.PSL_FILE
+    assert encoding.psl_source().path == "models/psl/public_suffix_list.dat"
     assert encoding.PSL_FILE.is_file()
+    assert encoding.psl_source().sha256 == hashlib.sha256(encoding.PSL_FILE.read_bytes()).hexdigest()
 
 
 def test_the_edges_of_the_definition_agree():
