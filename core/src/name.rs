@@ -5,6 +5,11 @@
 //! what is not a DNS host name. [`registered_domain`] and [`split`] use the public suffix list
 //! compiled into the `psl` crate, ICANN and private sections both, so `foo.github.io` is a
 //! registered domain of its own rather than a subdomain of `github.io`.
+//!
+//! This is the one definition of a name (docs/contracts.md, "Names"): the training code's
+//! `dohguard_models.encoding` follows it, reading the same list exported into
+//! `models/psl/public_suffix_list.dat` (`tests/psl_file.rs` keeps the two equal), and
+//! `models/tests/test_name_agreement.py` runs both over every name in the data.
 
 use thiserror::Error;
 

@@ -4,8 +4,9 @@ registered-domain rule and the character-to-id encoding.
 This module is the Python twin of the Rust scorer's encoder; ``models/fixtures/encoding.json``
 pins both to the same ids. Registered domains come from the public suffix list with its
 private section (so ``foo.github.io`` is its own registered domain), read through the
-maintained ``publicsuffixlist`` package: Debian's ``public_suffix_list.dat`` by default, the
-file named by ``DOHGUARD_PSL_FILE`` if set, or the package's bundled copy when neither exists.
+maintained ``publicsuffixlist`` package reading ``models/psl/public_suffix_list.dat``: the list
+the Rust core's ``psl`` crate compiles in, so training and serving split names identically
+(``DOHGUARD_PSL_FILE`` overrides it for experiments).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +26,14 @@ PAD_ID = 0
 UNKNOWN_ID = len(ALPHABET) + 1  # 40: one past the last alphabet id
 MAX_LENGTH = 64
 VOCAB_SIZE = UNKNOWN_ID + 1
-DEBIAN_PSL = Path("/usr/share/publicsuffix/public_suffix_list.dat")
+MAX_LABEL_LEN = 63
+MAX_NAME_LEN = 253
+# The list the Rust core's `psl` crate compiles in, exported byte for byte (models/psl/README.md).
+REPO_DIR = Path(__file__).resolve().parents[2]
+PSL_FILE = REPO_DIR / "models" / "psl" / "public_suffix_list.dat"
 
 _CHAR_IDS = {c: i + 1 for i, c in enumerate(ALPHABET)}
+_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_.")
 
 
 class InvalidName(ValueError):
@@ -42,18 +49,22 @@ class PslSource:
 
 
 @functools.lru_cache(maxsize=1)
-def _psl() -> tuple[PublicSuffixList, PslSource]:
+def _psl() -> tuple[PublicSuffixList, PslSource, str]:
+    """The one public suffix list: :data:`PSL_FILE` (the Rust crate's), or the file named by
+    ``DOHGUARD_PSL_FILE`` for experiments. A missing file is an error, never a fallback to
+    another list: training and serving must split names the same way."""
     override = os.environ.get("DOHGUARD_PSL_FILE")
-    path = Path(override) if override else DEBIAN_PSL
-    if path.is_file():
-        data = path.read_bytes()
-        return PublicSuffixList(source=data.decode("utf-8").splitlines()), PslSource(
-            str(path), hashlib.sha256(data).hexdigest()
-        )
-    if override:
-        raise FileNotFoundError(f"DOHGUARD_PSL_FILE={override} does not exist")
-    # Fall back to the copy bundled with the package (machines without Debian's list).
-    return PublicSuffixList(), PslSource("publicsuffixlist (bundled)", "")
+    path = Path(override) if override else PSL_FILE
+    if not path.is_file():
+        what = f"DOHGUARD_PSL_FILE={override}" if override else str(path)
+        raise FileNotFoundError(f"public suffix list {what} does not exist")
+    data = path.read_bytes()
+    psl = PublicSuffixList(source=data.decode("utf-8").splitlines())
+    try:  # recorded repo-relative, so manifests do not carry a checkout's path
+        shown = str(path.resolve().relative_to(REPO_DIR))
+    except ValueError:
+        shown = str(path)
+    return psl, PslSource(shown, hashlib.sha256(data).hexdigest()), data.decode("utf-8")
 
 
 def psl_source() -> PslSource:
@@ -61,33 +72,72 @@ def psl_source() -> PslSource:
 
 
 def normalise(raw: str) -> str:
-    """Normalise a query name as the filter does: trim, lower-case, drop the trailing dot.
+    """Normalise a query name exactly as ``dohguard_core::name::normalize`` does
+    (docs/contracts.md, "Names"): one trailing dot removed, ASCII lower case.
 
-    Unicode names become punycode (IDNA); a leading ``*.`` wildcard is removed.
-    Raises :class:`InvalidName` for strings that cannot be DNS names.
+    Only ASCII letters, digits, ``-``, ``_`` and ``.`` are accepted: internationalised names
+    must already be punycode (``xn--``), a ``*.`` wildcard is not a query name, and labels
+    are 1..=63 octets in a name of at most 253. Raises :class:`InvalidName` otherwise.
     """
-    name = raw.strip().lower().rstrip(".")
-    if name.startswith("*."):
-        name = name[2:]
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError as err:
-            raise InvalidName(f"not an IDNA-encodable name: {raw!r}") from err
-    if not name or len(name) > 253:
-        raise InvalidName(f"empty or longer than 253 characters: {raw!r}")
-    if ".." in name or name.startswith("."):
-        raise InvalidName(f"empty label in {raw!r}")
-    if any(c not in _CHAR_IDS for c in name):
-        raise InvalidName(f"character outside [a-z0-9-._] in {raw!r}")
-    return name
+    name = raw[:-1] if raw.endswith(".") else raw
+    if not name:
+        raise InvalidName(f"name is empty: {raw!r}")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_LEN:
+        raise InvalidName(f"longer than {MAX_NAME_LEN} octets: {raw[:80]!r}")
+    bad = next((c for c in name if c not in _NAME_CHARS), None)
+    if bad is not None:
+        raise InvalidName(f"character {bad!r} is not allowed in a DNS name: {raw!r}")
+    for label in name.split("."):
+        if not label:
+            raise InvalidName(f"empty label in {raw!r}")
+        if len(label) > MAX_LABEL_LEN:
+            raise InvalidName(f"label longer than {MAX_LABEL_LEN} octets in {raw!r}")
+    return name.lower()
+
+
+@functools.lru_cache(maxsize=1)
+def _rules() -> tuple[frozenset[str], frozenset[str]]:
+    """(every rule of the list, parents of ``*.`` rules that are not rules themselves)."""
+    lines = (ln.strip() for ln in _psl()[2].splitlines())
+    rules = frozenset(ln for ln in lines if ln and not ln.startswith("//"))
+    bases = frozenset(r[2:] for r in rules if r.startswith("*.")) - rules
+    return rules, bases
+
+
+def public_suffix(name: str) -> str:
+    """The public suffix of a normalised name by the list's algorithm (publicsuffix.org/list):
+    the prevailing rule's match, the last label when no rule matches.
+
+    ``publicsuffixlist`` agrees except for the parent of a ``*.`` rule that is no rule itself:
+    it counts ``nagoya.jp`` (``*.nagoya.jp``) as a public suffix, the algorithm and the Rust
+    ``psl`` crate do not, so that case is decided here."""
+    suffix = _psl()[0].publicsuffix(name)
+    rules, bases = _rules()
+    if suffix != name or name not in bases:
+        return suffix
+    parent = name.partition(".")[2]
+    if not parent:
+        return name  # one label: the default rule `*`
+    if f"*.{parent}" in rules:
+        return parent if f"!{name}" in rules else name
+    return public_suffix(parent)  # only rules shorter than the name match it
+
+
+def registered_domain_or_none(name: str) -> str | None:
+    """The PSL registered domain (private section included) of a normalised name: its public
+    suffix plus one label, ``None`` when the name is itself a public suffix. Equal to
+    ``dohguard_core::name::registered_domain`` (docs/contracts.md, "Names")."""
+    suffix = public_suffix(name)
+    if suffix == name:
+        return None
+    head = name[: -len(suffix) - 1]
+    return f"{head.rpartition('.')[2]}.{suffix}"
 
 
 def registered_domain(name: str) -> str:
     """PSL registered domain (private section included), or the whole name when the name
-    is itself a public suffix or has no registrable part."""
-    rd = _psl()[0].privatesuffix(name)
-    return rd if rd else name
+    is itself a public suffix (what the model reads, docs/contracts.md section 2)."""
+    return registered_domain_or_none(name) or name
 
 
 def model_text(name: str, text: str = "registered_domain") -> str:

@@ -58,7 +58,7 @@ def load_words(path: Path | None = None) -> frozenset[str]:
 
 def split_label(text: str) -> tuple[str, str]:
     """(registrable label, public suffix) of a registered domain such as ``shop.co.uk``."""
-    suffix = encoding._psl()[0].publicsuffix(text) or text.rsplit(".", 1)[-1]
+    suffix = encoding.public_suffix(text) or text.rsplit(".", 1)[-1]
     label = text[: -len(suffix) - 1] if text.endswith("." + suffix) else text
     return label, suffix
 

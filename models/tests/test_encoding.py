@@ -43,14 +43,23 @@ def test_registered_domain(name, expected):
 
 @pytest.mark.parametrize(
     "raw,expected",
-    [("WWW.Example.COM.", "www.example.com"), ("*.cdn.example.net", "cdn.example.net"),
-     ("bücher.de", "xn--bcher-kva.de"), ("  spaced.org \n", "spaced.org")],
+    [("WWW.Example.COM.", "www.example.com"), ("XN--Bcher-kva.de", "xn--bcher-kva.de"),
+     ("_dmarc.Example.com", "_dmarc.example.com"), ("a" * 63 + ".com", "a" * 63 + ".com"),
+     (".".join(["a" * 63] * 3 + ["b" * 61]) + ".", ".".join(["a" * 63] * 3 + ["b" * 61]))],
 )
 def test_normalise(raw, expected):
     assert encoding.normalise(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["", ".", "a..b", "bad name.com", "x" * 254, "http://x.com/"])
+# docs/contracts.md "Names": the same rejections as dohguard_core::name::normalize.
+@pytest.mark.parametrize("raw", [
+    "", ".", "a..b", ".com", "example.com..", "bad name.com", "x" * 254, "http://x.com/",
+    "bücher.de",  # IDN must arrive as punycode
+    "*.cdn.example.net",  # a wildcard is not a query name
+    "  spaced.org \n",  # whitespace is not trimmed
+    "a" * 64 + ".com",  # label over 63 octets
+    ".".join(["a" * 63] * 3 + ["b" * 62]),  # 254 octets
+])
 def test_normalise_rejects(raw):
     with pytest.raises(encoding.InvalidName):
         encoding.normalise(raw)

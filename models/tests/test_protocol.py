@@ -177,19 +177,26 @@ def test_protocol_cli_errors(argv, message, capsys):
 def test_name_agreement_counts_each_kind_of_disagreement():
     from dohguard_models import agreement
 
-    names = ["Example.COM.", " padded.com", "*.wild.com", "ok.github.io", "bad name"]
+    names = ["Example.COM.", "padded.com", "*.wild.com", "ok.github.io", "bad name", "x.com"]
     py = [agreement.python_side(n) for n in names]
     assert py[0][:2] == ("example.com", "example.com")
-    assert py[2][0] == "wild.com"  # Python strips a leading wildcard
-    rs = [("example.com", "example.com", ""), (None, None, "character ' '"),
-          (None, None, "character '*'"), ("ok.github.io", "github.io", ""), (None, None, "x")]
+    assert py[2][0] is None and "'*'" in py[2][2]  # a wildcard is rejected
+    ids = py[0][3]
+    assert ids is not None and len(ids.split()) == 64
+    # Made-up Rust answers, one per kind of disagreement (the real ones agree).
+    rs = [("example.com", "example.com", "", ids), (None, None, "character ' '", None),
+          ("wild.com", "wild.com", "", "0"), ("ok.github.io", "github.io", "", py[3][3]),
+          (None, None, "x", None), ("x.com", "x.com", "", "1 2")]
     r = agreement.compare(names, py, rs)
-    assert r["names"] == 5 and r["both_accept"] == 2 and r["same_normalised_name"] == 2
-    assert r["same_name_and_registered_domain"] == 1
+    assert r["names"] == 6 and r["both_accept"] == 3 and r["same_normalised_name"] == 3
+    assert r["same_name_and_registered_domain"] == 2
+    assert r["same_name_registered_domain_and_ids"] == 1
     assert r["by_case"] == {"python accepts, rust rejects (character ' ')": 1,
-                            "python accepts, rust rejects (character '*')": 1,
-                            "same name, different registered domain": 1}
-    assert r["disagreements"] == 3
+                            "python rejects (character '*' is not allowed in a DNS name), "
+                            "rust accepts": 1,
+                            "same name, different registered domain": 1,
+                            "same name and registered domain, different ids": 1}
+    assert r["disagreements"] == 4
 
 
 def test_protocol_cli_missing_word_list_fails_before_any_work(tmp_path, monkeypatch, capsys):
