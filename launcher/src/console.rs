@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::paths::repo_root;
+use crate::paths::{repo_root, WorkspaceBinary};
 use crate::ports::free_port;
 use crate::process::{http_ok, ManagedProcess};
-use crate::scorer::{modified, newest_mtime};
 use crate::LaunchError;
 
 /// Login name of the admin the console creates at first start (its default).
@@ -95,41 +94,22 @@ impl Console {
     }
 }
 
-/// Path of a `dohguard-console` build that is newer than its sources.
 /// The variable that names the console binary to run (`cargo xtask up` points it at the
 /// release build); without it, the newest up-to-date build under `target/` is used.
 pub const CONSOLE_BIN_VAR: &str = "DOHGUARD_CONSOLE_BIN";
 
+/// The console binary: newer than its sources (Rust only: a template-only change needs a
+/// rebuild by hand).
+pub const CONSOLE_BINARY: WorkspaceBinary = WorkspaceBinary {
+    name: "dohguard-console",
+    override_var: CONSOLE_BIN_VAR,
+    sources: &["console/src", "core/src", "schema/src"],
+    missing: "the dohguard-console binary",
+    stale: "an up-to-date dohguard-console build (the one there is older than its sources)",
+    hint: "build it with `cargo build -p dohguard-console`",
+};
+
+/// Path of a `dohguard-console` build that is newer than its sources.
 pub fn binary() -> Result<PathBuf, LaunchError> {
-    if let Some(path) = std::env::var_os(CONSOLE_BIN_VAR) {
-        return Ok(PathBuf::from(path));
-    }
-    let root = repo_root();
-    // Rust sources only, as for the scorer (a template-only change needs a rebuild by hand).
-    let newest_source = ["console/src", "core/src", "schema/src"]
-        .iter()
-        .filter_map(|p| newest_mtime(&root.join(p)))
-        .max();
-    let built = [
-        "target/debug/dohguard-console",
-        "target/release/dohguard-console",
-    ]
-    .iter()
-    .map(|p| root.join(p))
-    .filter_map(|p| Some((modified(&p)?, p)))
-    .max();
-    match (built, newest_source) {
-        (Some((built_at, path)), Some(source)) if built_at >= source => Ok(path),
-        (Some((_, path)), None) => Ok(path),
-        (Some((_, path)), Some(_)) => Err(LaunchError::MissingFile {
-            what: "an up-to-date dohguard-console build (the one there is older than its sources)",
-            path,
-            hint: "build it with `cargo build -p dohguard-console`",
-        }),
-        (None, _) => Err(LaunchError::MissingFile {
-            what: "the dohguard-console binary",
-            path: root.join("target/debug/dohguard-console"),
-            hint: "build it with `cargo build -p dohguard-console`",
-        }),
-    }
+    CONSOLE_BINARY.locate()
 }

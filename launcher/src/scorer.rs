@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::paths::repo_root;
+use crate::paths::{repo_root, WorkspaceBinary};
 use crate::ports::free_port;
 use crate::process::{http_ok, ManagedProcess};
 use crate::LaunchError;
@@ -80,54 +80,17 @@ pub fn default_model_card() -> Result<PathBuf, LaunchError> {
 /// build); without it, the newest up-to-date build under `target/` is used.
 pub const SCORER_BIN_VAR: &str = "DOHGUARD_SCORER_BIN";
 
-/// Path of a `dohguard-scorer` build that is newer than the scorer's and core's sources.
+/// The scorer binary: newer than the scorer's and core's sources.
+pub const SCORER_BINARY: WorkspaceBinary = WorkspaceBinary {
+    name: "dohguard-scorer",
+    override_var: SCORER_BIN_VAR,
+    sources: &["scorer/src", "core/src", "schema/src"],
+    missing: "the dohguard-scorer binary",
+    stale: "an up-to-date dohguard-scorer build (the one there is older than its sources)",
+    hint: "build it with `cargo build -p dohguard-scorer`",
+};
+
+/// Path of a `dohguard-scorer` build that is newer than its sources.
 pub fn binary() -> Result<PathBuf, LaunchError> {
-    if let Some(path) = std::env::var_os(SCORER_BIN_VAR) {
-        return Ok(PathBuf::from(path));
-    }
-    let root = repo_root();
-    // Only Rust sources: cargo rebuilds the binary whenever one of them changes, while other
-    // files (docs, a manifest's dev-dependencies) can change without a rebuild.
-    let newest_source = ["scorer/src", "core/src"]
-        .iter()
-        .filter_map(|p| newest_mtime(&root.join(p)))
-        .max();
-    let built = [
-        "target/debug/dohguard-scorer",
-        "target/release/dohguard-scorer",
-    ]
-    .iter()
-    .map(|p| root.join(p))
-    .filter_map(|p| Some((modified(&p)?, p)))
-    .max();
-    match (built, newest_source) {
-        (Some((built_at, path)), Some(source)) if built_at >= source => Ok(path),
-        (Some((_, path)), None) => Ok(path),
-        (Some((_, path)), Some(_)) => Err(LaunchError::MissingFile {
-            what: "an up-to-date dohguard-scorer build (the one there is older than its sources)",
-            path,
-            hint: "build it with `cargo build -p dohguard-scorer`",
-        }),
-        (None, _) => Err(LaunchError::MissingFile {
-            what: "the dohguard-scorer binary",
-            path: root.join("target/debug/dohguard-scorer"),
-            hint: "build it with `cargo build -p dohguard-scorer`",
-        }),
-    }
-}
-
-pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).ok()?.modified().ok()
-}
-
-pub(crate) fn newest_mtime(path: &Path) -> Option<SystemTime> {
-    let meta = std::fs::metadata(path).ok()?;
-    if !meta.is_dir() {
-        let is_rust = path.extension().is_some_and(|e| e == "rs");
-        return if is_rust { meta.modified().ok() } else { None };
-    }
-    std::fs::read_dir(path)
-        .ok()?
-        .filter_map(|entry| newest_mtime(&entry.ok()?.path()))
-        .max()
+    SCORER_BINARY.locate()
 }

@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -20,8 +19,8 @@ use axum::{Json, Router};
 use dohguard_core::contract::{
     BatchReply, BatchRequest, Reason, Scope, ScoreReply, ScoreRequest, Verdict,
 };
-use tokio::sync::oneshot;
 
+use crate::background::BackgroundServer;
 use crate::LaunchError;
 
 /// The suffix the stand-in blocks.
@@ -56,47 +55,22 @@ struct Shared {
 pub struct StandInScorer {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: BackgroundServer,
 }
 
 impl StandInScorer {
     /// Serves on 127.0.0.1 on an ephemeral port from a thread with its own Tokio runtime.
     pub fn start() -> Result<Self, LaunchError> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .map_err(LaunchError::io("binding the stand-in scorer"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(LaunchError::io("configuring the stand-in scorer socket"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(LaunchError::io("reading the stand-in scorer address"))?;
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/v1/score", post(score))
             .route("/v1/events", post(events))
             .with_state(shared.clone());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(LaunchError::io("building the stand-in scorer runtime"))?;
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .expect("a std listener converts to tokio inside a runtime");
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
-        });
+        let server = BackgroundServer::start("stand-in scorer", app)?;
         Ok(Self {
-            addr,
+            addr: server.addr,
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -117,17 +91,6 @@ impl StandInScorer {
         self.shared
             .behaviour
             .store(behaviour as u8, Ordering::SeqCst);
-    }
-}
-
-impl Drop for StandInScorer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
