@@ -105,6 +105,9 @@ pub struct EdnsInfo {
     pub dnssec_ok: bool,
     /// The query carried an EDNS Padding option (RFC 7830): the answer is padded (RFC 8467).
     pub padding: bool,
+    /// Bytes of EDNS options in the OPT record. Their contents are passed through unread (only
+    /// their framing is checked): the upstream judges options it knows, such as Client Subnet.
+    pub option_bytes: u16,
 }
 
 /// RFC 6891 OPT record type and RFC 7830 Padding option code.
@@ -214,6 +217,7 @@ fn read_opt(decoder: &mut BinDecoder<'_>) -> Result<EdnsInfo, Rejection> {
         version: (ttl >> 16) as u8,
         dnssec_ok: ttl & DO_BIT != 0,
         padding,
+        option_bytes: rdlen,
     })
 }
 
@@ -391,7 +395,8 @@ pub(crate) mod tests {
             Some(EdnsInfo {
                 version: 0,
                 dnssec_ok: true,
-                padding: false
+                padding: false,
+                option_bytes: 0,
             })
         );
         assert_eq!(plain.unsupported_edns_version(), None);
@@ -405,6 +410,8 @@ pub(crate) mod tests {
         ))
         .unwrap();
         assert!(padded.edns.unwrap().padding);
+        // Two option headers (4 bytes each) and their 8 + 20 bytes.
+        assert_eq!(padded.edns.unwrap().option_bytes, 36);
         let v1 = DnsQuery::parse(&edns_query_bytes("a.com.", 1, vec![])).unwrap();
         assert_eq!(v1.unsupported_edns_version(), Some(1));
     }
