@@ -477,8 +477,8 @@ impl DohContext {
         Action::Pause
     }
 
-    fn handle_query(&mut self, bytes: &[u8]) -> Action {
-        let mut query = match DnsQuery::parse(bytes) {
+    fn handle_query(&mut self, bytes: Vec<u8>) -> Action {
+        let mut query = match DnsQuery::parse(&bytes) {
             Ok(query) => query,
             Err(rejection) => return self.reject(rejection),
         };
@@ -494,7 +494,9 @@ impl DohContext {
         shared.record(Histogram::QnameLength, name_length);
         shared.record(Histogram::LabelLengthMax, longest_label);
         if settings.cname.is_some() {
-            self.query_bytes = Some(bytes.to_vec());
+            // Kept (moved, not copied) to rebuild a block answer if the upstream's answer
+            // leads to a blocked name.
+            self.query_bytes = Some(bytes);
         }
         if settings.events.is_some() {
             self.draft.name = Some(name.clone());
@@ -649,7 +651,7 @@ impl DohContext {
             }
         }
         match self.get_http_request_body(0, body_size) {
-            Some(bytes) => self.handle_query(&bytes),
+            Some(bytes) => self.handle_query(bytes),
             None => self.reject(Rejection::bad_request("empty body: expected a DNS message")),
         }
     }
@@ -975,7 +977,7 @@ impl HttpContext for DohContext {
         );
         match kind {
             Ok(RequestKind::NotDoh) => Action::Continue,
-            Ok(RequestKind::Get(bytes)) => self.handle_query(&bytes),
+            Ok(RequestKind::Get(bytes)) => self.handle_query(bytes),
             Ok(RequestKind::Post) if end_of_stream => {
                 self.reject(Rejection::bad_request("empty body: expected a DNS message"))
             }
