@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -74,26 +75,10 @@ def schedule(seed: int, minutes: float, warmup_s: float = 60.0, gap_s: float = 4
 
 
 def zipf_picker(names: list[str], rng: random.Random, s: float = 1.1) -> Callable[[], str]:
-    weights = [1.0 / (i + 1) ** s for i in range(len(names))]
-    total = sum(weights)
-    cum = []
-    acc = 0.0
-    for w in weights:
-        acc += w / total
-        cum.append(acc)
-
-    def pick() -> str:
-        x = rng.random()
-        lo, hi = 0, len(cum) - 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if cum[mid] < x:
-                lo = mid + 1
-            else:
-                hi = mid
-        return names[lo]
-
-    return pick
+    """Draws names with probability proportional to 1 / rank**s."""
+    # Cumulative once: random.choices then bisects instead of summing on every draw.
+    cum_weights = list(itertools.accumulate(1.0 / (i + 1) ** s for i in range(len(names))))
+    return lambda: rng.choices(names, cum_weights=cum_weights)[0]
 
 
 def benign_names(zone_names: list[str], rng: random.Random, count: int = 300) -> list[str]:

@@ -44,6 +44,9 @@ pub struct Timing {
     pub rate_window: String,
     /// The static alerts' `for:`.
     pub alert_for: String,
+    /// How long Alertmanager waits before a new group's first notification (and between
+    /// a group's notifications).
+    pub group_wait: String,
 }
 
 impl Timing {
@@ -53,6 +56,7 @@ impl Timing {
             scrape_interval: "1s".into(),
             rate_window: "15s".into(),
             alert_for: "3s".into(),
+            group_wait: "1s".into(),
         }
     }
 
@@ -62,6 +66,7 @@ impl Timing {
             scrape_interval: "5s".into(),
             rate_window: "1m".into(),
             alert_for: "1m".into(),
+            group_wait: "10s".into(),
         }
     }
 }
@@ -261,13 +266,12 @@ impl Monitoring {
         ports: Option<MonitoringPorts>,
     ) -> Result<Self, LaunchError> {
         let dir = stack.dir();
-        let group_wait = if timing.scrape_interval == "1s" {
-            "1s"
-        } else {
-            "10s"
-        };
-        let alertmanager =
-            Alertmanager::start(dir, webhook_url, group_wait, ports.map(|p| p.alertmanager))?;
+        let alertmanager = Alertmanager::start(
+            dir,
+            webhook_url,
+            &timing.group_wait,
+            ports.map(|p| p.alertmanager),
+        )?;
         let mut targets = vec![
             Target::new("envoy", stack.envoy.ports.admin, "/stats/prometheus"),
             Target::new("alertmanager", alertmanager.port, "/metrics"),
