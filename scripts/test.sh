@@ -20,8 +20,8 @@ scripts/validate-deploy.sh
 step "filter wasm build (cargo xtask wasm)"
 cargo xtask wasm
 
-step "scorer and console binaries (the end-to-end tests start the real processes)"
-cargo build -p dohguard-scorer -p dohguard-console --locked
+step "scorer, console and anomaly detector binaries (the end-to-end tests start the real processes)"
+cargo build -p dohguard-scorer -p dohguard-console -p dohguard-anomaly --locked
 
 step "Rust tests: core, filter, host-test (real .wasm), scorer, console, end-to-end (real Envoy, unbound, scorer, osmem, console in Chromium)"
 cargo test --workspace --locked

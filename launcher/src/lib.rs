@@ -9,6 +9,7 @@
 //! `ENVOY_BIN`, `OSMEM_BIN` and `PATH` (see `scripts/env.sh`); a missing one is an error that
 //! names it.
 
+pub mod anomaly;
 pub mod background;
 pub mod console;
 pub mod demo_traffic;

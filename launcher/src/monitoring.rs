@@ -3,12 +3,14 @@
 //! alerting rules of `anomaly/prometheus/rules.yml.j2`, and a real Alertmanager (Debian
 //! `prometheus-alertmanager`) that routes the alerts to a webhook. Both bind 127.0.0.1 only
 //! (Alertmanager's cluster port is turned off), keep their data in the run directory, and are
-//! stopped by PID like the rest of the stack.
+//! stopped by PID like the rest of the stack. The anomaly detector (`anomaly/`) runs beside
+//! them when asked for: Prometheus scrapes it and it reads Prometheus.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::anomaly::{AnomalyDetector, AnomalyOptions};
 use crate::http;
 use crate::ports::free_port;
 use crate::process::{http_ok, ManagedProcess};
@@ -241,10 +243,13 @@ impl Prometheus {
 }
 
 /// Prometheus and Alertmanager watching a running [`Stack`]: Envoy's admin
-/// `/stats/prometheus`, the scorer's `/metrics` when it runs, and Alertmanager itself.
+/// `/stats/prometheus`, the scorer's `/metrics` when it runs, Alertmanager itself, and the
+/// anomaly detector when one is asked for ([`Monitoring::start_with_detector`]).
 #[derive(Debug)]
 pub struct Monitoring {
-    /// Field order is drop order: Prometheus stops before the Alertmanager it sends to.
+    /// Field order is drop order: the detector stops before the Prometheus it reads,
+    /// Prometheus before the Alertmanager it sends to.
+    pub anomaly: Option<AnomalyDetector>,
     pub prometheus: Prometheus,
     pub alertmanager: Alertmanager,
     /// What Prometheus scrapes.
@@ -258,12 +263,37 @@ pub struct MonitoringPorts {
     pub alertmanager: u16,
 }
 
+/// The anomaly detector to run beside Prometheus.
+#[derive(Debug, Clone)]
+pub struct DetectorSetup {
+    pub model_card: PathBuf,
+    /// Evaluation interval (1000 ms in tests, 5000 ms in `up`).
+    pub interval_ms: u64,
+    /// Fixed port (for `cargo xtask up`); ephemeral when `None`.
+    pub port: Option<u16>,
+    /// Token file of its `POST /admin/reload`; off when `None`.
+    pub admin_token_file: Option<PathBuf>,
+}
+
 impl Monitoring {
     pub fn start_for(
         stack: &Stack,
         timing: &Timing,
         webhook_url: Option<&str>,
         ports: Option<MonitoringPorts>,
+    ) -> Result<Self, LaunchError> {
+        Self::start_with_detector(stack, timing, webhook_url, ports, None)
+    }
+
+    /// Like [`Monitoring::start_for`], plus the anomaly detector (`detector`): Prometheus
+    /// scrapes it (job `anomaly`), it reads Prometheus and writes anomalies to the stack's
+    /// store when there is one.
+    pub fn start_with_detector(
+        stack: &Stack,
+        timing: &Timing,
+        webhook_url: Option<&str>,
+        ports: Option<MonitoringPorts>,
+        detector: Option<&DetectorSetup>,
     ) -> Result<Self, LaunchError> {
         let dir = stack.dir();
         let alertmanager = Alertmanager::start(
@@ -279,6 +309,14 @@ impl Monitoring {
         if let Some(scorer) = &stack.scorer {
             targets.push(Target::new("scorer", scorer.port, "/metrics"));
         }
+        // The detector's port is chosen first: Prometheus scrapes it, and it reads Prometheus.
+        let detector_port = match detector {
+            Some(d) => Some(d.port.map_or_else(free_port, Ok)?),
+            None => None,
+        };
+        if let Some(port) = detector_port {
+            targets.push(Target::new("anomaly", port, "/metrics"));
+        }
         let prometheus = Prometheus::start(
             dir,
             &targets,
@@ -286,15 +324,33 @@ impl Monitoring {
             Some(alertmanager.port),
             ports.map(|p| p.prometheus),
         )?;
+        let anomaly = match (detector, detector_port) {
+            (Some(d), Some(port)) => Some(AnomalyDetector::start(
+                dir,
+                &prometheus.url(),
+                &AnomalyOptions {
+                    model_card: d.model_card.clone(),
+                    elasticsearch_url: stack.osmem.as_ref().map(|s| s.url()),
+                    interval_ms: d.interval_ms,
+                    port,
+                    admin_token_file: d.admin_token_file.clone(),
+                },
+            )?),
+            _ => None,
+        };
         Ok(Self {
+            anomaly,
             prometheus,
             alertmanager,
             targets,
         })
     }
 
-    /// Errors if Prometheus or Alertmanager has exited.
+    /// Errors if Prometheus, Alertmanager or the detector has exited.
     pub fn check_running(&mut self) -> Result<(), LaunchError> {
+        if let Some(detector) = self.anomaly.as_mut() {
+            detector.process().check_running()?;
+        }
         self.prometheus.process().check_running()?;
         self.alertmanager.process().check_running()
     }

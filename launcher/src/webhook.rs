@@ -47,6 +47,22 @@ impl WebhookReceiver {
             })
             .collect()
     }
+
+    /// `(status, annotations)` of every notified alert named `alertname`, in arrival order.
+    pub fn annotations_of(&self, alertname: &str) -> Vec<(String, serde_json::Value)> {
+        let received = self.received.lock().expect("webhook lock");
+        received
+            .iter()
+            .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["labels"]["alertname"] == alertname)
+            .map(|a| {
+                (
+                    a["status"].as_str().unwrap_or("?").to_owned(),
+                    a["annotations"].clone(),
+                )
+            })
+            .collect()
+    }
 }
 
 async fn receive(

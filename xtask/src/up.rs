@@ -2,7 +2,8 @@
 //! missing, and runs the whole gateway on fixed, documented ports until Ctrl-C: unbound
 //! (recursing, with the demo zone from `envoy/demo-zone.txt` so the examples work offline),
 //! osmem-server (the Elasticsearch-API store), the scorer, Envoy with the filter and the
-//! demo deny list, and the security console (with the store). Configurations and logs go to
+//! demo deny list, the security console (with the store), Prometheus and Alertmanager, and
+//! the anomaly detector (`anomaly/`, built in release, reading Prometheus). Configurations and logs go to
 //! `run/gateway/`, the certificate to `run/tls/`, the console's initial admin password to
 //! `run/console/initial-admin-password` (mode 0600).
 
@@ -16,7 +17,8 @@ use anyhow::{bail, Context};
 use dohguard_launcher::console::{Console, ConsoleOptions, CONSOLE_BIN_VAR, INITIAL_ADMIN};
 use dohguard_launcher::envoy::{EnvoyPorts, GatewayLimits};
 use dohguard_launcher::filter_config::{read_rule_list, FailureMode, FilterConfig};
-use dohguard_launcher::monitoring::{Monitoring, MonitoringPorts, Timing};
+use dohguard_launcher::anomaly::{self, ANOMALY_BIN_VAR};
+use dohguard_launcher::monitoring::{DetectorSetup, Monitoring, MonitoringPorts, Timing};
 use dohguard_launcher::paths::repo_root;
 use dohguard_launcher::scorer::{default_model_card, SCORER_BIN_VAR};
 use dohguard_launcher::stack::ScorerKind;
@@ -50,9 +52,12 @@ pub struct Args {
     /// Prometheus (scrapes Envoy, the scorer and Alertmanager; recording and alerting rules).
     #[arg(long, default_value_t = 9090)]
     prometheus_port: u16,
-    /// Alertmanager (the static alerts; the anomaly detector's later).
+    /// Alertmanager (the static alerts and the anomaly detector's).
     #[arg(long, default_value_t = 9093)]
     alertmanager_port: u16,
+    /// The anomaly detector's /metrics (it reads Prometheus, Prometheus scrapes it).
+    #[arg(long, default_value_t = 8791)]
+    anomaly_port: u16,
     /// The security console (web UI and API): http://127.0.0.1:PORT/
     #[arg(long, default_value_t = 8780)]
     console_port: u16,
@@ -85,6 +90,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let root = repo_root();
     if !args.no_build {
         cargo(&["xtask", "wasm"])?;
+        cargo(&["build", "--release", "-p", "dohguard-anomaly"])?;
+        std::env::set_var(
+            ANOMALY_BIN_VAR,
+            root.join("target/release/dohguard-anomaly"),
+        );
         if !args.no_scorer {
             // Release builds: `up` is the product running, not a test.
             cargo(&[
@@ -160,7 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("starting the gateway (configurations and logs are in run/gateway/)")?;
 
-    let monitoring = Monitoring::start_for(
+    let monitoring = Monitoring::start_with_detector(
         &stack,
         &Timing::operator(),
         None,
@@ -168,8 +178,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             prometheus: args.prometheus_port,
             alertmanager: args.alertmanager_port,
         }),
+        Some(&DetectorSetup {
+            model_card: anomaly::default_model_card()?,
+            interval_ms: 5000,
+            port: Some(args.anomaly_port),
+            admin_token_file: None,
+        }),
     )
-    .context("starting Prometheus and Alertmanager (logs in run/gateway/)")?;
+    .context("starting Prometheus, Alertmanager and the anomaly detector (logs in run/gateway/)")?;
     let console = match &stack.osmem {
         Some(store) => Some(
             Console::start(
@@ -247,6 +263,15 @@ fn print_banner(
         monitoring.prometheus.url()
     );
     println!("  Alertmanager:    {}", monitoring.alertmanager.url());
+    if let Some(detector) = &monitoring.anomaly {
+        println!("  anomaly metrics: {}/metrics", detector.url());
+    }
+    if let Some(store) = &stack.osmem {
+        println!(
+            "  anomalies:       {}/logs-dohguard.anomalies-*/_search",
+            store.url()
+        );
+    }
     if let Some(console) = console {
         println!("  console:         {}", console.url());
         println!(

@@ -1,0 +1,193 @@
+//! The anomaly detector end to end, every part real: Envoy with the filter, unbound, the
+//! scorer, osmem-server, Prometheus (1 s scrapes, the recording rules of contract 5),
+//! Alertmanager with a webhook receiver, and `dohguard-anomaly` running the z-score fixture
+//! model (`anomaly/tests/make_fixture_model.py`). Light DoH traffic runs throughout; an
+//! NXDOMAIN storm from one client (random names under the demo zone) raises
+//! `dohguard_anomaly_score` as Prometheus scrapes it, fires `DohguardAnomaly` at the webhook
+//! with the NXDOMAIN share named first among the top features, and resolves there after the
+//! storm stops; the anomaly is stored in `logs-dohguard.anomalies-default`.
+//! Needs `cargo xtask wasm` and `cargo build -p dohguard-scorer -p dohguard-anomaly` first.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dohguard_launcher::anomaly::fixture_model_card;
+use dohguard_launcher::demo_traffic::{send_one, Query};
+use dohguard_launcher::dns::Type;
+use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
+use dohguard_launcher::monitoring::{DetectorSetup, Monitoring, Timing};
+use dohguard_launcher::scorer::default_model_card;
+use dohguard_launcher::stack::ScorerKind;
+use dohguard_launcher::webhook::WebhookReceiver;
+use dohguard_launcher::{Stack, StackOptions};
+
+const NX: &str = "dohguard:nxdomain:ratio";
+
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer yet");
+    loop {
+        match probe() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?} ({last})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends queries from `client` until `stop`, `per_s` a second; names from `name(i)`.
+fn traffic(
+    port: u16,
+    client: Ipv4Addr,
+    per_s: u32,
+    stop: Arc<AtomicBool>,
+    name: impl Fn(u64) -> String + Send + 'static,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut sent = 0;
+        let pause = Duration::from_millis(1000 / u64::from(per_s));
+        while !stop.load(Ordering::Relaxed) {
+            let query = Query {
+                client,
+                name: name(sent),
+                qtype: Type::A,
+            };
+            if send_one(port, &query).is_ok() {
+                sent += 1;
+            }
+            std::thread::sleep(pause);
+        }
+        sent
+    })
+}
+
+#[test]
+fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()> {
+    let stack = Stack::start(StackOptions {
+        filter_config: Some(
+            FilterConfig {
+                scorer: true,
+                failure_mode: FailureMode::Open,
+                scorer_timeout_ms: 5000,
+                events: true,
+                ..FilterConfig::default()
+            }
+            .to_json(),
+        ),
+        scorer: ScorerKind::Real {
+            model_card: default_model_card()?,
+        },
+        concurrency: 1,
+        ..StackOptions::default()
+    })?;
+    let store_url = stack.osmem.as_ref().expect("osmem").url();
+    let hook = WebhookReceiver::start()?;
+    let monitoring = Monitoring::start_with_detector(
+        &stack,
+        &Timing::fast(),
+        Some(&hook.url()),
+        None,
+        Some(&DetectorSetup {
+            model_card: fixture_model_card(),
+            interval_ms: 1000,
+            port: None,
+            admin_token_file: None,
+        }),
+    )?;
+    let prometheus = &monitoring.prometheus;
+    let port = stack.envoy.ports.http;
+    let value = |promql: &str| -> anyhow::Result<Option<f64>> {
+        Ok(prometheus.query(promql)?.first().map(|s| s.1))
+    };
+
+    wait_for("every scrape target up", Duration::from_secs(30), || {
+        let health = prometheus.target_health()?;
+        let up = health.iter().filter(|(_, h)| h == "up").count();
+        anyhow::ensure!(health.iter().any(|(j, _)| j == "anomaly"), "{health:?}");
+        Ok((up == health.len()).then_some(()))
+    })?;
+
+    // Normal traffic: the demo zone's names from two clients.
+    let stop_normal = Arc::new(AtomicBool::new(false));
+    let normal = traffic(port, Ipv4Addr::new(127, 0, 0, 10), 4, stop_normal.clone(), |i| {
+        ["www.example.test", "allowed.example.test"][(i % 2) as usize].to_owned()
+    });
+    wait_for("a quiet score scraped by Prometheus", Duration::from_secs(60), || {
+        let evaluated = value("dohguard_anomaly_evaluations_total{outcome=\"ok\"}")?.unwrap_or(0.0);
+        let queries = value("dohguard:queries:rate")?.unwrap_or(0.0);
+        Ok((evaluated >= 5.0 && queries > 0.0).then_some(()))
+    })?;
+    let quiet = value("dohguard_anomaly_score")?.expect("the score is scraped");
+    assert!(quiet < 4.0, "normal traffic is not anomalous: score {quiet}");
+    assert_eq!(value("dohguard_anomaly_alerting")?, Some(0.0));
+    assert!(
+        hook.annotations_of("DohguardAnomaly").is_empty(),
+        "no anomaly alert yet: {:?}",
+        hook.alerts()
+    );
+
+    // The fault: one client asks for names that do not exist, 15 a second.
+    let stop_storm = Arc::new(AtomicBool::new(false));
+    let storm = traffic(port, Ipv4Addr::new(127, 0, 0, 66), 15, stop_storm.clone(), |i| {
+        format!("nx{i}-{}.example.test", std::process::id())
+    });
+    let raised = wait_for("dohguard_anomaly_score over the threshold", Duration::from_secs(60), || {
+        Ok(value("dohguard_anomaly_score")?.filter(|s| *s >= 4.0))
+    });
+    let fired = raised.and_then(|_| {
+        wait_for("DohguardAnomaly firing at the webhook", Duration::from_secs(60), || {
+            Ok(hook
+                .annotations_of("DohguardAnomaly")
+                .into_iter()
+                .find(|(status, _)| status == "firing"))
+        })
+    });
+    stop_storm.store(true, Ordering::Relaxed);
+    let storm_sent = storm.join().expect("storm thread");
+    let (_, annotations) = fired?;
+    let top = annotations["top_features"].as_str().unwrap_or_default();
+    assert!(
+        top.starts_with(&format!("{NX}=")),
+        "the NXDOMAIN share is named first: {annotations} ({storm_sent} storm queries)"
+    );
+
+    // The storm is over: the alert resolves at the webhook.
+    wait_for("DohguardAnomaly resolved at the webhook", Duration::from_secs(120), || {
+        Ok(hook
+            .annotations_of("DohguardAnomaly")
+            .iter()
+            .any(|(status, _)| status == "resolved")
+            .then_some(()))
+    })?;
+    stop_normal.store(true, Ordering::Relaxed);
+    normal.join().expect("traffic thread");
+
+    // And the anomaly is on the record next to the verdicts.
+    let doc = wait_for("the resolved anomaly document", Duration::from_secs(30), || {
+        let url = format!("{store_url}/logs-dohguard.anomalies-*/_search");
+        let (status, reply) = dohguard_launcher::http::post_json(
+            &url,
+            &serde_json::json!({"query": {"term": {"dohguard.anomaly.state": "resolved"}}}),
+        )?;
+        anyhow::ensure!(status == 200 || status == 404, "{url}: {status} {reply}");
+        Ok(reply["hits"]["hits"]
+            .as_array()
+            .and_then(|h| h.first())
+            .map(|h| h["_source"].clone()))
+    })?;
+    assert_eq!(doc["dohguard"]["anomaly"]["features"][0]["name"], NX, "{doc}");
+    assert!(doc["dohguard"]["anomaly"]["score"].as_f64().unwrap() >= 4.0, "{doc}");
+    assert!(doc["event"]["end"].is_string(), "{doc}");
+    Ok(())
+}
