@@ -187,8 +187,8 @@ impl Detector {
             .observe(started.elapsed().as_secs_f64());
 
         let (smoothed, transition) = self.decider.observe(output.score);
-        self.metrics.raw_score.get_or_create(&()).set(f64::from(output.score));
-        self.metrics.score.get_or_create(&()).set(f64::from(smoothed));
+        self.metrics.raw_score.set(f64::from(output.score));
+        self.metrics.score.set(f64::from(smoothed));
         for (name, c) in card.features.iter().zip(&output.contributions) {
             self.metrics
                 .contribution

@@ -1,6 +1,6 @@
 //! The detector's Prometheus metrics (contract 7 in docs/contracts.md), one registry served
-//! at `GET /metrics`. Gauges that describe the latest evaluation are only set once an
-//! evaluation has run: before that they are absent, never a misleading 0.
+//! at `GET /metrics`. The per-feature gauges appear with the first evaluation; the scores
+//! read 0 until then (`evaluations_total{outcome="ok"}` says whether one has run).
 
 use std::sync::Arc;
 
@@ -39,9 +39,9 @@ pub struct ModelLabels {
 pub struct Metrics {
     registry: Arc<Registry>,
     /// Smoothed score of the latest evaluation (what the threshold is compared with).
-    pub score: Family<(), FloatGauge>,
+    pub score: FloatGauge,
     /// The model's raw score of the latest window.
-    pub raw_score: Family<(), FloatGauge>,
+    pub raw_score: FloatGauge,
     pub threshold: FloatGauge,
     /// 1 while an anomaly is open (k of the last n over the threshold), else 0.
     pub alerting: Gauge,
@@ -86,8 +86,8 @@ impl Metrics {
         let mut r = Registry::with_prefix("dohguard_anomaly");
         let m = Self {
             registry: Arc::default(),
-            score: Family::default(),
-            raw_score: Family::default(),
+            score: FloatGauge::default(),
+            raw_score: FloatGauge::default(),
             threshold: FloatGauge::default(),
             alerting: Gauge::default(),
             contribution: Family::default(),
