@@ -189,7 +189,8 @@ mod tests {
     use super::*;
 
     pub(crate) fn fixture_card() -> AnomalyCard {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zscore/model.card.json");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zscore/model.card.json");
         AnomalyCard::load(&path).expect("the fixture card loads")
     }
 
@@ -205,14 +206,23 @@ mod tests {
         let base = fixture_card();
         let cases: Vec<(Box<dyn Fn(&mut AnomalyCard)>, &str)> = vec![
             (Box::new(|c| c.features.clear()), "features is empty"),
-            (Box::new(|c| c.features[0] = "rate(x[1m])".into()), "features[0]"),
-            (Box::new(|c| c.medians.pop().map(|_| ()).unwrap_or(())), "medians"),
+            (
+                Box::new(|c| c.features[0] = "rate(x[1m])".into()),
+                "features[0]",
+            ),
+            (
+                Box::new(|c| c.medians.pop().map(|_| ()).unwrap_or(())),
+                "medians",
+            ),
             (Box::new(|c| c.medians[1] = f32::NAN), "medians[1]"),
             (Box::new(|c| c.missing = "zero".into()), "missing"),
             (Box::new(|c| c.window = 1), "window"),
             (Box::new(|c| c.hysteresis.k = 9), "hysteresis"),
             (Box::new(|c| c.smoothing.ewma_alpha = 0.0), "ewma_alpha"),
-            (Box::new(|c| c.outputs.retain(|o| o.name != "contributions")), "contributions"),
+            (
+                Box::new(|c| c.outputs.retain(|o| o.name != "contributions")),
+                "contributions",
+            ),
             (Box::new(|c| c.sha256 = "x".into()), "sha256"),
         ];
         for (change, expected) in cases {

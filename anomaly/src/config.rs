@@ -247,12 +247,18 @@ impl Config {
             self.prometheus.request_timeout_ms,
         )?;
         positive("evaluation.interval_ms", self.evaluation.interval_ms)?;
-        positive("evaluation.top_features", self.evaluation.top_features as u64)?;
+        positive(
+            "evaluation.top_features",
+            self.evaluation.top_features as u64,
+        )?;
         positive(
             "elasticsearch.request_timeout_ms",
             self.elasticsearch.request_timeout_ms,
         )?;
-        positive("elasticsearch.retry_base_ms", self.elasticsearch.retry_base_ms)?;
+        positive(
+            "elasticsearch.retry_base_ms",
+            self.elasticsearch.retry_base_ms,
+        )?;
         positive(
             "elasticsearch.max_documents",
             self.elasticsearch.max_documents as u64,
@@ -351,11 +357,18 @@ mod tests {
         );
         let mut c = Config::default();
         c.prometheus.url = "ftp://x".into();
-        assert!(c.validate().unwrap_err().to_string().contains("prometheus.url"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("prometheus.url"));
         let mut c = Config::default();
         c.elasticsearch.url = Some("https://u:hunter2@es:9200".into());
         let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("elasticsearch.url") && !err.contains("hunter2"), "{err}");
+        assert!(
+            err.contains("elasticsearch.url") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -379,9 +392,12 @@ mod tests {
             assert_eq!(c.evaluation.top_features, 2, "file beats defaults");
             assert_eq!(c.prometheus.url, "http://127.0.0.1:2", "flags beat all");
             jail.create_file("typo.toml", "[evaluation]\ninterval = 2\n")?;
-            let err = Config::load(Some(std::path::Path::new("typo.toml")), &Overrides::default())
-                .unwrap_err()
-                .to_string();
+            let err = Config::load(
+                Some(std::path::Path::new("typo.toml")),
+                &Overrides::default(),
+            )
+            .unwrap_err()
+            .to_string();
             assert!(
                 err.starts_with("anomaly: configuration evaluation") && err.contains("interval"),
                 "{err}"

@@ -147,6 +147,23 @@ impl Detector {
         };
 
         let missing = raw.missing();
+        if missing.iter().all(|m| *m) {
+            for name in &card.features {
+                self.metrics
+                    .feature_missing
+                    .get_or_create(&FeatureLabel {
+                        feature: name.clone(),
+                    })
+                    .set(1);
+            }
+            if !std::mem::replace(&mut self.no_data, true) {
+                tracing::error!("no feature has data in Prometheus: nothing to score (are the recording rules loaded?) (logged once)");
+            }
+            return Outcome::NoData;
+        }
+        if std::mem::replace(&mut self.no_data, false) {
+            tracing::info!("features in Prometheus again; scoring");
+        }
         for (name, &gone) in card.features.iter().zip(&missing) {
             self.metrics
                 .feature_missing
@@ -160,13 +177,6 @@ impl Detector {
                 tracing::info!(feature = %name, "feature back in Prometheus");
             }
         }
-        if missing.iter().all(|m| *m) {
-            if !std::mem::replace(&mut self.no_data, true) {
-                tracing::error!("no feature has data in Prometheus: nothing to score (are the recording rules loaded?)");
-            }
-            return Outcome::NoData;
-        }
-        self.no_data = false;
 
         let filled = fill(&raw, &card.medians);
         let started = Instant::now();
@@ -197,7 +207,9 @@ impl Detector {
                 })
                 .set(f64::from(*c));
         }
-        self.metrics.alerting.set(i64::from(self.decider.alerting()));
+        self.metrics
+            .alerting
+            .set(i64::from(self.decider.alerting()));
 
         let at = OffsetDateTime::from(now);
         match transition {
@@ -230,7 +242,13 @@ impl Detector {
         match transition {
             Transition::Opened => {
                 let doc = self.document(None);
-                let top: Vec<&str> = doc.dohguard.anomaly.features.iter().map(|f| f.name.as_str()).collect();
+                let top: Vec<&str> = doc
+                    .dohguard
+                    .anomaly
+                    .features
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect();
                 tracing::warn!(score = smoothed, top_features = ?top, "anomaly opened");
                 self.submit(doc).await;
             }

@@ -12,7 +12,11 @@ use dohguard_anomaly::service::Service;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
-#[command(name = "dohguard-anomaly", version, about = "dohguard anomaly detector")]
+#[command(
+    name = "dohguard-anomaly",
+    version,
+    about = "dohguard anomaly detector"
+)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, env = "DOHGUARD_ANOMALY_CONFIG")]
@@ -48,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new("dohguard_anomaly=info,ort=warn,warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let overrides = Overrides {

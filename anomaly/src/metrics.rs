@@ -101,20 +101,68 @@ impl Metrics {
             documents: Family::default(),
             documents_pending: Gauge::default(),
         };
-        r.register("score", "smoothed anomaly score of the latest window", m.score.clone());
-        r.register("raw_score", "the model's score of the latest window", m.raw_score.clone());
-        r.register("threshold", "the smoothed score at or over which an evaluation counts as over", m.threshold.clone());
-        r.register("alerting", "1 while an anomaly is open (k of the last n evaluations over the threshold)", m.alerting.clone());
-        r.register("contribution", "per-feature share of the latest score", m.contribution.clone());
-        r.register("feature_missing", "1 when Prometheus had no series for the feature in the whole window", m.feature_missing.clone());
-        r.register("prometheus_up", "1 when the last query to Prometheus was answered", m.prometheus_up.clone());
-        r.register("evaluations", "evaluations by outcome", m.evaluations.clone());
-        r.register("inference_seconds", "seconds per model run", m.inference_seconds.clone());
+        r.register(
+            "score",
+            "smoothed anomaly score of the latest window",
+            m.score.clone(),
+        );
+        r.register(
+            "raw_score",
+            "the model's score of the latest window",
+            m.raw_score.clone(),
+        );
+        r.register(
+            "threshold",
+            "the smoothed score at or over which an evaluation counts as over",
+            m.threshold.clone(),
+        );
+        r.register(
+            "alerting",
+            "1 while an anomaly is open (k of the last n evaluations over the threshold)",
+            m.alerting.clone(),
+        );
+        r.register(
+            "contribution",
+            "per-feature share of the latest score",
+            m.contribution.clone(),
+        );
+        r.register(
+            "feature_missing",
+            "1 when Prometheus had no series for the feature in the whole window",
+            m.feature_missing.clone(),
+        );
+        r.register(
+            "prometheus_up",
+            "1 when the last query to Prometheus was answered",
+            m.prometheus_up.clone(),
+        );
+        r.register(
+            "evaluations",
+            "evaluations by outcome",
+            m.evaluations.clone(),
+        );
+        r.register(
+            "inference_seconds",
+            "seconds per model run",
+            m.inference_seconds.clone(),
+        );
         r.register("anomalies", "anomalies opened", m.anomalies.clone());
         r.register("model_info", "the model serving", m.model_info.clone());
-        r.register("model_reloads", "model reload attempts by outcome", m.model_reloads.clone());
-        r.register("documents", "anomaly documents by outcome (failed: one attempt, retried)", m.documents.clone());
-        r.register("documents_pending", "anomaly documents waiting for Elasticsearch", m.documents_pending.clone());
+        r.register(
+            "model_reloads",
+            "model reload attempts by outcome",
+            m.model_reloads.clone(),
+        );
+        r.register(
+            "documents",
+            "anomaly documents by outcome (failed: one attempt, retried)",
+            m.documents.clone(),
+        );
+        r.register(
+            "documents_pending",
+            "anomaly documents waiting for Elasticsearch",
+            m.documents_pending.clone(),
+        );
         Self {
             registry: Arc::new(r),
             ..m

@@ -223,10 +223,7 @@ fn stamp(path: &Path) -> Option<SystemTime> {
 
 fn stamps(model: &ModelHandle) -> (Option<SystemTime>, Option<SystemTime>) {
     let m = model.current();
-    (
-        stamp(&m.card_path),
-        stamp(&m.card.onnx_path(&m.card_path)),
-    )
+    (stamp(&m.card_path), stamp(&m.card.onnx_path(&m.card_path)))
 }
 
 /// Polls the card's and the ONNX file's modification times and reloads once they have

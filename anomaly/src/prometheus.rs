@@ -221,7 +221,11 @@ mod tests {
         assert_eq!(w.values[0], vec![None, None, Some(7.0), None]);
         assert_eq!(w.values[1], vec![Some(1.0), None, None, Some(3.5)]);
         assert_eq!(w.values[2], vec![None; 4]);
-        assert_eq!(w.missing(), vec![false, false, false], "a NaN series is there");
+        assert_eq!(
+            w.missing(),
+            vec![false, false, false],
+            "a NaN series is there"
+        );
         let w = to_window(&features[..2], grid, serde_json::from_str(body).unwrap()).unwrap();
         assert_eq!(w.missing(), vec![false, false]);
         let none = to_window(&features, grid, Vec::new()).unwrap();

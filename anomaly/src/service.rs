@@ -40,7 +40,10 @@ impl Service {
         let admin_token = match &config.admin.token_file {
             Some(path) => {
                 let token = std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!("anomaly: configuration admin.token_file: {}: {e}", path.display())
+                    anyhow::anyhow!(
+                        "anomaly: configuration admin.token_file: {}: {e}",
+                        path.display()
+                    )
                 })?;
                 let token = token.trim_end_matches(['\n', '\r']).to_owned();
                 anyhow::ensure!(

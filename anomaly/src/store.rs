@@ -145,7 +145,8 @@ impl Store {
         let es_config = config.scorer_elasticsearch();
         let client = EsClient::new(url, &es_config).map_err(|e| {
             // The shared set-up words its errors for the scorer; this is the detector.
-            e.to_string().replacen("scorer: configuration", "anomaly: configuration", 1)
+            e.to_string()
+                .replacen("scorer: configuration", "anomaly: configuration", 1)
         })?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
@@ -179,7 +180,10 @@ impl Store {
             }
             queue.push_back(Pending { id, body });
         }
-        self.shared.metrics.documents_pending.set(queue.len() as i64);
+        self.shared
+            .metrics
+            .documents_pending
+            .set(queue.len() as i64);
         drop(queue);
         self.shared.wake.notify_one();
     }
@@ -251,7 +255,10 @@ async fn install_template(client: &EsClient, index: &str, name: &str) -> bool {
     match request.body(template_body(index)).send().await {
         Ok(r) if r.status_code().is_success() => true,
         Ok(r) => {
-            tracing::warn!(status = r.status_code().as_u16(), "the anomalies index template was refused; writing anyway");
+            tracing::warn!(
+                status = r.status_code().as_u16(),
+                "the anomalies index template was refused; writing anyway"
+            );
             // A refusal (a least-privilege key) is not retried per document.
             r.status_code().as_u16() < 500 && r.status_code().as_u16() != 429
         }

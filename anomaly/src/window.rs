@@ -21,7 +21,10 @@ impl RawWindow {
 
     /// A window whose features are present when they have at least one value.
     pub fn from_values(values: Vec<Vec<Option<f64>>>) -> Self {
-        let present = values.iter().map(|r| r.iter().any(Option::is_some)).collect();
+        let present = values
+            .iter()
+            .map(|r| r.iter().any(Option::is_some))
+            .collect();
         Self { values, present }
     }
 
@@ -57,10 +60,10 @@ mod tests {
     #[test]
     fn forward_fills_and_uses_the_median_for_leading_gaps() {
         let raw = RawWindow::from_values(vec![
-                vec![None, Some(1.0), None, Some(f64::NAN), Some(3.0)],
-                vec![None; 5],
-                vec![Some(2.0), None, None, None, None],
-            ]);
+            vec![None, Some(1.0), None, Some(f64::NAN), Some(3.0)],
+            vec![None; 5],
+            vec![Some(2.0), None, None, None, None],
+        ]);
         assert_eq!(
             fill(&raw, &[9.0, 7.0, 0.0]),
             vec![9.0, 1.0, 1.0, 1.0, 3.0, 7.0, 7.0, 7.0, 7.0, 7.0, 2.0, 2.0, 2.0, 2.0, 2.0]

@@ -31,7 +31,10 @@ fn check_dir(dir: &Path) -> anyhow::Result<usize> {
     let model = LoadedModel::load(&dir.join("model.card.json"))?;
     if let Some(features) = fixture.get("features") {
         let listed: Vec<String> = serde_json::from_value(features.clone())?;
-        anyhow::ensure!(listed == model.card.features, "fixture and card list different features");
+        anyhow::ensure!(
+            listed == model.card.features,
+            "fixture and card list different features"
+        );
     }
     let windows = fixture["windows"]
         .as_array()
@@ -54,12 +57,24 @@ fn check_dir(dir: &Path) -> anyhow::Result<usize> {
             );
         }
         let out = model.run(&filled)?;
-        let score = case["score"].as_f64().ok_or_else(|| anyhow::anyhow!("window {i}: no score"))?;
-        anyhow::ensure!(close(out.score, score), "window {i}: score {} vs {score}", out.score);
+        let score = case["score"]
+            .as_f64()
+            .ok_or_else(|| anyhow::anyhow!("window {i}: no score"))?;
+        anyhow::ensure!(
+            close(out.score, score),
+            "window {i}: score {} vs {score}",
+            out.score
+        );
         let contributions: Vec<f64> = serde_json::from_value(case["contributions"].clone())?;
-        anyhow::ensure!(contributions.len() == out.contributions.len(), "window {i}: contribution count");
+        anyhow::ensure!(
+            contributions.len() == out.contributions.len(),
+            "window {i}: contribution count"
+        );
         for (f, (a, b)) in out.contributions.iter().zip(&contributions).enumerate() {
-            anyhow::ensure!(close(*a, *b), "window {i} feature {f}: contribution {a} vs {b}");
+            anyhow::ensure!(
+                close(*a, *b),
+                "window {i} feature {f}: contribution {a} vs {b}"
+            );
         }
     }
     Ok(windows.len())
@@ -75,7 +90,10 @@ fn every_shipped_model_matches_its_python_fixture() -> anyhow::Result<()> {
         let n = check_dir(&dir).map_err(|e| e.context(dir.display().to_string()))?;
         checked += n;
     }
-    assert!(checked >= 3, "the test fixture alone has 3 windows; checked {checked}");
+    assert!(
+        checked >= 3,
+        "the test fixture alone has 3 windows; checked {checked}"
+    );
     Ok(())
 }
 
@@ -101,7 +119,11 @@ fn the_fixture_model_names_the_feature_that_moved() -> anyhow::Result<()> {
         *v = Some(0.5);
     }
     let storm = model.run(&fill(&raw, &card.medians))?;
-    assert!(storm.score > card.threshold, "an NXDOMAIN storm scores {}", storm.score);
+    assert!(
+        storm.score > card.threshold,
+        "an NXDOMAIN storm scores {}",
+        storm.score
+    );
     let top = dohguard_anomaly::decision::top_features(&storm.contributions, 1);
     assert_eq!(card.features[top[0]], "dohguard:nxdomain:ratio");
     Ok(())

@@ -37,15 +37,24 @@ fn wait_for<T>(
             Ok(None) => {}
             Err(e) => last = format!("{e:#}"),
         }
-        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {timeout:?} ({last})");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?} ({last})"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 /// The value of the series written exactly as `series` (name plus labels) in `text`.
 fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 /// What the feature target serves: `name -> value`.
@@ -84,7 +93,9 @@ struct Detector {
 impl Detector {
     fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_dohguard-anomaly"));
-        command.args(["--listen", "127.0.0.1:0", "--interval-ms", "500"]).args(args);
+        command
+            .args(["--listen", "127.0.0.1:0", "--interval-ms", "500"])
+            .args(args);
         for (k, v) in env {
             command.env(k, v);
         }
@@ -161,7 +172,12 @@ fn the_detector_reports_reads_alerts_stores_and_survives_failures() -> anyhow::R
 
     // Every feature at its median except LATE, which is not there yet.
     let served = Served::default();
-    for (name, median) in card["features"].as_array().unwrap().iter().zip(card["medians"].as_array().unwrap()) {
+    for (name, median) in card["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(card["medians"].as_array().unwrap())
+    {
         if name != LATE {
             set(&served, name.as_str().unwrap(), median.as_f64());
         }
@@ -188,7 +204,10 @@ fn the_detector_reports_reads_alerts_stores_and_survives_failures() -> anyhow::R
             &es_url,
         ],
         &[
-            ("DOHGUARD_ANOMALY_ADMIN__TOKEN_FILE", token_file.to_str().unwrap()),
+            (
+                "DOHGUARD_ANOMALY_ADMIN__TOKEN_FILE",
+                token_file.to_str().unwrap(),
+            ),
             ("DOHGUARD_ANOMALY_ELASTICSEARCH__RETRY_MAX_MS", "500"),
             ("DOHGUARD_ANOMALY_MODEL__WATCH_INTERVAL_MS", "200"),
         ],
@@ -197,16 +216,22 @@ fn the_detector_reports_reads_alerts_stores_and_survives_failures() -> anyhow::R
     let missing = |f: &str| format!("dohguard_anomaly_feature_missing{{feature=\"{f}\"}}");
 
     // A feature Prometheus has no series for: a metric, one log line, scored anyway.
-    wait_for("evaluations with LATE missing", Duration::from_secs(60), || {
-        let m = detector.metrics()?;
-        let ok = sample(&m, ok_evals).unwrap_or(0.0) >= 4.0;
-        let late = sample(&m, &missing(LATE)) == Some(1.0);
-        let nx = sample(&m, &missing(NX)) == Some(0.0);
-        Ok((ok && late && nx).then_some(()))
-    })?;
+    wait_for(
+        "evaluations with LATE missing",
+        Duration::from_secs(60),
+        || {
+            let m = detector.metrics()?;
+            let ok = sample(&m, ok_evals).unwrap_or(0.0) >= 4.0;
+            let late = sample(&m, &missing(LATE)) == Some(1.0);
+            let nx = sample(&m, &missing(NX)) == Some(0.0);
+            Ok((ok && late && nx).then_some(()))
+        },
+    )?;
     assert_eq!(detector.value("dohguard_anomaly_prometheus_up")?, Some(1.0));
     assert_eq!(detector.value("dohguard_anomaly_alerting")?, Some(0.0));
-    let quiet = detector.value("dohguard_anomaly_score")?.expect("a score after evaluations");
+    let quiet = detector
+        .value("dohguard_anomaly_score")?
+        .expect("a score after evaluations");
     assert!(quiet < 1.0, "medians are quiet: score {quiet}");
     let log = detector.log();
     assert_eq!(
@@ -227,15 +252,25 @@ fn the_detector_reports_reads_alerts_stores_and_survives_failures() -> anyhow::R
         Ok((detector.value("dohguard_anomaly_alerting")? == Some(1.0)).then_some(()))
     })?;
     let m = detector.metrics()?;
-    let nx_share = sample(&m, &format!("dohguard_anomaly_contribution{{feature=\"{NX}\"}}"))
-        .expect("a contribution per feature");
-    assert!(nx_share > 0.9, "the NXDOMAIN share explains the score: {nx_share}");
+    let nx_share = sample(
+        &m,
+        &format!("dohguard_anomaly_contribution{{feature=\"{NX}\"}}"),
+    )
+    .expect("a contribution per feature");
+    assert!(
+        nx_share > 0.9,
+        "the NXDOMAIN share explains the score: {nx_share}"
+    );
     assert!(sample(&m, "dohguard_anomaly_score").unwrap() >= 4.0);
     assert_eq!(sample(&m, "dohguard_anomaly_anomalies_total"), Some(1.0));
     wait_for("failed document attempts", Duration::from_secs(30), || {
         let m = detector.metrics()?;
-        let failed = sample(&m, "dohguard_anomaly_documents_total{outcome=\"failed\"}").unwrap_or(0.0);
-        Ok((failed >= 1.0 && sample(&m, "dohguard_anomaly_documents_pending") == Some(1.0)).then_some(()))
+        let failed =
+            sample(&m, "dohguard_anomaly_documents_total{outcome=\"failed\"}").unwrap_or(0.0);
+        Ok(
+            (failed >= 1.0 && sample(&m, "dohguard_anomaly_documents_pending") == Some(1.0))
+                .then_some(()),
+        )
     })?;
 
     // The store comes up: the waiting document is delivered.
@@ -244,19 +279,31 @@ fn the_detector_reports_reads_alerts_stores_and_survives_failures() -> anyhow::R
         Ok(anomaly_docs(&store.url())?.into_iter().next())
     })?;
     assert_eq!(open["dohguard"]["anomaly"]["state"], "open", "{open}");
-    assert_eq!(open["dohguard"]["anomaly"]["features"][0]["name"], NX, "{open}");
-    assert_eq!(open["dohguard"]["anomaly"]["model_version"], "dohguard-anomaly-zscore-fixture-1");
+    assert_eq!(
+        open["dohguard"]["anomaly"]["features"][0]["name"], NX,
+        "{open}"
+    );
+    assert_eq!(
+        open["dohguard"]["anomaly"]["model_version"],
+        "dohguard-anomaly-zscore-fixture-1"
+    );
 
     // The storm ends: the anomaly resolves and its document is overwritten, same _id.
     set(&served, NX, Some(0.0));
     wait_for("resolved", Duration::from_secs(60), || {
         Ok((detector.value("dohguard_anomaly_alerting")? == Some(0.0)).then_some(()))
     })?;
-    let resolved = wait_for("the resolved anomaly stored", Duration::from_secs(30), || {
-        let docs = anomaly_docs(&store.url())?;
-        anyhow::ensure!(docs.len() == 1, "one document per anomaly: {docs:?}");
-        Ok(docs.into_iter().find(|d| d["dohguard"]["anomaly"]["state"] == "resolved"))
-    })?;
+    let resolved = wait_for(
+        "the resolved anomaly stored",
+        Duration::from_secs(30),
+        || {
+            let docs = anomaly_docs(&store.url())?;
+            anyhow::ensure!(docs.len() == 1, "one document per anomaly: {docs:?}");
+            Ok(docs
+                .into_iter()
+                .find(|d| d["dohguard"]["anomaly"]["state"] == "resolved"))
+        },
+    )?;
     assert_eq!(resolved["event"]["id"], open["event"]["id"]);
     assert!(resolved["event"]["end"].is_string(), "{resolved}");
     assert!(resolved["dohguard"]["anomaly"]["score"].as_f64().unwrap() >= 4.0);
@@ -265,7 +312,11 @@ fn the_detector_reports_reads_alerts_stores_and_survives_failures() -> anyhow::R
     let good_onnx = std::fs::read(model_dir.join("model.onnx"))?;
     std::fs::write(model_dir.join("model.onnx"), b"not an onnx file")?;
     wait_for("a failed reload", Duration::from_secs(30), || {
-        Ok((detector.value("dohguard_anomaly_model_reloads_total{outcome=\"failed\"}")?.unwrap_or(0.0) >= 1.0).then_some(()))
+        Ok((detector
+            .value("dohguard_anomaly_model_reloads_total{outcome=\"failed\"}")?
+            .unwrap_or(0.0)
+            >= 1.0)
+            .then_some(()))
     })?;
     let before = detector.value(ok_evals)?.unwrap();
     wait_for("evaluations go on", Duration::from_secs(30), || {
@@ -277,7 +328,11 @@ fn the_detector_reports_reads_alerts_stores_and_survives_failures() -> anyhow::R
     // The reload endpoint wants the token.
     assert_eq!(detector.reload(None)?, 401);
     assert_eq!(detector.reload(Some("wrong-token-wrong-token-wrong"))?, 401);
-    assert_eq!(detector.reload(Some(TOKEN))?, 422, "the file is still broken");
+    assert_eq!(
+        detector.reload(Some(TOKEN))?,
+        422,
+        "the file is still broken"
+    );
 
     // A good new model is taken.
     std::fs::write(model_dir.join("model.onnx"), &good_onnx)?;
@@ -293,8 +348,15 @@ fn the_detector_reports_reads_alerts_stores_and_survives_failures() -> anyhow::R
     prometheus.process().stop();
     wait_for("prometheus_up 0", Duration::from_secs(30), || {
         let m = detector.metrics()?;
-        let errors = sample(&m, "dohguard_anomaly_evaluations_total{outcome=\"prometheus_error\"}").unwrap_or(0.0);
-        Ok((sample(&m, "dohguard_anomaly_prometheus_up") == Some(0.0) && errors >= 4.0).then_some(()))
+        let errors = sample(
+            &m,
+            "dohguard_anomaly_evaluations_total{outcome=\"prometheus_error\"}",
+        )
+        .unwrap_or(0.0);
+        Ok(
+            (sample(&m, "dohguard_anomaly_prometheus_up") == Some(0.0) && errors >= 4.0)
+                .then_some(()),
+        )
     })?;
     detector.process.check_running()?;
     let log = detector.log();

@@ -120,16 +120,28 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
 
     // Normal traffic: the demo zone's names from two clients.
     let stop_normal = Arc::new(AtomicBool::new(false));
-    let normal = traffic(port, Ipv4Addr::new(127, 0, 0, 10), 4, stop_normal.clone(), |i| {
-        ["www.example.test", "allowed.example.test"][(i % 2) as usize].to_owned()
-    });
-    wait_for("a quiet score scraped by Prometheus", Duration::from_secs(60), || {
-        let evaluated = value("dohguard_anomaly_evaluations_total{outcome=\"ok\"}")?.unwrap_or(0.0);
-        let queries = value("dohguard:queries:rate")?.unwrap_or(0.0);
-        Ok((evaluated >= 5.0 && queries > 0.0).then_some(()))
-    })?;
+    let normal = traffic(
+        port,
+        Ipv4Addr::new(127, 0, 0, 10),
+        4,
+        stop_normal.clone(),
+        |i| ["www.example.test", "allowed.example.test"][(i % 2) as usize].to_owned(),
+    );
+    wait_for(
+        "a quiet score scraped by Prometheus",
+        Duration::from_secs(60),
+        || {
+            let evaluated =
+                value("dohguard_anomaly_evaluations_total{outcome=\"ok\"}")?.unwrap_or(0.0);
+            let queries = value("dohguard:queries:rate")?.unwrap_or(0.0);
+            Ok((evaluated >= 5.0 && queries > 0.0).then_some(()))
+        },
+    )?;
     let quiet = value("dohguard_anomaly_score")?.expect("the score is scraped");
-    assert!(quiet < 4.0, "normal traffic is not anomalous: score {quiet}");
+    assert!(
+        quiet < 4.0,
+        "normal traffic is not anomalous: score {quiet}"
+    );
     assert_eq!(value("dohguard_anomaly_alerting")?, Some(0.0));
     assert!(
         hook.annotations_of("DohguardAnomaly").is_empty(),
@@ -139,19 +151,29 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
 
     // The fault: one client asks for names that do not exist, 15 a second.
     let stop_storm = Arc::new(AtomicBool::new(false));
-    let storm = traffic(port, Ipv4Addr::new(127, 0, 0, 66), 15, stop_storm.clone(), |i| {
-        format!("nx{i}-{}.example.test", std::process::id())
-    });
-    let raised = wait_for("dohguard_anomaly_score over the threshold", Duration::from_secs(60), || {
-        Ok(value("dohguard_anomaly_score")?.filter(|s| *s >= 4.0))
-    });
+    let storm = traffic(
+        port,
+        Ipv4Addr::new(127, 0, 0, 66),
+        15,
+        stop_storm.clone(),
+        |i| format!("nx{i}-{}.example.test", std::process::id()),
+    );
+    let raised = wait_for(
+        "dohguard_anomaly_score over the threshold",
+        Duration::from_secs(60),
+        || Ok(value("dohguard_anomaly_score")?.filter(|s| *s >= 4.0)),
+    );
     let fired = raised.and_then(|_| {
-        wait_for("DohguardAnomaly firing at the webhook", Duration::from_secs(60), || {
-            Ok(hook
-                .annotations_of("DohguardAnomaly")
-                .into_iter()
-                .find(|(status, _)| status == "firing"))
-        })
+        wait_for(
+            "DohguardAnomaly firing at the webhook",
+            Duration::from_secs(60),
+            || {
+                Ok(hook
+                    .annotations_of("DohguardAnomaly")
+                    .into_iter()
+                    .find(|(status, _)| status == "firing"))
+            },
+        )
     });
     stop_storm.store(true, Ordering::Relaxed);
     let storm_sent = storm.join().expect("storm thread");
@@ -163,31 +185,45 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
     );
 
     // The storm is over: the alert resolves at the webhook.
-    wait_for("DohguardAnomaly resolved at the webhook", Duration::from_secs(120), || {
-        Ok(hook
-            .annotations_of("DohguardAnomaly")
-            .iter()
-            .any(|(status, _)| status == "resolved")
-            .then_some(()))
-    })?;
+    wait_for(
+        "DohguardAnomaly resolved at the webhook",
+        Duration::from_secs(120),
+        || {
+            Ok(hook
+                .annotations_of("DohguardAnomaly")
+                .iter()
+                .any(|(status, _)| status == "resolved")
+                .then_some(()))
+        },
+    )?;
     stop_normal.store(true, Ordering::Relaxed);
     normal.join().expect("traffic thread");
 
     // And the anomaly is on the record next to the verdicts.
-    let doc = wait_for("the resolved anomaly document", Duration::from_secs(30), || {
-        let url = format!("{store_url}/logs-dohguard.anomalies-*/_search");
-        let (status, reply) = dohguard_launcher::http::post_json(
-            &url,
-            &serde_json::json!({"query": {"term": {"dohguard.anomaly.state": "resolved"}}}),
-        )?;
-        anyhow::ensure!(status == 200 || status == 404, "{url}: {status} {reply}");
-        Ok(reply["hits"]["hits"]
-            .as_array()
-            .and_then(|h| h.first())
-            .map(|h| h["_source"].clone()))
-    })?;
-    assert_eq!(doc["dohguard"]["anomaly"]["features"][0]["name"], NX, "{doc}");
-    assert!(doc["dohguard"]["anomaly"]["score"].as_f64().unwrap() >= 4.0, "{doc}");
+    let doc = wait_for(
+        "the resolved anomaly document",
+        Duration::from_secs(30),
+        || {
+            let url = format!("{store_url}/logs-dohguard.anomalies-*/_search");
+            let (status, reply) = dohguard_launcher::http::post_json(
+                &url,
+                &serde_json::json!({"query": {"term": {"dohguard.anomaly.state": "resolved"}}}),
+            )?;
+            anyhow::ensure!(status == 200 || status == 404, "{url}: {status} {reply}");
+            Ok(reply["hits"]["hits"]
+                .as_array()
+                .and_then(|h| h.first())
+                .map(|h| h["_source"].clone()))
+        },
+    )?;
+    assert_eq!(
+        doc["dohguard"]["anomaly"]["features"][0]["name"], NX,
+        "{doc}"
+    );
+    assert!(
+        doc["dohguard"]["anomaly"]["score"].as_f64().unwrap() >= 4.0,
+        "{doc}"
+    );
     assert!(doc["event"]["end"].is_string(), "{doc}");
     Ok(())
 }
