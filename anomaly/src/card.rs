@@ -204,7 +204,8 @@ mod tests {
     #[test]
     fn bad_cards_name_the_field() {
         let base = fixture_card();
-        let cases: Vec<(Box<dyn Fn(&mut AnomalyCard)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut AnomalyCard)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|c| c.features.clear()), "features is empty"),
             (
                 Box::new(|c| c.features[0] = "rate(x[1m])".into()),
