@@ -76,9 +76,9 @@ pub const CONTRIBUTIONS_OUTPUT: &str = "contributions";
 impl AnomalyCard {
     /// Reads and validates a card file.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ModelError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let card: AnomalyCard = serde_json::from_str(&text).map_err(|e| ModelError::Card {
             path: path.to_owned(),

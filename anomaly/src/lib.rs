@@ -29,10 +29,11 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    #[error("{}: {source}", path.display())]
+    /// `error` is shown in the message (not chained as a source, so it is not printed twice).
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("model card {}: {problem}", path.display())]
     Card { path: PathBuf, problem: String },

@@ -72,9 +72,9 @@ impl LoadedModel {
     pub fn load(card_path: &Path) -> Result<Self, ModelError> {
         let card = AnomalyCard::load(card_path)?;
         let onnx_path = card.onnx_path(card_path);
-        let bytes = std::fs::read(&onnx_path).map_err(|source| ModelError::Io {
+        let bytes = std::fs::read(&onnx_path).map_err(|error| ModelError::Io {
             path: onnx_path.clone(),
-            source,
+            error,
         })?;
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != card.sha256 {
