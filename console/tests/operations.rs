@@ -334,7 +334,7 @@ async fn bad_input_on_pages_is_a_clear_message_and_expired_sessions_say_so() {
             "/log?client=10.0.0.0%2F33",
             "neither an IP address nor a CIDR block",
         ),
-        ("/overview?range=2w", "use 15m, 1h, 24h, 7d, or from/to"),
+        ("/overview?range=2w", "use 15m, 1h, 24h, 7d, or from"),
         (
             "/log?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z",
             "must be after from",
@@ -380,10 +380,25 @@ async fn bad_input_on_pages_is_a_clear_message_and_expired_sessions_say_so() {
 async fn the_console_serves_https_to_a_client_that_trusts_its_certificate() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let f = Fixture::start().await;
-    let files = dohguard_launcher::tls::ensure_self_signed(&f.dir.path().join("tls")).unwrap();
+    // A self-signed end-entity certificate for localhost (CA:FALSE: rustls refuses a CA
+    // certificate presented as the server's own).
+    let (cert, key) = (f.dir.path().join("cert.pem"), f.dir.path().join("key.pem"));
+    let openssl = dohguard_launcher::tools::find(dohguard_launcher::tools::Tool::Openssl).unwrap();
+    let out = std::process::Command::new(openssl)
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config = dohguard_console::tls::TlsConfig {
-        cert_file: files.cert.clone(),
-        key_file: files.key.clone(),
+        cert_file: cert.clone(),
+        key_file: key.clone(),
     };
     let server = dohguard_console::tls::server_config(&config).unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -412,7 +427,7 @@ async fn the_console_serves_https_to_a_client_that_trusts_its_certificate() {
     // ...one that does gets the console, and a plain-HTTP request gets no HTTP answer.
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&files.cert).unwrap() {
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     let connector = tokio_rustls::TlsConnector::from(client(roots));
