@@ -16,6 +16,9 @@
 //!   whose histogram interval is whole minutes (the 24 h and 7 d presets, custom ranges of
 //!   two hours or more) when the cache covers the range: cached minutes, plus one search over
 //!   the uncovered edges (the partial first minute and the minutes since the last fill).
+//!   The minutes of each whole hour are also kept merged, so a 24-hour overview merges at
+//!   most 24 hours and 118 minutes of domain and client counts (the timeline still comes
+//!   from every minute's three verdict counts).
 //!   Anything else (other filters, the 15 min and 1 h presets with their sub-minute
 //!   intervals, ranges older than the window) is aggregated from the documents as before.
 //!
@@ -38,6 +41,7 @@ use crate::{
 };
 
 const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
 /// Largest `terms` size asked per minute (distinct domains or clients in one minute).
 const TERMS_PER_MINUTE: usize = 100_000;
 
@@ -230,6 +234,9 @@ pub fn interval_ms(interval: &str) -> Option<i64> {
 struct Cached {
     /// Minute start -> aggregates, for every minute in `[start, end)` (absent: no queries).
     minutes: BTreeMap<i64, Minute>,
+    /// Hour start -> its minutes merged, for every whole hour inside `[start, end)`: an
+    /// overview merges at most 24 of these plus the minutes at the ends, not 1,440 minutes.
+    hours: BTreeMap<i64, Minute>,
     /// First and one-past-last minute covered (equal while nothing is filled).
     start: i64,
     end: i64,
@@ -238,6 +245,25 @@ struct Cached {
 impl Cached {
     fn total(&self) -> u64 {
         self.minutes.values().map(|m| m.total).sum()
+    }
+
+    /// Merges the whole hours inside `[start, end)` that are not merged yet, and forgets
+    /// those that no longer are inside.
+    fn merge_hours(&mut self) {
+        let first = (self.start + HOUR_MS - 1).div_euclid(HOUR_MS) * HOUR_MS;
+        let (start, end) = (self.start, self.end);
+        self.hours.retain(|h, _| *h >= start && *h + HOUR_MS <= end);
+        let mut h = first;
+        while h + HOUR_MS <= self.end {
+            if !self.hours.contains_key(&h) {
+                let mut merged = Minute::default();
+                for m in self.minutes.range(h..h + HOUR_MS).map(|(_, m)| m) {
+                    merged.merge(m);
+                }
+                self.hours.insert(h, merged);
+            }
+            h += HOUR_MS;
+        }
     }
 }
 
@@ -297,6 +323,7 @@ impl OverviewCache {
             report.dropped_minutes += c.minutes.len() as u64;
             *c = Cached {
                 minutes: BTreeMap::new(),
+                hours: BTreeMap::new(),
                 start,
                 end,
             };
@@ -319,6 +346,7 @@ impl OverviewCache {
             c.start = c.start.max(want_start);
         }
         report.refilled_minutes = self.reconcile(store, index).await?;
+        self.cached.write().await.merge_hours();
         let c = self.cached.read().await;
         if c.end > c.start {
             report.covered_from = Some(rfc3339(at(c.start)));
@@ -397,6 +425,7 @@ impl OverviewCache {
                 Some(m) => c.minutes.insert(*t, m),
                 None => c.minutes.remove(t),
             };
+            c.hours.remove(&(t.div_euclid(HOUR_MS) * HOUR_MS));
         }
         tracing::info!(
             minutes = stale.len(),
@@ -459,9 +488,28 @@ impl OverviewCache {
             })
             .collect();
         let mut all = Minute::default();
+        // Whole merged hours where they fit, single minutes elsewhere.
+        let mut t = first_full;
+        while t < covered_end {
+            match c.hours.get(&t).filter(|_| t + HOUR_MS <= covered_end) {
+                Some(hour) => {
+                    all.merge(hour);
+                    t += HOUR_MS;
+                }
+                None => {
+                    if let Some(m) = c.minutes.get(&t) {
+                        all.merge(m);
+                    }
+                    t += MINUTE_MS;
+                }
+            }
+        }
+        for (_, m) in &edge_minutes {
+            all.merge(m);
+        }
+        // The timeline from every minute's verdict counts (three numbers each).
         let cached = c.minutes.range(first_full..covered_end);
         for (t, m) in cached.chain(edge_minutes.iter()) {
-            all.merge(m);
             let p = timeline
                 .entry(t.div_euclid(step) * step)
                 .or_insert_with(|| Point {
