@@ -504,7 +504,7 @@ impl OverviewCache {
                 }
             }
         }
-        for (_, m) in &edge_minutes {
+        for m in edge_minutes.values() {
             all.merge(m);
         }
         // The timeline from every minute's verdict counts (three numbers each).

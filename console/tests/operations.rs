@@ -29,7 +29,7 @@ fn spread() -> Vec<DecisionEvent> {
                 verdict,
                 Layer::Model,
             );
-            e.model_version = Some(if i % 4 == 0 { "m2" } else { "m1" }.into());
+            e.model_version = Some(if i.is_multiple_of(4) { "m2" } else { "m1" }.into());
             e.score = Some(0.1 + (k as f32) / 20.0);
             out.push(e);
             i += 1;
@@ -385,7 +385,14 @@ async fn the_console_serves_https_to_a_client_that_trusts_its_certificate() {
     let (cert, key) = (f.dir.path().join("cert.pem"), f.dir.path().join("key.pem"));
     let openssl = dohguard_launcher::tools::find(dohguard_launcher::tools::Tool::Openssl).unwrap();
     let out = std::process::Command::new(openssl)
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
@@ -395,7 +402,11 @@ async fn the_console_serves_https_to_a_client_that_trusts_its_certificate() {
         .arg(&cert)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config = dohguard_console::tls::TlsConfig {
         cert_file: cert.clone(),
         key_file: key.clone(),
