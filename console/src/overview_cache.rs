@@ -455,11 +455,14 @@ impl OverviewCache {
         let (from, to) = filter.range.bounds(now);
         let (from_ms, to_ms) = (ms(from), ms(to));
         let first_full = (from_ms + MINUTE_MS - 1).div_euclid(MINUTE_MS) * MINUTE_MS;
-        let c = self.cached.read().await;
-        let covered_end = c.end.min((to_ms + 1).div_euclid(MINUTE_MS) * MINUTE_MS);
-        if c.end <= c.start || first_full < c.start || covered_end <= first_full {
-            return Ok(None);
-        }
+        let covered_end = {
+            let c = self.cached.read().await;
+            let covered_end = c.end.min((to_ms + 1).div_euclid(MINUTE_MS) * MINUTE_MS);
+            if c.end <= c.start || first_full < c.start || covered_end <= first_full {
+                return Ok(None);
+            }
+            covered_end
+        };
         // The range's own bounds (`lte to`, as the live overview), less the cached minutes.
         let edges = json!({"bool": {
             "filter": filter.query(now)["bool"]["filter"].clone(),
@@ -487,6 +490,11 @@ impl OverviewCache {
                 )
             })
             .collect();
+        // The lock is not held across the search; the cache may have moved meanwhile.
+        let c = self.cached.read().await;
+        if first_full < c.start || c.end < covered_end {
+            return Ok(None);
+        }
         let mut all = Minute::default();
         // Whole merged hours where they fit, single minutes elsewhere.
         let mut t = first_full;
