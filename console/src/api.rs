@@ -200,6 +200,12 @@ pub async fn overview_data(
 ) -> Result<(LogFilter, overview::Overview), ApiError> {
     let filter = LogFilter::parse(params, &[])?;
     let now = OffsetDateTime::now_utc();
+    if let Some(cache) = &state.overview_cache {
+        let index = &state.store.indices.verdicts;
+        if let Some(data) = cache.overview(&state.store, index, &filter, now).await? {
+            return Ok((filter, data));
+        }
+    }
     let reply = state
         .store
         .search(&state.store.indices.verdicts, overview::body(&filter, now))

@@ -9,7 +9,7 @@ use axum::{
 };
 use tower_http::trace::TraceLayer;
 
-use crate::{api, config::Config, pages, store::Store};
+use crate::{account, api, config::Config, pages, store::Store};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -17,6 +17,8 @@ pub struct AppState {
     pub store: Store,
     pub pages: Arc<minijinja::Environment<'static>>,
     pub http: reqwest::Client,
+    /// The overview's minute cache (absent when `overview_cache.enabled` is off).
+    pub overview_cache: Option<Arc<crate::overview_cache::OverviewCache>>,
 }
 
 impl AppState {
@@ -28,7 +30,13 @@ impl AppState {
             .no_proxy()
             .build()
             .map_err(|e| crate::store::StoreError::Client(e.to_string()))?;
+        let overview_cache = config.overview_cache.enabled.then(|| {
+            Arc::new(crate::overview_cache::OverviewCache::new(
+                config.overview_cache.clone(),
+            ))
+        });
         Ok(Self {
+            overview_cache,
             config: Arc::new(config),
             store,
             pages: Arc::new(pages::environment()),
@@ -42,6 +50,35 @@ impl AppState {
         self.store.ensure_indices().await?;
         crate::auth::ensure_initial_admin(self).await
     }
+
+    /// Refreshes the overview's minute cache every `overview_cache.tick_s` (a failed refresh
+    /// is logged and retried at the next tick; the overview meanwhile reads the documents).
+    pub fn spawn_overview_cache(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let cache = self.overview_cache.clone()?;
+        let store = self.store.clone();
+        let tick = std::time::Duration::from_secs(cache.config().tick_s);
+        Some(tokio::spawn(async move {
+            loop {
+                let started = std::time::Instant::now();
+                let index = store.indices.verdicts.clone();
+                match cache
+                    .refresh(&store, &index, time::OffsetDateTime::now_utc())
+                    .await
+                {
+                    Ok(r) if r.filled_minutes > 1 || r.refilled_minutes > 0 => {
+                        tracing::info!(
+                            ?r,
+                            took_ms = started.elapsed().as_millis() as u64,
+                            "overview cache refreshed"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "overview cache refresh failed"),
+                }
+                tokio::time::sleep(tick).await;
+            }
+        }))
+    }
 }
 
 pub fn app(state: AppState) -> Router {
@@ -51,7 +88,16 @@ pub fn app(state: AppState) -> Router {
         .route("/api/login", post(api::login))
         .route("/api/logout", post(api::logout))
         .route("/api/me", get(api::me))
-        .route("/api/users", post(api::create_user))
+        .route(
+            "/api/users",
+            post(api::create_user).get(account::list_users),
+        )
+        .route("/api/me/password", post(account::change_password))
+        .route(
+            "/api/users/{username}/password",
+            post(account::reset_password),
+        )
+        .route("/account", get(account::page))
         .route("/api/audit", get(api::audit))
         .route("/api/overview", get(api::overview))
         .route("/api/log", get(api::log))

@@ -138,6 +138,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// The stored id of this session (the SHA-256 of its token).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     pub fn require(&self, needed: Role) -> Result<(), ApiError> {
         if self.role >= needed {
             Ok(())

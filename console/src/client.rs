@@ -4,6 +4,9 @@
 //! upstream. A DGA-infected host asks for many names nobody asked for before, and most of
 //! them do not exist, whatever the names look like.
 //!
+//! The risk trend gives, per timeline bucket, the share of the client's queries that were
+//! blocked or monitored and the mean and highest model score of its scored queries.
+//!
 //! Two searches: the client's own aggregations over the range, then, for the (at most
 //! [`FIRST_SEEN_CANDIDATES`]) domains it asked for, the earliest query by anyone, at any time.
 
@@ -37,6 +40,52 @@ pub struct ClientView {
     pub first_seen_nxdomain: u64,
     /// `first_seen_nxdomain / first_seen_domains` (absent when it queried no new domain).
     pub first_seen_nxdomain_rate: Option<f64>,
+    /// The risk trend, one point per timeline bucket.
+    pub risk: Vec<RiskPoint>,
+}
+
+/// One bucket of the client's risk trend: the share of its queries that were blocked or
+/// monitored, and the mean and highest model score of its scored queries (absent when the
+/// bucket has no queries, or none scored).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RiskPoint {
+    pub t: i64,
+    pub queries: u64,
+    pub flagged_share: Option<f64>,
+    pub mean_score: Option<f64>,
+    pub max_score: Option<f64>,
+}
+
+/// The score statistics per timeline bucket (same buckets as the timeline).
+fn risk_agg(filter: &LogFilter, now: OffsetDateTime) -> Value {
+    let mut agg = timeline_agg(filter, now);
+    agg["aggs"] = json!({
+        "mean": {"avg": {"field": "dohguard.score"}},
+        "max": {"max": {"field": "dohguard.score"}}
+    });
+    agg
+}
+
+/// Joins the timeline's verdict counts with the score statistics of the `risk` reply.
+pub fn risk_points(timeline: &[Point], risk: &Value) -> Result<Vec<RiskPoint>, String> {
+    let buckets = risk["buckets"]
+        .as_array()
+        .ok_or("the reply lacks the risk aggregation")?;
+    Ok(timeline
+        .iter()
+        .map(|p| {
+            let queries = p.allow + p.monitor + p.block;
+            let stats = buckets.iter().find(|b| b["key"].as_i64() == Some(p.t));
+            let stat = |k: &str| stats.and_then(|b| b[k]["value"].as_f64());
+            RiskPoint {
+                t: p.t,
+                queries,
+                flagged_share: (queries > 0).then(|| (p.monitor + p.block) as f64 / queries as f64),
+                mean_score: stat("mean"),
+                max_score: stat("max"),
+            }
+        })
+        .collect())
 }
 
 fn upstream_nxdomain() -> Value {
@@ -58,6 +107,7 @@ pub fn body(filter: &LogFilter, now: OffsetDateTime) -> Value {
         "query": filter.query(now),
         "aggs": {
             "timeline": timeline_agg(filter, now),
+            "risk": risk_agg(filter, now),
             "verdicts": {"terms": {"field": "dohguard.verdict", "size": 3}},
             "unique_domains": {"cardinality": {"field": "dns.question.registered_domain", "precision_threshold": 40000}},
             "top_domains": {"terms": {"field": "dns.question.registered_domain", "size": TOP}},
@@ -159,14 +209,20 @@ pub fn parse(
         }
     };
     let nx = first.iter().filter(|c| c.nxdomain > 0).count() as u64;
+    let timeline = match get("timeline")? {
+        Value::Null => Vec::new(),
+        agg => timeline_points(agg)?,
+    };
+    let risk = match get("risk")? {
+        Value::Null => Vec::new(),
+        agg => risk_points(&timeline, agg)?,
+    };
     Ok(ClientView {
         client: client.to_owned(),
         total,
         log_href: filter.link(&[]),
-        timeline: match get("timeline")? {
-            Value::Null => Vec::new(),
-            agg => timeline_points(agg)?,
-        },
+        timeline,
+        risk,
         verdicts: buckets(get("verdicts")?, |k| filter.link(&[("verdict", k)])),
         unique_domains: get("unique_domains")?["value"].as_u64().unwrap_or_default(),
         top_domains: buckets(get("top_domains")?, |k| filter.link(&[("domain", k)])),
@@ -192,6 +248,36 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn risk_joins_counts_and_scores_per_bucket() {
+        let timeline = vec![
+            Point {
+                t: 0,
+                allow: 3,
+                monitor: 0,
+                block: 1,
+            },
+            Point {
+                t: 60,
+                allow: 0,
+                monitor: 0,
+                block: 0,
+            },
+        ];
+        let risk = json!({"buckets": [
+            {"key": 0, "mean": {"value": 0.25}, "max": {"value": 0.97}},
+            {"key": 60, "mean": {"value": null}, "max": {"value": null}}
+        ]});
+        let r = risk_points(&timeline, &risk).unwrap();
+        assert_eq!(r[0].flagged_share, Some(0.25));
+        assert_eq!((r[0].mean_score, r[0].max_score), (Some(0.25), Some(0.97)));
+        assert_eq!(
+            (r[1].queries, r[1].flagged_share, r[1].mean_score),
+            (0, None, None)
+        );
+        assert!(risk_points(&timeline, &json!({})).is_err());
+    }
 
     #[test]
     fn first_means_no_one_asked_earlier() {

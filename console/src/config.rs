@@ -48,6 +48,10 @@ pub struct Config {
     /// The scorer's base URL, asked for the thresholds in force (`GET /v1/model`) when a
     /// verdict is explained; empty to not ask.
     pub scorer_url: String,
+    /// The overview's minute cache (`overview_cache.rs`).
+    pub overview_cache: crate::overview_cache::OverviewCacheConfig,
+    /// HTTPS instead of plain HTTP (`tls.rs`): both files, or neither.
+    pub tls: crate::tls::TlsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -123,6 +127,8 @@ impl Default for Config {
             vetting: VettingConfig::default(),
             assets_dir: PathBuf::from("console/web/node_modules"),
             scorer_url: "http://127.0.0.1:8090".into(),
+            overview_cache: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -289,6 +295,20 @@ impl Config {
         if self.log.export_batch == 0 || self.log.export_batch > 10_000 {
             return Err(invalid("log.export_batch", "must be in 1..=10000"));
         }
+        let oc = &self.overview_cache;
+        for (key, v, max) in [
+            ("overview_cache.window_h", oc.window_h, 24 * 8),
+            ("overview_cache.tick_s", oc.tick_s, 3600),
+            ("overview_cache.fill_chunk_min", oc.fill_chunk_min, 24 * 60),
+            ("overview_cache.grace_s", oc.grace_s + 1, 3601),
+        ] {
+            if v == 0 || v > max {
+                return Err(invalid(key, format!("must be in 1..={max}")));
+            }
+        }
+        self.tls
+            .validate()
+            .map_err(|(key, problem)| invalid(key, problem))?;
         Ok(())
     }
 }

@@ -4,11 +4,16 @@
 //!
 //! - [`config`]: typed configuration (file, environment, flags), validated once.
 //! - [`store`]: Elasticsearch access and the console's index mappings.
+//! - [`account`]: password change and admin reset, the user list.
 //! - [`auth`], [`audit`]: users, roles, argon2 passwords, sessions, CSRF; the audit trail.
 //! - [`time_range`], [`query_log`], [`overview`], [`domain`], [`client`], [`vetting`], [`labels`]: the pure logic (URL filters
 //!   to queries, search_after cursors, aggregations to numbers, label validation).
+//! - [`overview_cache`]: per-minute partial aggregates so the overview does not aggregate
+//!   every document of the day on each request.
+//! - [`tls`]: optional HTTPS (rustls).
 //! - [`api`], [`pages`], [`app`]: HTTP glue; [`app::app`] is the router as a value.
 
+pub mod account;
 pub mod api;
 pub mod app;
 pub mod audit;
@@ -19,10 +24,12 @@ pub mod domain;
 pub mod error;
 pub mod labels;
 pub mod overview;
+pub mod overview_cache;
 pub mod pages;
 pub mod query_log;
 pub mod store;
 pub mod time_range;
+pub mod tls;
 pub mod vetting;
 
 pub use app::{app, AppState};

@@ -58,19 +58,32 @@ async fn main() -> anyhow::Result<()> {
     };
     let listen = config.listen;
     let admin = config.admin.clone();
+    let tls = if config.tls.enabled() {
+        match dohguard_console::tls::server_config(&config.tls) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("dohguard-console: {e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        None
+    };
     let state = AppState::new(config).context("Elasticsearch client")?;
     let password = state
         .prepare()
         .await
         .context("preparing the console's indices in Elasticsearch")?;
+    state.spawn_overview_cache();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let password_file = admin.password_file.display().to_string();
     println!(
         "{}",
-        serde_json::json!({"listen": local.to_string(), "url": format!("http://{local}/"),
+        serde_json::json!({"listen": local.to_string(), "url": format!("{scheme}://{local}/"),
                            "initial_admin": admin.initial_user,
                            "initial_admin_created": password.is_some(),
                            "password_file": password_file})
@@ -92,9 +105,19 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     tracing::info!(%local, "dohguard-console listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    match tls {
+        Some(tls) => {
+            let listener = dohguard_console::tls::TlsListener::new(listener, tls)?;
+            axum::serve(listener, app(state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        None => {
+            axum::serve(listener, app(state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+    }
     Ok(())
 }
 

@@ -27,6 +27,7 @@ pub fn environment() -> Environment<'static> {
         ("domain.html", include_str!("../templates/domain.html")),
         ("client.html", include_str!("../templates/client.html")),
         ("vetting.html", include_str!("../templates/vetting.html")),
+        ("account.html", include_str!("../templates/account.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse");
@@ -34,7 +35,7 @@ pub fn environment() -> Environment<'static> {
     env
 }
 
-fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
+pub(crate) fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
     match state.pages.get_template(name).and_then(|t| t.render(ctx)) {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -46,7 +47,7 @@ fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
 
 /// A page's answer to an error: to the login page when there is no valid session, else
 /// the error page with the same message the API gives.
-fn page_error(state: &AppState, session: Option<&Session>, e: ApiError) -> Response {
+pub(crate) fn page_error(state: &AppState, session: Option<&Session>, e: ApiError) -> Response {
     match e {
         ApiError::NotLoggedIn => Redirect::to("/login").into_response(),
         ApiError::SessionExpired => Redirect::to("/login?expired=1").into_response(),
@@ -127,6 +128,22 @@ pub async fn log(
                 },
             )
         }
+        // Bad filter input: the form again, with the message and the field marked.
+        Err(ApiError::BadInput { field, detail }) => {
+            let message = ApiError::bad(field.clone(), detail).to_string();
+            let mut r = render(
+                &state,
+                "log.html",
+                context! {
+                    title => "Query log", user => &session.username, role => session.role.as_str(), csrf => &session.csrf_token,
+                    page => context! { total => "–", rows => Vec::<()>::new() }, q => &q, export_query => "",
+                    presets => PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                    problem => message, problem_field => field,
+                },
+            );
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r
+        }
         Err(e) => page_error(&state, Some(&session), e),
     }
 }
@@ -200,6 +217,7 @@ pub async fn client(
                 title => format!("Client {}", view.client), user => &session.username, role => session.role.as_str(), csrf => &session.csrf_token,
                 c => minijinja::Value::from_serialize(&view),
                 timeline_json => serde_json::to_string(&view.timeline).expect("serialises"),
+                risk_json => serde_json::to_string(&view.risk).expect("serialises"),
                 presets => PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
                 range => q.get("range").cloned().unwrap_or_else(|| "24h".into()),
             },

@@ -283,6 +283,11 @@ impl LogFilter {
         Ok(filter)
     }
 
+    /// Whether only the time range filters (what the overview's minute cache can answer).
+    pub fn is_range_only(&self) -> bool {
+        self.must.is_empty() && self.must_not.is_empty()
+    }
+
     /// The Elasticsearch `query` at `now` (relative ranges end there).
     pub fn query(&self, now: OffsetDateTime) -> Value {
         let mut filter = vec![

@@ -249,6 +249,20 @@ impl Store {
         check(status, body).map(|_| true)
     }
 
+    /// Stores `doc` as `id`, replacing the document of that id (visible when this returns).
+    pub async fn put(&self, index: &str, id: &str, doc: &Value) -> Result<(), StoreError> {
+        let response = self
+            .client
+            .index(IndexParts::IndexId(index, id))
+            .refresh(Refresh::WaitFor)
+            .body(doc)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let (status, body) = body_of(response).await?;
+        check(status, body).map(|_| ())
+    }
+
     /// Appends `doc` with a generated id, visible to searches when this returns.
     pub async fn append(&self, index: &str, doc: &Value) -> Result<(), StoreError> {
         let response = self

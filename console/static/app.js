@@ -64,10 +64,10 @@ const dohguard = (() => {
     const s1 = block, s2 = block.map((v, i) => v + monitor[i]), s3 = s2.map((v, i) => v + allow[i]);
     const step = t.length > 1 ? t[1] - t[0] : 60;
     const opts = {
-      width: el.clientWidth || 900, height: 220,
-      series: [{}, { label: "allow (stacked total)", stroke: "#3b7d3b", fill: "rgba(59,125,59,.25)" },
-        { label: "monitor + block", stroke: "#c98a00", fill: "rgba(201,138,0,.35)" },
-        { label: "block", stroke: "#b3261e", fill: "rgba(179,38,30,.45)" }],
+      width: el.clientWidth || 900, height: 220, legend: { live: false },
+      series: [{}, { label: "allow (stacked total)", stroke: "#3b7d3b", fill: "rgba(59,125,59,.25)", points: { show: false } },
+        { label: "monitor + block", stroke: "#c98a00", fill: "rgba(201,138,0,.35)", points: { show: false } },
+        { label: "block", stroke: "#b3261e", fill: "rgba(179,38,30,.45)", points: { show: false } }],
       axes: [{}, { size: 50 }],
       cursor: { drag: { x: false, y: false } },
       hooks: { ready: [(u) => u.over.addEventListener("click", () => {
@@ -79,6 +79,21 @@ const dohguard = (() => {
       })] },
     };
     new uPlot(opts, [t, s3, s2, s1], el);
+  }
+  // The client's risk trend (uPlot): flagged share and mean / highest score, all in [0, 1].
+  function risk() {
+    const el = document.getElementById("risk");
+    if (!el || typeof uPlot === "undefined") return;
+    const points = JSON.parse(el.dataset.risk);
+    const t = points.map((p) => p.t / 1000);
+    const opts = {
+      width: el.clientWidth || 600, height: 220, legend: { live: false },
+      scales: { y: { range: [0, 1] } },
+      series: [{}, { label: "blocked or monitored", stroke: "#b3261e", fill: "rgba(179,38,30,.15)", points: { size: 4 } },
+        { label: "mean score", stroke: "#1f5fae", points: { size: 4 } }, { label: "highest score", stroke: "#c98a00", dash: [4, 3], points: { size: 4 } }],
+      axes: [{}, { size: 40 }],
+    };
+    new uPlot(opts, [t, points.map((p) => p.flagged_share), points.map((p) => p.mean_score), points.map((p) => p.max_score)], el);
   }
   // Live tail on the log page: polls the same filter every 2 s and puts rows it has not shown
   // yet on top. Unticking the box pauses it.
@@ -140,6 +155,25 @@ const dohguard = (() => {
       else if (e.key === "b") label("benign");
     });
   }
-  document.addEventListener("DOMContentLoaded", () => { bindLogin(); bindLogout(); bindLabel(); bindAutoRefresh(); });
-  return { timeline, tail, vetting, post };
+  // The account page: change one's password; admins reset another user's.
+  function bindAccount() {
+    const forms = [["password-form", "password-result", () => "/api/me/password", (d) => d, "password changed"],
+      ["reset-form", "reset-result", (d) => "/api/users/" + encodeURIComponent(d.username) + "/password", (d) => ({ new_password: d.new_password }), "password reset"]];
+    for (const [id, outId, url, body, done] of forms) {
+      const form = document.getElementById(id);
+      if (!form) continue;
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        const data = Object.fromEntries(new FormData(form));
+        const r = await post(url(data), body(data));
+        if (!r) return;
+        const out = document.getElementById(outId);
+        out.className = r.ok ? "notice" : "error";
+        out.textContent = r.ok ? done : await problem(r);
+        if (r.ok) form.reset();
+      });
+    }
+  }
+  document.addEventListener("DOMContentLoaded", () => { bindLogin(); bindLogout(); bindLabel(); bindAutoRefresh(); bindAccount(); });
+  return { timeline, risk, tail, vetting, post };
 })();

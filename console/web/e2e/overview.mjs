@@ -5,8 +5,9 @@
 //
 // Then the live tail: with it ticked, a DoH query sent now (GET to DOH_URL, the gateway's
 // cleartext listener) appears on top of the log without a reload. Then search with the
-// filter form, export the view as CSV, open a verdict, open the domain, client and vetting
-// pages, and check that a viewer (created by the admin) is refused a label.
+// filter form, export the view as CSV, open a verdict, open the domain, client (its risk
+// trend drawn) and vetting pages, and check that a viewer (created by the admin) is refused a
+// label and changes their password on /account (a wrong old one refused first).
 //
 // Environment: CONSOLE_URL (with trailing slash), CONSOLE_USER, CONSOLE_PASSWORD,
 // CONSOLE_MIN_TOTAL (the overview must show at least this many queries), DOH_URL, CHROMIUM
@@ -98,6 +99,7 @@ try {
   for (const view of ["domains/example.test?range=1h", "clients/127.0.0.1?range=1h", "vetting?range=1h"]) {
     const r = await page.goto(url + view);
     if (r.status() !== 200) throw new Error(`${view} answered ${r.status()}`);
+    if (view.startsWith("clients/")) await page.waitForSelector("#risk canvas", { timeout: 5000 }); // the risk trend drawn
     if (shots) await page.screenshot({ path: `${shots}/${view.split(/[/?]/)[0]}-1280x800.png`, fullPage: true });
   }
 
@@ -122,6 +124,22 @@ try {
   if (refused.status() !== 403 || (await refused.json()).type !== "urn:dohguard:console:forbidden") {
     throw new Error(`a viewer's label answered ${refused.status()}`);
   }
+
+  // The viewer changes their password on /account: a wrong old one is refused, then it works.
+  await viewer.goto(url + "account");
+  const changePassword = async (old, fresh) => {
+    await viewer.fill('#password-form input[name="old_password"]', old);
+    await viewer.fill('#password-form input[name="new_password"]', fresh);
+    await viewer.click('#password-form button[type="submit"]');
+    await viewer.waitForFunction(() => document.getElementById("password-result").textContent !== "", null, { timeout: 5000 });
+    const said = await viewer.textContent("#password-result");
+    await viewer.evaluate(() => { document.getElementById("password-result").textContent = ""; });
+    return said;
+  };
+  const wrong = await changePassword("not-the-password", "viewer-password-2");
+  if (!wrong.includes("not your current password")) throw new Error(`wrong old password: ${wrong}`);
+  const changed = await changePassword("viewer-password-1", "viewer-password-2");
+  if (changed !== "password changed") throw new Error(`password change: ${changed}`);
 
   if (elsewhere.length) throw new Error(`requests left the console: ${elsewhere.join(", ")}`);
   if (errors.length) throw new Error(`script errors: ${errors.join("; ")}`);

@@ -2,6 +2,7 @@
 // against `./dohguard up --demo-traffic`, then look at them):
 //   CONSOLE_URL=http://127.0.0.1:8780/ CONSOLE_USER=admin CONSOLE_PASSWORD=$(cat run/console/initial-admin-password) \
 //   SCREENSHOT_DIR=docs/console node console/web/e2e/screenshots.mjs
+// SCREENSHOT_RANGE (default 1h) is the overview's range; SCREENSHOT_CLIENT the client shown.
 import { chromium } from "playwright-core";
 
 const need = (name) => {
@@ -25,18 +26,21 @@ try {
   const log = await (await page.request.get(url + "api/log?range=1h&verdict=block&layer=model&size=1")).json();
   const row = log.rows[0] || (await (await page.request.get(url + "api/log?range=1h&size=1")).json()).rows[0];
   const views = {
-    overview: "overview?range=1h",
+    overview: `overview?range=${process.env.SCREENSHOT_RANGE || "1h"}`,
     log: "log?range=1h",
     verdict: `verdicts/${encodeURIComponent(row.id)}`,
     domain: `domains/${row.registered_domain}?range=1h`,
-    client: `clients/${row.client}?range=1h`,
-    vetting: "vetting?range=1h",
+    client: `clients/${process.env.SCREENSHOT_CLIENT || row.client}?range=24h`,
+    vetting: "vetting?range=24h",
+    account: "account",
+    "log-bad-filter": "log?range=1h&name_regex=%5Eabc",
   };
   for (const [name, path] of Object.entries(views)) {
     for (const [w, h] of [[1280, 800], [1920, 1080]]) {
       await page.setViewportSize({ width: w, height: h });
       const r = await page.goto(url + path);
-      if (r.status() !== 200) throw new Error(`${path} answered ${r.status()}`);
+      const expected = name === "log-bad-filter" ? 400 : 200;
+      if (r.status() !== expected) throw new Error(`${path} answered ${r.status()}`);
       await page.screenshot({ path: `${dir}/${name}-${w}x${h}.png`, fullPage: false });
     }
   }
