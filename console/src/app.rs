@@ -17,6 +17,8 @@ pub struct AppState {
     pub store: Store,
     pub pages: Arc<minijinja::Environment<'static>>,
     pub http: reqwest::Client,
+    /// The retrain job slot (one at a time).
+    pub retrain: crate::retrain::Jobs,
 }
 
 impl AppState {
@@ -33,6 +35,7 @@ impl AppState {
             store,
             pages: Arc::new(pages::environment()),
             http,
+            retrain: Default::default(),
         })
     }
 
@@ -62,6 +65,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/vetting", get(api::vetting))
         .route("/api/domains/{domain}", get(api::domain))
         .route("/api/clients/{client}", get(api::client))
+        .merge(crate::retrain_api::routes())
         .route("/", get(pages::root))
         .route("/login", get(pages::login))
         .route("/overview", get(pages::overview))

@@ -21,6 +21,8 @@ pub mod labels;
 pub mod overview;
 pub mod pages;
 pub mod query_log;
+pub mod retrain;
+pub mod retrain_api;
 pub mod store;
 pub mod time_range;
 pub mod vetting;

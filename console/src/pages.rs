@@ -27,6 +27,7 @@ pub fn environment() -> Environment<'static> {
         ("domain.html", include_str!("../templates/domain.html")),
         ("client.html", include_str!("../templates/client.html")),
         ("vetting.html", include_str!("../templates/vetting.html")),
+        ("models.html", include_str!("../templates/models.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse");
