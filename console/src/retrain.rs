@@ -542,7 +542,8 @@ pub async fn cancel(state: &AppState, session: &Session) -> Result<Job, ApiError
     session.require(Role::Admin)?;
     let job = {
         let mut slot = state.retrain.inner.lock().expect("jobs lock");
-        match (&slot.job, slot.cancel.take()) {
+        let sender = slot.cancel.take();
+        match (&slot.job, sender) {
             (Some(j), Some(tx)) if j.state == JobState::Running => {
                 let _ = tx.send(());
                 j.clone()

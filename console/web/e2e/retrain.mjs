@@ -1,9 +1,9 @@
 // Headless Chromium through the retraining loop against a running console (with a scorer,
 // its admin token, and vetting candidates from real traffic). Two steps (STEP):
 //
-// - "retrain": label two domains in the vetting queue with the keyboard (m, then b), export
-//   the labels as CSV from the models page, start a retrain (2 epochs), watch the progress
-//   bar move while it runs, wait for the candidate and its shadow comparison, promote it and
+// - "retrain": label two domains (the vetting queue's first with the keyboard, the demo zone on
+//   its domain page), export the labels as CSV from the models page, start a retrain
+//   (2 epochs), watch the progress bar move while it runs, wait for the candidate and its shadow comparison, promote it and
 //   see the page name it as serving. Prints {"labelled": [...], "csv_lines", "candidate",
 //   "shadow_changed", "shadow_names", "progress_seen"}.
 // - "rollback": press Roll back and see the previous model serving. Prints {"serving"}.
@@ -41,19 +41,24 @@ try {
   await page.waitForURL(/\/overview/);
 
   if (step === "retrain") {
-    // Label two domains: the first malicious, the next benign.
+    // Label two domains: the vetting queue's first malicious (keyboard), the demo zone
+    // benign (the domain page's form).
     const labelled = [];
-    for (const key of ["m", "b"]) {
-      await page.goto(url + "vetting?range=1h");
-      const rows = page.locator("#vet-table tbody tr[data-domain]");
-      if ((await rows.count()) < 1) throw new Error("the vetting queue is empty");
-      labelled.push(await rows.first().getAttribute("data-domain"));
-      await page.fill("#vet-reason", "retrain browser test");
-      await page.locator("body").click({ position: { x: 5, y: 300 } });
-      await page.keyboard.press("x");
-      await page.keyboard.press(key);
-      await page.waitForFunction(() => document.getElementById("vet-result")?.textContent.startsWith("labelled"), null, { timeout: 10000 });
-    }
+    await page.goto(url + "vetting?range=1h");
+    const rows = page.locator("#vet-table tbody tr[data-domain]");
+    if ((await rows.count()) < 1) throw new Error("the vetting queue is empty");
+    labelled.push(await rows.first().getAttribute("data-domain"));
+    await page.fill("#vet-reason", "retrain browser test");
+    await page.locator("body").click({ position: { x: 5, y: 300 } });
+    await page.keyboard.press("x");
+    await page.keyboard.press("m");
+    await page.waitForFunction(() => document.getElementById("vet-result")?.textContent.startsWith("labelled"), null, { timeout: 10000 });
+    await page.goto(url + "domains/example.test?range=1h");
+    await page.selectOption('#label-form select[name="label"]', "benign");
+    await page.fill('#label-form input[name="reason"]', "our demo zone");
+    await page.click("#label-form button");
+    await page.waitForFunction(() => document.getElementById("label-result")?.textContent === "labelled", null, { timeout: 10000 });
+    labelled.push("example.test");
 
     await page.goto(url + "models");
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-labels")]);
