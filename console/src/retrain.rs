@@ -128,7 +128,10 @@ pub async fn current_labels(state: &AppState) -> Result<Vec<Value>, ApiError> {
             .store
             .search(&state.store.indices.labels, body)
             .await?;
-        let hits = reply["hits"]["hits"].as_array().cloned().unwrap_or_default();
+        let hits = reply["hits"]["hits"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         for h in &hits {
             if let Some(d) = h["_source"]["registered_domain"].as_str() {
                 newest.insert(d.to_owned(), h["_source"].clone());
@@ -198,9 +201,15 @@ pub async fn serving(state: &AppState) -> Result<Serving, ApiError> {
             .ok_or_else(|| ApiError::Upstream(format!("{url}: no {what} in the reply")))
     };
     Ok(Serving {
-        model_version: reply["model_version"].as_str().unwrap_or_default().to_owned(),
+        model_version: reply["model_version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         card_path: reply["card_path"].as_str().unwrap_or_default().to_owned(),
-        monitor: field(&reply["thresholds_in_force"]["monitor"], "monitor threshold")?,
+        monitor: field(
+            &reply["thresholds_in_force"]["monitor"],
+            "monitor threshold",
+        )?,
         block: field(&reply["thresholds_in_force"]["block"], "block threshold")?,
     })
 }
@@ -623,7 +632,9 @@ pub fn candidates(state: &AppState) -> Vec<Candidate> {
         .filter_map(|e| e.file_name().to_str().map(str::to_owned))
         .collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
-    ids.iter().filter_map(|id| candidate(state, id).ok()).collect()
+    ids.iter()
+        .filter_map(|id| candidate(state, id).ok())
+        .collect()
 }
 
 /// The checks a candidate must pass to be promoted, done again now (files can change).
@@ -650,7 +661,10 @@ pub fn check(c: &Candidate) -> Result<(), ApiError> {
     }
     let card_path = Path::new(&c.card_path);
     let card = read_json(card_path).ok_or_else(|| {
-        ApiError::Refused(format!("candidate {}: the model card is missing or not JSON", c.id))
+        ApiError::Refused(format!(
+            "candidate {}: the model card is missing or not JSON",
+            c.id
+        ))
     })?;
     let onnx = card_path.with_file_name(card["onnx_file"].as_str().unwrap_or("model.onnx"));
     let bytes = std::fs::read(&onnx)
@@ -734,8 +748,10 @@ async fn switch_to_candidate(
         replaced_by: session.username.clone(),
     });
     save_history(state, &h)?;
-    Ok(json!({"promoted": id, "model_version": reply["model_version"],
-              "previous": serving.model_version}))
+    Ok(
+        json!({"promoted": id, "model_version": reply["model_version"],
+              "previous": serving.model_version}),
+    )
 }
 
 pub async fn rollback(state: &AppState, session: &Session) -> Result<Value, ApiError> {
@@ -777,7 +793,16 @@ async fn audit_switch(
         Ok(v) => ("success", v.clone()),
         Err(e) => ("failure", json!({"error": e.to_string()})),
     };
-    crate::audit::record(state, &session.username, action, result, target, None, details).await?;
+    crate::audit::record(
+        state,
+        &session.username,
+        action,
+        result,
+        target,
+        None,
+        details,
+    )
+    .await?;
     Ok(())
 }
 

@@ -113,11 +113,10 @@ async fn page(
         Err(_) => return Redirect::to("/login").into_response(),
     };
     let overview = retrain::overview(&state).await;
-    let chosen = q.get("candidate").cloned().or_else(|| {
-        overview["candidates"][0]["id"]
-            .as_str()
-            .map(str::to_owned)
-    });
+    let chosen = q
+        .get("candidate")
+        .cloned()
+        .or_else(|| overview["candidates"][0]["id"].as_str().map(str::to_owned));
     let chosen = chosen.and_then(|id| retrain::candidate(&state, &id).ok());
     let ctx = context! {
         title => "Models", user => &session.username, role => session.role.as_str(),

@@ -167,7 +167,10 @@ async fn retrain_promote_and_roll_back() {
         .problem(400, "bad-input");
 
     // Analysts label; the export is the pipeline's CSV.
-    for (domain, label) in [("zzqxkjw.info", "benign"), ("mybank-example.com", "malicious")] {
+    for (domain, label) in [
+        ("zzqxkjw.info", "benign"),
+        ("mybank-example.com", "malicious"),
+    ] {
         let r = f
             .post(
                 "/api/labels",
@@ -189,8 +192,14 @@ async fn retrain_promote_and_roll_back() {
             lines[2]
         ]
     );
-    assert!(lines[1].starts_with("mybank-example.com,malicious,,ana,"), "{lines:?}");
-    assert!(lines[2].starts_with("zzqxkjw.info,benign,,ana,"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("mybank-example.com,malicious,,ana,"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("zzqxkjw.info,benign,,ana,"),
+        "{lines:?}"
+    );
     assert!(lines[2].ends_with(",\"vetted, by hand\""), "{lines:?}");
 
     // One job at a time, and cancel.
@@ -201,10 +210,9 @@ async fn retrain_promote_and_roll_back() {
     let first = r.json();
     assert_eq!(first["state"], "running");
     assert!(
-        first["source"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("fine-tune of the serving model {shipped} on 2 analyst labels")),
+        first["source"].as_str().unwrap().starts_with(&format!(
+            "fine-tune of the serving model {shipped} on 2 analyst labels"
+        )),
         "{first}"
     );
     f.post("/api/retrain", Some(&admin), true, json!({}))
@@ -234,37 +242,66 @@ async fn retrain_promote_and_roll_back() {
     let job = finished(&f, &admin, Duration::from_secs(180)).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     let id = job["id"].as_str().unwrap().to_owned();
-    let c = f.get(&format!("/api/candidates/{id}"), Some(&viewer)).await.json();
+    let c = f
+        .get(&format!("/api/candidates/{id}"), Some(&viewer))
+        .await
+        .json();
     assert_eq!(c["passed"], true, "{c}");
     let report = &c["report"];
     assert_eq!(report["source"]["labels"], 2);
-    assert_eq!(report["shadow"]["names"], 4, "the distinct recent domains: {report}");
+    assert_eq!(
+        report["shadow"]["names"], 4,
+        "the distinct recent domains: {report}"
+    );
     let candidate_version = c["model_version"].as_str().unwrap().to_owned();
     assert!(candidate_version.starts_with(&format!("{shipped}-ft.")));
     for side in ["serving", "candidate"] {
-        assert!(report["on_labels"]["monitor"][side]["tp"].is_u64(), "{report}");
+        assert!(
+            report["on_labels"]["monitor"][side]["tp"].is_u64(),
+            "{report}"
+        );
     }
-    let page = f.get(&format!("/models?candidate={id}"), Some(&viewer)).await;
+    let page = f
+        .get(&format!("/models?candidate={id}"), Some(&viewer))
+        .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Shadow comparison"), "{}", page.body);
-    assert!(!page.body.contains("class=\"promote\""), "a viewer gets no promote button");
+    assert!(
+        !page.body.contains("class=\"promote\""),
+        "a viewer gets no promote button"
+    );
     f.get("/api/candidates/..%2Fx", Some(&admin))
         .await
         .problem(400, "bad-input");
 
     // Promote: the scorer serves the candidate; again is a conflict.
-    f.post(&format!("/api/candidates/{id}/promote"), Some(&analyst), true, json!({}))
-        .await
-        .problem(403, "forbidden");
+    f.post(
+        &format!("/api/candidates/{id}/promote"),
+        Some(&analyst),
+        true,
+        json!({}),
+    )
+    .await
+    .problem(403, "forbidden");
     let r = f
-        .post(&format!("/api/candidates/{id}/promote"), Some(&admin), true, json!({}))
+        .post(
+            &format!("/api/candidates/{id}/promote"),
+            Some(&admin),
+            true,
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.json()["model_version"], candidate_version);
     assert_eq!(serving_version(&scorer).await, candidate_version);
-    f.post(&format!("/api/candidates/{id}/promote"), Some(&admin), true, json!({}))
-        .await
-        .problem(409, "conflict");
+    f.post(
+        &format!("/api/candidates/{id}/promote"),
+        Some(&admin),
+        true,
+        json!({}),
+    )
+    .await
+    .problem(409, "conflict");
 
     // Roll back: the shipped model again; nothing further to roll back to.
     let r = f
@@ -277,12 +314,21 @@ async fn retrain_promote_and_roll_back() {
         .problem(409, "conflict");
 
     // A candidate whose file no longer matches its card cannot be promoted.
-    let onnx = models.path().join("candidates").join(&id).join("model.onnx");
+    let onnx = models
+        .path()
+        .join("candidates")
+        .join(&id)
+        .join("model.onnx");
     let mut bytes = std::fs::read(&onnx).unwrap();
     bytes.push(0);
     std::fs::write(&onnx, bytes).unwrap();
     let p = f
-        .post(&format!("/api/candidates/{id}/promote"), Some(&admin), true, json!({}))
+        .post(
+            &format!("/api/candidates/{id}/promote"),
+            Some(&admin),
+            true,
+            json!({}),
+        )
         .await
         .problem(422, "refused");
     assert!(p["detail"].as_str().unwrap().contains("sha256"), "{p}");
@@ -337,5 +383,9 @@ async fn without_a_scorer_retraining_says_why() {
         .problem(409, "conflict");
     let page = f.get("/models", Some(&admin)).await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("no scorer_url configured"), "{}", page.body);
+    assert!(
+        page.body.contains("no scorer_url configured"),
+        "{}",
+        page.body
+    );
 }

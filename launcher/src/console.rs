@@ -68,7 +68,10 @@ impl Console {
                 "DOHGUARD_CONSOLE_RETRAIN__DIR",
                 password_file.parent().unwrap_or(dir).join("models"),
             )
-            .env("DOHGUARD_CONSOLE_RETRAIN__MODELS_DIR", repo_root().join("models"))
+            .env(
+                "DOHGUARD_CONSOLE_RETRAIN__MODELS_DIR",
+                repo_root().join("models"),
+            )
             .env(
                 "DOHGUARD_CONSOLE_RETRAIN__SCORER_TOKEN_FILE",
                 options.scorer_admin_token_file.clone().unwrap_or_default(),

@@ -179,13 +179,17 @@ def label_metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
 
 
 def regression(base: dict, cand: dict, margin: float) -> list[str]:
-    """Why the candidate is worse than the serving model beyond ``margin`` (empty: it is not)."""
+    """Why the candidate is worse than the serving model beyond ``margin`` (empty: it is not).
+    A precision that is undefined because nothing is flagged counts as 1 (no false
+    positives); recall is undefined only without malicious labels, and then not compared."""
     out = []
     for metric in ("precision", "recall"):
         b, c = base[metric], cand[metric]
-        if b is not None and (c is None or c < b - margin):
-            out.append(f"{metric} on the labels {c if c is None else round(c, 4)} is below the "
-                       f"serving model's {round(b, 4)} by more than {margin}")
+        if metric == "precision":
+            b, c = (1.0 if b is None else b), (1.0 if c is None else c)
+        if b is not None and c is not None and c < b - margin:
+            out.append(f"{metric} on the labels {round(c, 4)} is below the serving model's "
+                       f"{round(b, 4)} by more than {margin}")
     return out
 
 

@@ -77,8 +77,13 @@ def test_finetune_on_console_labels_makes_a_checked_candidate(tmp_path, capsys):
 def test_a_candidate_worse_on_the_labels_fails_its_check():
     base = {"precision": 1.0, "recall": 0.9}
     assert finetune.regression(base, {"precision": 0.97, "recall": 0.86}, 0.05) == []
-    worse = finetune.regression(base, {"precision": 0.5, "recall": None}, 0.05)
+    worse = finetune.regression(base, {"precision": 0.5, "recall": 0.5}, 0.05)
     assert len(worse) == 2 and "precision" in worse[0] and "recall" in worse[1]
+    # Flagging nothing has no false positives: not worse than a model whose flags were wrong.
+    assert finetune.regression({"precision": 0.0, "recall": 0.0},
+                               {"precision": None, "recall": 0.0}, 0.05) == []
+    assert finetune.regression({"precision": 1.0, "recall": None},
+                               {"precision": None, "recall": None}, 0.05) == []
 
 
 @pytest.mark.parametrize("labels, message", [

@@ -66,9 +66,12 @@ async fn the_admin_token_is_required_and_a_card_path_switches_the_model() {
     let candidate = other_version(models.path(), "9.9.9-candidate");
     let tf = token_file.clone();
     let (router, _spool) = app(|c| c.admin.token_file = Some(tf)).await;
-    let original = call(&router, Request::get("/v1/model").body(Body::empty()).unwrap())
-        .await
-        .1["model_version"]
+    let original = call(
+        &router,
+        Request::get("/v1/model").body(Body::empty()).unwrap(),
+    )
+    .await
+    .1["model_version"]
         .clone();
 
     let (status, body) = call(&router, reload(None, None)).await;
@@ -82,8 +85,15 @@ async fn the_admin_token_is_required_and_a_card_path_switches_the_model() {
 
     let (status, body) = call(&router, reload(Some("s3cret-token"), Some(switch))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["model_version"], "dohguard-scorer-test-model-9.9.9-candidate");
-    let (_, model) = call(&router, Request::get("/v1/model").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        body["model_version"],
+        "dohguard-scorer-test-model-9.9.9-candidate"
+    );
+    let (_, model) = call(
+        &router,
+        Request::get("/v1/model").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(model["model_version"], body["model_version"]);
     assert_eq!(model["card_path"], candidate.display().to_string());
 
@@ -128,13 +138,13 @@ async fn without_a_token_file_only_the_configured_model_reloads() {
     let (router, _spool) = app(|_| {}).await;
     let (status, body) = call(&router, reload(None, None)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = call(
+    let (status, body) = call(&router, reload(None, Some(json!({"card_path": candidate})))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, model) = call(
         &router,
-        reload(None, Some(json!({"card_path": candidate}))),
+        Request::get("/v1/model").body(Body::empty()).unwrap(),
     )
     .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (_, model) = call(&router, Request::get("/v1/model").body(Body::empty()).unwrap()).await;
     assert_eq!(model["model_version"], "dohguard-scorer-test-model-0.1.0");
 }
 

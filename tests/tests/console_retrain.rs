@@ -45,7 +45,10 @@ fn scored_version(scorer_url: &str, name: &str) -> anyhow::Result<String> {
         &json!({"name": name, "qtype": "A"}),
     )?;
     anyhow::ensure!(status == 200, "/v1/score: {status} {reply}");
-    Ok(reply["model_version"].as_str().unwrap_or_default().to_owned())
+    Ok(reply["model_version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// Sends one DoH query for `name` through Envoy and returns its verdict document's model
@@ -57,7 +60,10 @@ fn doh_model_version(stack: &Stack, name: &str) -> anyhow::Result<String> {
         qtype: dns::Type::A,
     };
     demo_traffic::send_one(stack.envoy.ports.http, &query)?;
-    let store = stack.osmem.as_ref().expect("the real scorer comes with the store");
+    let store = stack
+        .osmem
+        .as_ref()
+        .expect("the real scorer comes with the store");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let docs = store.search(json!({"term": {"dns.question.name": name}}))?;
@@ -91,7 +97,10 @@ fn a_browser_retrains_promotes_and_rolls_back_the_model() -> anyhow::Result<()> 
         concurrency: 1,
         ..StackOptions::default()
     })?;
-    let store = stack.osmem.as_ref().expect("the real scorer comes with the store");
+    let store = stack
+        .osmem
+        .as_ref()
+        .expect("the real scorer comes with the store");
     let scorer = stack.scorer.as_ref().expect("the real scorer");
     let dir = tempfile::tempdir()?;
     let console = Console::start(
@@ -106,8 +115,15 @@ fn a_browser_retrains_promotes_and_rolls_back_the_model() -> anyhow::Result<()> 
     )?;
     let summary = demo_traffic::send(stack.envoy.ports.http)?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while store.search(json!({"exists": {"field": "event.id"}}))?.len() < summary.sent {
-        anyhow::ensure!(Instant::now() < deadline, "the demo queries never all reached the store");
+    while store
+        .search(json!({"exists": {"field": "event.id"}}))?
+        .len()
+        < summary.sent
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the demo queries never all reached the store"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let shipped = scored_version(&scorer.url(), "retrain-probe-1.example")?;
@@ -115,18 +131,36 @@ fn a_browser_retrains_promotes_and_rolls_back_the_model() -> anyhow::Result<()> 
     let done = browser(&console, "retrain")?;
     assert_eq!(done["previous"], shipped.as_str(), "{done}");
     assert_eq!(done["csv_lines"], 3, "header and two labels: {done}");
-    assert!(done["progress_seen"].as_f64().unwrap() > 0.0, "progress shown: {done}");
-    assert!(done["shadow_names"].as_u64().unwrap() >= 10, "recent domains compared: {done}");
+    assert!(
+        done["progress_seen"].as_f64().unwrap() > 0.0,
+        "progress shown: {done}"
+    );
+    assert!(
+        done["shadow_names"].as_u64().unwrap() >= 10,
+        "recent domains compared: {done}"
+    );
     let candidate = done["candidate"].as_str().unwrap().to_owned();
     assert!(candidate.starts_with(&format!("{shipped}-ft.")), "{done}");
 
     // The scorer serves the candidate, to the API and to a new query through the gateway.
-    assert_eq!(scored_version(&scorer.url(), "retrain-probe-2.example")?, candidate);
-    assert_eq!(doh_model_version(&stack, "promoted-probe-7.example")?, candidate);
+    assert_eq!(
+        scored_version(&scorer.url(), "retrain-probe-2.example")?,
+        candidate
+    );
+    assert_eq!(
+        doh_model_version(&stack, "promoted-probe-7.example")?,
+        candidate
+    );
 
     let back = browser(&console, "rollback")?;
     assert_eq!(back["serving"], shipped.as_str(), "{back}");
-    assert_eq!(scored_version(&scorer.url(), "retrain-probe-3.example")?, shipped);
-    assert_eq!(doh_model_version(&stack, "rolled-back-probe-8.example")?, shipped);
+    assert_eq!(
+        scored_version(&scorer.url(), "retrain-probe-3.example")?,
+        shipped
+    );
+    assert_eq!(
+        doh_model_version(&stack, "rolled-back-probe-8.example")?,
+        shipped
+    );
     Ok(())
 }
