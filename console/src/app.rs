@@ -19,6 +19,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The overview's minute cache (absent when `overview_cache.enabled` is off).
     pub overview_cache: Option<Arc<crate::overview_cache::OverviewCache>>,
+    /// The retrain job slot (one at a time).
+    pub retrain: crate::retrain::Jobs,
 }
 
 impl AppState {
@@ -41,6 +43,7 @@ impl AppState {
             store,
             pages: Arc::new(pages::environment()),
             http,
+            retrain: Default::default(),
         })
     }
 
@@ -108,6 +111,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/vetting", get(api::vetting))
         .route("/api/domains/{domain}", get(api::domain))
         .route("/api/clients/{client}", get(api::client))
+        .merge(crate::retrain_api::routes())
         .route("/", get(pages::root))
         .route("/login", get(pages::login))
         .route("/overview", get(pages::overview))

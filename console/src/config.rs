@@ -52,6 +52,50 @@ pub struct Config {
     pub overview_cache: crate::overview_cache::OverviewCacheConfig,
     /// HTTPS instead of plain HTTP (`tls.rs`): both files, or neither.
     pub tls: crate::tls::TlsConfig,
+    pub retrain: RetrainConfig,
+}
+
+/// The retraining loop (`crate::retrain`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrainConfig {
+    /// Candidates (`candidates/<id>/`) and the promotion history (`serving.json`).
+    pub dir: PathBuf,
+    /// The Python with torch and onnxruntime (the set-up's venv: `$DOHGUARD_PYTHON`).
+    pub python: String,
+    /// The folder holding the `dohguard_models` package (the job's working directory).
+    pub models_dir: PathBuf,
+    /// File with the scorer's admin token (`POST /admin/reload`); empty: no promotion.
+    pub scorer_token_file: PathBuf,
+    /// Default epochs and training time budget of a retrain.
+    pub epochs: u32,
+    pub max_seconds: u64,
+    /// Recent verdicts sampled as training rows (half benign, half malicious at most).
+    pub sample: usize,
+    /// The shadow comparison (and the sample) look at this many days of verdicts ...
+    pub shadow_days: u32,
+    /// ... and at most this many distinct registered domains.
+    pub shadow_max_names: usize,
+    /// A candidate whose precision or recall on the labels is below the serving model's by
+    /// more than this fails its checks.
+    pub max_regression: f64,
+}
+
+impl Default for RetrainConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("run/console/models"),
+            python: "python3".into(),
+            models_dir: PathBuf::from("models"),
+            scorer_token_file: PathBuf::new(),
+            epochs: 3,
+            max_seconds: 240,
+            sample: 2000,
+            shadow_days: 7,
+            shadow_max_names: 20_000,
+            max_regression: 0.05,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -129,6 +173,7 @@ impl Default for Config {
             scorer_url: "http://127.0.0.1:8090".into(),
             overview_cache: Default::default(),
             tls: Default::default(),
+            retrain: RetrainConfig::default(),
         }
     }
 }
@@ -292,6 +337,7 @@ impl Config {
         if self.vetting.max_domains == 0 || self.vetting.max_domains > 10_000 {
             return Err(invalid("vetting.max_domains", "must be in 1..=10000"));
         }
+        self.retrain.validate()?;
         if self.log.export_batch == 0 || self.log.export_batch > 10_000 {
             return Err(invalid("log.export_batch", "must be in 1..=10000"));
         }
@@ -309,6 +355,36 @@ impl Config {
         self.tls
             .validate()
             .map_err(|(key, problem)| invalid(key, problem))?;
+        Ok(())
+    }
+}
+
+impl RetrainConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.dir.as_os_str().is_empty() {
+            return Err(invalid("retrain.dir", "must not be empty"));
+        }
+        if self.python.is_empty() {
+            return Err(invalid("retrain.python", "must not be empty"));
+        }
+        if !(1..=50).contains(&self.epochs) {
+            return Err(invalid("retrain.epochs", "must be in 1..=50"));
+        }
+        if !(1..=3600).contains(&self.max_seconds) {
+            return Err(invalid("retrain.max_seconds", "must be in 1..=3600"));
+        }
+        if self.sample > 100_000 {
+            return Err(invalid("retrain.sample", "must be at most 100000"));
+        }
+        if !(1..=90).contains(&self.shadow_days) {
+            return Err(invalid("retrain.shadow_days", "must be in 1..=90"));
+        }
+        if !(1..=65_536).contains(&self.shadow_max_names) {
+            return Err(invalid("retrain.shadow_max_names", "must be in 1..=65536"));
+        }
+        if !(0.0..=1.0).contains(&self.max_regression) {
+            return Err(invalid("retrain.max_regression", "must be in [0, 1]"));
+        }
         Ok(())
     }
 }

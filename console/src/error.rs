@@ -34,6 +34,18 @@ pub enum ApiError {
     NotFound(String),
     #[error("Elasticsearch: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The request conflicts with the state (a retrain already running, nothing to roll back).
+    #[error("{0}")]
+    Conflict(String),
+    /// Understood but refused: a candidate that failed its checks, no labels to train on.
+    #[error("{0}")]
+    Refused(String),
+    /// The scorer could not be asked or answered an error.
+    #[error("scorer: {0}")]
+    Upstream(String),
+    /// Something the console needs is missing (the scorer's admin token, the Python).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -52,7 +64,10 @@ impl ApiError {
             }
             ApiError::Csrf | ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Store(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Store(_) | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -68,6 +83,10 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Store(_) => "store-unavailable",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Refused(_) => "refused",
+            ApiError::Upstream(_) => "scorer-unavailable",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -82,6 +101,10 @@ impl ApiError {
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::NotFound(_) => "Not found",
             ApiError::Store(_) => "Elasticsearch unavailable",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::Refused(_) => "Refused",
+            ApiError::Upstream(_) => "Scorer unavailable",
+            ApiError::Unavailable(_) => "Unavailable",
         }
     }
 }

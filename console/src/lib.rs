@@ -27,6 +27,8 @@ pub mod overview;
 pub mod overview_cache;
 pub mod pages;
 pub mod query_log;
+pub mod retrain;
+pub mod retrain_api;
 pub mod store;
 pub mod time_range;
 pub mod tls;

@@ -28,6 +28,7 @@ pub fn environment() -> Environment<'static> {
         ("client.html", include_str!("../templates/client.html")),
         ("vetting.html", include_str!("../templates/vetting.html")),
         ("account.html", include_str!("../templates/account.html")),
+        ("models.html", include_str!("../templates/models.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse");

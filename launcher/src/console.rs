@@ -26,6 +26,9 @@ pub struct ConsoleOptions {
     pub port: Option<u16>,
     /// Where the initial admin's password goes; `<dir>/console-admin-password` when `None`.
     pub password_file: Option<PathBuf>,
+    /// The scorer's admin token file ([`crate::scorer::Scorer::admin_token_file`]): lets the
+    /// console promote and roll back models; `None`: it cannot.
+    pub scorer_admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -58,7 +61,24 @@ impl Console {
             .env(
                 "DOHGUARD_CONSOLE_SCORER_URL",
                 options.scorer_url.as_deref().unwrap_or(""),
+            )
+            // The retraining loop: candidates beside the console's other state, the set-up's
+            // Python, the pipeline in models/, the scorer's admin token.
+            .env(
+                "DOHGUARD_CONSOLE_RETRAIN__DIR",
+                password_file.parent().unwrap_or(dir).join("models"),
+            )
+            .env(
+                "DOHGUARD_CONSOLE_RETRAIN__MODELS_DIR",
+                repo_root().join("models"),
+            )
+            .env(
+                "DOHGUARD_CONSOLE_RETRAIN__SCORER_TOKEN_FILE",
+                options.scorer_admin_token_file.clone().unwrap_or_default(),
             );
+        if let Some(python) = std::env::var_os("DOHGUARD_PYTHON") {
+            command.env("DOHGUARD_CONSOLE_RETRAIN__PYTHON", python);
+        }
         let mut process =
             ManagedProcess::spawn("dohguard-console", command, &dir.join("console.log"))?;
         let ready = format!("http://127.0.0.1:{port}/readyz");

@@ -23,6 +23,8 @@ pub struct ScorerOptions {
 pub struct Scorer {
     process: ManagedProcess,
     pub port: u16,
+    /// The generated token `POST /admin/reload` requires (mode 0600; the console reads it).
+    pub admin_token_file: PathBuf,
 }
 
 impl Scorer {
@@ -32,8 +34,11 @@ impl Scorer {
         let spool = dir.join("scorer-spool");
         std::fs::create_dir_all(&spool)
             .map_err(LaunchError::io(format!("creating {}", spool.display())))?;
+        let admin_token_file = dir.join("scorer-admin-token");
+        write_admin_token(&admin_token_file)?;
         let mut command = Command::new(binary);
         command
+            .env("DOHGUARD_SCORER_ADMIN__TOKEN_FILE", &admin_token_file)
             // The launcher's own variable: the scorer would read it as its setting `bin`
             // (prefix DOHGUARD_SCORER_) and refuse to start.
             .env_remove(SCORER_BIN_VAR)
@@ -49,7 +54,11 @@ impl Scorer {
             ManagedProcess::spawn("dohguard-scorer", command, &dir.join("scorer.log"))?;
         let ready = format!("http://127.0.0.1:{port}/readyz");
         process.wait_ready(Duration::from_secs(60), || http_ok(&ready))?;
-        Ok(Self { process, port })
+        Ok(Self {
+            process,
+            port,
+            admin_token_file,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -59,6 +68,23 @@ impl Scorer {
     pub fn process(&mut self) -> &mut ManagedProcess {
         &mut self.process
     }
+}
+
+/// A fresh random admin token (256 bits, hex) in `path`, readable by the owner only.
+fn write_admin_token(path: &Path) -> Result<(), LaunchError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .map_err(LaunchError::io(format!("writing {}", path.display())))
 }
 
 /// The shipped model's card, `models/dga-cnn/model.card.json`: the only model the stack runs

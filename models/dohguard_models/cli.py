@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import pipeline, prepare
+from .finetune import FinetuneError
 from .sources import SourceError
 
 
@@ -75,6 +76,27 @@ def _parser() -> argparse.ArgumentParser:
                          "--example names)")
     na.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / "protocol")
 
+    ft = sub.add_parser("finetune", help="fine-tune the serving model on labels + recent "
+                        "verdicts; check it; compare it with the serving model (no shared data)")
+    ft.add_argument("--base", type=Path, required=True, help="the serving model's card")
+    ft.add_argument("--labels", type=Path, required=True,
+                    help="analysts' labels: name,label[,family,...] (the console's export)")
+    ft.add_argument("--sample", type=Path, default=None,
+                    help="sampled recent verdicts, same columns (labels win)")
+    ft.add_argument("--shadow", type=Path, default=None,
+                    help="names to score with both models (header 'name')")
+    ft.add_argument("--out", type=Path, required=True, help="the candidate's folder")
+    ft.add_argument("--version", default="", help="candidate version (default: base-ft.<time>)")
+    ft.add_argument("--epochs", type=int, default=3)
+    ft.add_argument("--max-seconds", type=float, default=240.0, help="training time budget")
+    ft.add_argument("--threads", type=int, default=2)
+    ft.add_argument("--monitor", type=float, default=None, help="monitor threshold in force")
+    ft.add_argument("--block", type=float, default=None, help="block threshold in force")
+    ft.add_argument("--max-regression", type=float, default=0.05,
+                    help="largest drop of precision or recall on the labels a candidate may show")
+    ft.add_argument("--progress-json", action="store_true",
+                    help="print one JSON progress line per step (for the console)")
+
     f = sub.add_parser("fixture", help="regenerate the encoding fixture from a model folder")
     f.add_argument("--model", type=Path, default=pipeline.SHIPPED_DIR)
     f.add_argument("--out", type=Path, default=pipeline.SHARED_FIXTURE)
@@ -116,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out}/name_agreement.md: {d['disagreements']} of {d['names']} "
                   "raw names disagree")
             return 0
+        if args.command == "finetune":
+            return _finetune(args)
         if args.command == "fixture":
             from . import fixtures
 
@@ -123,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             fixtures.write_fixture(args.model, card, args.out)
             print(f"wrote {args.out}")
             return 0
-    except (SourceError, pipeline.PipelineError, FileNotFoundError) as err:
+    except (SourceError, pipeline.PipelineError, FileNotFoundError, FinetuneError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 1
@@ -153,6 +177,25 @@ def _train(args) -> int:
           f"fixture {report['fixture']}")
     print(f"DGA vs benign (test): AUC {s.get('auc', float('nan')):.5f}, "
           f"TPR@1e-3 {s.get('tpr_at_1e-3', 0):.4f}, TPR@1e-4 {s.get('tpr_at_1e-4', 0):.4f}")
+    return 0
+
+
+def _finetune(args) -> int:
+    from . import finetune
+
+    if args.epochs < 1 or args.max_seconds <= 0:
+        raise FinetuneError("--epochs must be at least 1 and --max-seconds positive")
+    cfg = finetune.FinetuneConfig(
+        base=args.base, labels=args.labels, out=args.out, sample=args.sample,
+        shadow=args.shadow, version=args.version, epochs=args.epochs,
+        max_seconds=args.max_seconds, threads=args.threads, monitor=args.monitor,
+        block=args.block, max_regression=args.max_regression)
+    if args.progress_json:
+        cfg.progress = finetune.progress_printer
+    report = finetune.run(cfg)
+    summary = {"candidate": report["candidate"]["model_version"], "passed": report["passed"],
+               "changed": report["shadow"]["changed"], "out": str(args.out)}
+    print(json.dumps({"result": summary}), flush=True)
     return 0
 
 

@@ -96,6 +96,15 @@ pub struct Config {
     pub http: HttpConfig,
     pub elasticsearch: ElasticsearchConfig,
     pub spool: SpoolConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// File holding the bearer token `POST /admin/reload` requires (read on each call).
+    /// Unset: only the body-less reload of the configured model is allowed.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -267,6 +276,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             elasticsearch: ElasticsearchConfig::default(),
             spool: SpoolConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ fn the_launcher_starts_the_console_and_the_generated_admin_can_log_in() -> anyho
             scorer_url: None,
             port: None,
             password_file: None,
+            scorer_admin_token_file: None,
         },
     )?;
     let password = console.initial_password()?;
@@ -121,6 +122,7 @@ fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow
             scorer_url: stack.scorer.as_ref().map(|s| s.url()),
             port: None,
             password_file: None,
+            scorer_admin_token_file: None,
         },
     )?;
     let ca = stack.ca().expect("TLS is on");
@@ -221,6 +223,7 @@ fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<(
             scorer_url: None,
             port: None,
             password_file: None,
+            scorer_admin_token_file: None,
         },
     )?;
     let summary = demo_traffic::send(stack.envoy.ports.http)?;

@@ -195,6 +195,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     scorer_url: stack.scorer.as_ref().map(|s| s.url()),
                     port: Some(args.console_port),
                     password_file: Some(root.join("run/console/initial-admin-password")),
+                    scorer_admin_token_file: stack
+                        .scorer
+                        .as_ref()
+                        .map(|s| s.admin_token_file.clone()),
                 },
             )
             .context("starting the console (its log is run/gateway/console.log)")?,

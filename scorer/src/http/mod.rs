@@ -3,6 +3,7 @@
 //!
 //! [`Scorer`]: crate::scoring::Scorer
 
+mod admin;
 mod problem;
 
 use std::{
@@ -35,7 +36,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/score", post(score))
         .route("/v1/events", post(events))
         .route("/v1/model", get(model_card))
-        .route("/admin/reload", post(reload))
+        .route("/admin/reload", post(admin::reload))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -213,21 +214,6 @@ async fn model_card(State(app): State<Arc<App>>) -> Response {
         "card": info.card,
     }))
     .into_response()
-}
-
-async fn reload(State(app): State<Arc<App>>) -> Response {
-    match app.model().reload(None).await {
-        Ok(info) => {
-            Json(json!({"status": "reloaded", "model_version": info.model_version})).into_response()
-        }
-        Err(e) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "reload-failed",
-            "Model reload failed; the previous model keeps serving",
-            e.to_string(),
-        )
-        .into_response(),
-    }
 }
 
 async fn healthz() -> Response {
