@@ -38,13 +38,17 @@ ERR_FLOOR = 0.05  # per-feature clean reconstruction error floor (z^2 units)
 
 
 class Standardise(nn.Module):
-    def __init__(self, centre: np.ndarray, scale: np.ndarray):
+    """z = (t(x) - centre) / scale, clipped; t = log1p for the traffic volumes (`log_mask`)."""
+
+    def __init__(self, centre: np.ndarray, scale: np.ndarray, log_mask: np.ndarray):
         super().__init__()
         self.register_buffer("centre", torch.tensor(centre, dtype=torch.float32).view(1, -1, 1))
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32).view(1, -1, 1))
+        self.register_buffer("log", torch.tensor(np.asarray(log_mask, dtype=bool)).view(1, -1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp((x - self.centre) / self.scale, -CLIP, CLIP)
+        t = torch.where(self.log, torch.log1p(torch.clamp(x, min=0.0)), x)
+        return torch.clamp((t - self.centre) / self.scale, -CLIP, CLIP)
 
 
 class ConvAE(nn.Module):
@@ -292,8 +296,9 @@ def rolling_zscore(x_filled: np.ndarray, ends: np.ndarray, features: list[str], 
     """Python-only baseline: per feature, robust z of the mean of the last `tail` rows against
     the median/MAD of the `baseline` rows ending `gap` rows earlier (a rolling baseline in
     place of the same hour of day, which a recording shorter than a day does not have)."""
-    from .features import scale_floor
+    from .features import scale_floor, transform
 
+    x_filled = transform(x_filled, features)
     floors = np.array([scale_floor(f) for f in features])
     n, f = x_filled.shape
     scores = np.zeros(len(ends))

@@ -44,6 +44,10 @@ FEATURES = [
     "dohguard:es_bulk_seconds:p99",
 ]
 
+# Traffic volumes: standardised on a log scale (log1p), so the daily cycle (0.2x to 1x) and a
+# flood (several x) are measured as ratios, not differences.
+LOG_FEATURES = ["dohguard:queries:rate", "dohguard:callouts:rate", "dohguard:upstream_requests:rate"]
+
 LABEL_COLUMNS = ["is_anomaly", "anomaly_class", "intensity", "simulated"]
 
 
@@ -51,6 +55,8 @@ def scale_floor(feature: str) -> float:
     """The smallest change of a feature that counts as one unit after standardisation, by its
     kind: a feature that never moves in clean data (malformed requests, dropped events) must
     not turn a tiny wobble into a huge z-score."""
+    if feature in LOG_FEATURES:
+        return 0.05  # 5% on the log1p scale
     if feature.endswith(":ratio"):
         return 0.01
     if feature.endswith(":rate"):
@@ -232,9 +238,23 @@ def fill_rows(x: np.ndarray, med: np.ndarray) -> np.ndarray:
     return x
 
 
+def log_mask(features: list[str]) -> np.ndarray:
+    return np.array([f in LOG_FEATURES for f in features])
+
+
+def transform(x: np.ndarray, features: list[str]) -> np.ndarray:
+    """What the standardisation centres and scales: log1p of the traffic volumes, the other
+    features as they are (negative volumes cannot occur; clipped at 0 like the graph does)."""
+    x = np.array(x, dtype=np.float64, copy=True)
+    m = log_mask(features)
+    x[:, m] = np.log1p(np.maximum(x[:, m], 0.0))
+    return x
+
+
 def robust_scale(x: np.ndarray, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature (centre, scale): median and 1.4826 x MAD, floored by the feature kind's
-    smallest meaningful change (`scale_floor`) and by a share of the IQR."""
+    """Per-feature (centre, scale) of the transformed rows: median and 1.4826 x MAD, floored by
+    the feature kind's smallest meaningful change (`scale_floor`) and by the IQR."""
+    x = transform(x, features)
     centre = medians(x)
     scale = np.empty(len(features))
     for i, f in enumerate(features):

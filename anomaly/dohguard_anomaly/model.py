@@ -32,6 +32,7 @@ from .features import (
     clean_mask,
     fill_rows,
     fill_window,
+    log_mask,
     load_csv,
     medians,
     robust_scale,
@@ -218,7 +219,7 @@ class AnomalyModel:
         self.medians = medians(rows)
         centre, scale = robust_scale(rows, self.features)
         w = self._clean_windows(train)
-        std = detectors.Standardise(centre, scale)
+        std = detectors.Standardise(centre, scale, log_mask(self.features))
         if self.kind == "autoencoder":
             self.module = detectors.fit_autoencoder(std, w, epochs=self.epochs, seed=self.seed, threads=self.threads, progress=progress)
         elif self.kind == "pca":

@@ -69,7 +69,8 @@ def test_robust_scale_never_goes_below_the_features_floor():
     x = np.zeros((100, len(FEATURES)))
     _, scale = robust_scale(x, FEATURES)
     assert scale[FEATURES.index("dohguard:nxdomain:ratio")] == 0.01
-    assert scale[FEATURES.index("dohguard:queries:rate")] == 0.2
+    assert scale[FEATURES.index("dohguard:queries:rate")] == 0.05  # log1p scale
+    assert scale[FEATURES.index("dohguard:callout_failures:rate")] == 0.2
 
 
 def test_clean_mask_keeps_a_settling_margin_after_each_fault():
