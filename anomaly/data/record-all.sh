@@ -2,7 +2,8 @@
 # Re-records the data set's real-stack runs (anomaly/data/README.md), then compresses them and
 # writes MANIFEST.sha256. Each run starts its own hermetic stack on ephemeral ports, so the runs
 # of one group go in parallel. Needs: source scripts/env.sh && cargo xtask wasm &&
-# cargo build -p dohguard-scorer. Takes ~35 minutes.
+# cargo build -p dohguard-scorer. Takes ~30 minutes in two groups:
+#   anomaly/data/record-all.sh 'run-0[1-4]' && anomaly/data/record-all.sh 'run-0[5-7]'
 #   anomaly/data/record-all.sh            # every run
 #   anomaly/data/record-all.sh "run-0[123]"   # only the runs whose name matches (a regex)
 set -euo pipefail
@@ -12,13 +13,13 @@ source scripts/env.sh
 
 # name                     seed faults rate day-s minutes
 RUNS=(
-  "run-01-train-clean       11 no  40 600 20"
-  "run-02-train-faults       1 yes 40 600 14"
-  "run-03-val-faults         2 yes 30 480 14"
-  "run-04-val-clean         12 no  30 480 14"
-  "run-05-test-faults        3 yes 50 720 14"
-  "run-06-test-clean        13 no  50 720 14"
-  "run-07-test-2x-faults     5 yes 80 600 14"
+  "run-01-train-clean       11 no  40 600 16"
+  "run-02-train-faults       1 yes 40 600 13"
+  "run-03-val-faults         7 yes 30 480 13"
+  "run-04-val-clean         12 no  30 480 13"
+  "run-05-test-faults        3 yes 50 720 13"
+  "run-06-test-clean        13 no  50 720 13"
+  "run-07-test-2x-faults     5 yes 80 600 13"
 )
 
 record() {

@@ -275,7 +275,12 @@ def fit_zscore(std: Standardise, train: np.ndarray, tail: int = 5) -> ZScoreScor
 
 
 def fit_kmeans(std: Standardise, train: np.ndarray, k: int = 2, lags: int = 5, seed: int = 0, q: float = 99.0) -> KMeansScorer:
+    import warnings
+
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # constant features: fewer distinct points than k
 
     with torch.no_grad():
         z = std(torch.from_numpy(train))[:, :, -(lags + 1) :].numpy()

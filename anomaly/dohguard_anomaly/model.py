@@ -234,14 +234,18 @@ class AnomalyModel:
             self.module = _PythonOnly(self.kind, self.seed)
         self.trained_on = {"recordings": [r.name for r in train], "clean_windows": int(len(w)), "incidents_excluded": len(self.incidents)}
         smoothed = []
+        stride = max(1, self.evaluate_every_s // self.step_s)
         for rec in calibrate:
             rec = self._mark_incidents(rec)
-            if len(rec) < self.window:
-                continue
-            ends, score, _ = self.score_recording(rec)
-            ok = clean_mask(rec, self.window)[ends]
-            s = alerting.ewma(score, self.ewma_alpha)
-            smoothed.append(s[ok])
+            # Every phase of the evaluation grid: `stride` times the clean evaluations.
+            for offset in range(stride):
+                part = rec.slice(offset, len(rec))
+                if len(part) < self.window:
+                    continue
+                ends, score, _ = self.score_recording(part)
+                ok = clean_mask(part, self.window)[ends]
+                s = alerting.ewma(score, self.ewma_alpha)
+                smoothed.append(s[ok])
         if not smoothed or sum(len(s) for s in smoothed) < 50:
             raise DataError("too little clean calibration data for the threshold (need >= 50 clean evaluations)")
         self._clean_smoothed = np.concatenate(smoothed)
@@ -277,9 +281,9 @@ class AnomalyModel:
             q = alerting.tail_probability(per_week, self.evaluate_every_s)
         except ValueError as e:
             raise DataError(str(e)) from None
-        stride = max(1, self.evaluate_every_s // self.step_s)
-        self.calibration = alerting.pot_threshold(self._clean_smoothed[::stride], q)
-        self.calibration["clean_evaluations"] = int(len(self._clean_smoothed[::stride]))
+        clean = self._clean_smoothed
+        self.calibration = alerting.pot_threshold(clean, q, initial_quantile=0.95 if len(clean) < 5000 else 0.98)
+        self.calibration["clean_evaluations"] = int(len(clean))
         self.threshold = self.calibration["threshold"]
         self.false_alarms_per_week = float(per_week)
         return self.threshold
