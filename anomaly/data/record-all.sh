@@ -13,7 +13,7 @@ source scripts/env.sh
 
 # name                     seed faults rate day-s minutes
 RUNS=(
-  "run-01-train-clean       11 no  40 600 16"
+  "run-01-train-clean       11 no  40 600 14"
   "run-02-train-faults       1 yes 40 600 13"
   "run-03-val-faults         7 yes 30 480 13"
   "run-04-val-clean         12 no  30 480 13"
