@@ -18,7 +18,7 @@ RUNS=(
   "run-03-val-faults         7 yes 30 480 13"
   "run-04-val-clean         12 no  30 480 13"
   "run-05-test-faults        3 yes 50 720 13"
-  "run-06-test-clean        13 no  50 720 13"
+  "run-06-test-clean        13 no  50 720 8"
   "run-07-test-2x-faults     5 yes 80 600 13"
 )
 

@@ -34,7 +34,7 @@ from torch import nn
 from .features import FEATURES
 
 CLIP = 50.0  # standardised values are clipped: one absurd reading cannot dominate forever
-ERR_FLOOR = 0.05  # per-feature clean reconstruction error floor (z^2 units)
+ERR_FLOOR = 1.0  # per-feature clean reconstruction error floor (z^2 units): a feature that never moved is not divided by ~0
 
 
 class Standardise(nn.Module):

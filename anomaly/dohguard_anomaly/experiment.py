@@ -25,6 +25,8 @@ ANOMALY_DIR = Path(__file__).resolve().parents[1]
 DATA_DIR = ANOMALY_DIR / "data"
 MODEL_DIR = ANOMALY_DIR / "model"
 
+START_TRIM_S = 30
+
 GOALS = {
     "vus_pr": 0.6,
     "vus_pr_margin": 0.1,
@@ -52,7 +54,9 @@ def load_split(data: Path) -> dict[str, list[Recording]]:
             if path is None:
                 raise DataError(f"{folder}: no recording.csv(.gz)")
             rec = load_csv(path, require_labels=True)
-            rec.name = name
+            # The first seconds of a run are the stack starting and the 15 s rate windows
+            # filling (rates from 0): not traffic, in no split.
+            rec = rec.slice(START_TRIM_S, len(rec), name)
             recs.append(rec)
         out[split] = recs
     return out

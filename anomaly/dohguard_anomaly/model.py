@@ -206,6 +206,7 @@ class AnomalyModel:
         on)."""
         if not train:
             raise DataError("no training data")
+
         if calibrate is None:
             cut = [(r, int(len(r) * 0.75)) for r in train]
             calibrate = [r.slice(c, len(r), f"{r.name} (last quarter)") for r, c in cut]
@@ -213,9 +214,11 @@ class AnomalyModel:
         rows = np.concatenate([self._mark_incidents(r).x[clean_mask(r, self.window)] for r in train])
         if len(rows) < 4 * self.window:
             raise DataError(f"{len(rows)} clean rows: too little to learn from (need >= {4 * self.window})")
-        from .features import check_columns
-
-        check_columns(rows, self.features, "clean training rows")
+        # A quantile over a window without samples is NaN: with every name cached, the callout
+        # latency has no value in clean traffic at all. Such a feature is filled with 0 and
+        # measured against its kind's floor scale (a value at all is then the signal). A
+        # feature with no value in the whole input is an error (`check_columns`, load_csv).
+        no_clean_value = [f for i, f in enumerate(self.features) if np.all(np.isnan(rows[:, i]))]
         self.medians = medians(rows)
         centre, scale = robust_scale(rows, self.features)
         w = self._clean_windows(train)
@@ -232,7 +235,12 @@ class AnomalyModel:
             self.module = detectors.StaticScorer(self.features)
         else:
             self.module = _PythonOnly(self.kind, self.seed)
-        self.trained_on = {"recordings": [r.name for r in train], "clean_windows": int(len(w)), "incidents_excluded": len(self.incidents)}
+        self.trained_on = {
+            "recordings": [r.name for r in train],
+            "clean_windows": int(len(w)),
+            "incidents_excluded": len(self.incidents),
+            "features_without_clean_value": no_clean_value,
+        }
         smoothed = []
         stride = max(1, self.evaluate_every_s // self.step_s)
         for rec in calibrate:

@@ -98,7 +98,7 @@ def test_a_nan_only_column_is_an_error_not_zeros(tmp_path):
     header = ["timestamp"] + FEATURES
     rows = [[str(i)] + ["1"] * 3 + [""] + ["1"] * (len(FEATURES) - 4) for i in range(5)]
     p = _write(tmp_path, header, rows)
-    with pytest.raises(DataError, match=r"NaN-only\): dohguard:callout_failures:rate"):
+    with pytest.raises(DataError, match=r"NaN-only\): dohguard:callouts:rate;"):
         load_csv(p)
 
 
