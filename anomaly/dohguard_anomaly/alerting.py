@@ -73,6 +73,19 @@ def pot_threshold(clean: np.ndarray, tail_probability: float, initial_quantile: 
     clean = clean[np.isfinite(clean)]
     if len(clean) < 50:
         raise ValueError(f"{len(clean)} clean evaluations: too few to calibrate a threshold (need >= 50)")
+    if np.all(clean >= 0):
+        # Scores are sums of squares with a heavy right tail; the tail of log1p(score) is
+        # lighter and the extrapolation far more stable. Fit there, map back.
+        r = _pot(np.log1p(clean), tail_probability, initial_quantile)
+        r["threshold"] = float(np.expm1(r["threshold"]))
+        r["scale"] = "log1p"
+        return r
+    return _pot(clean, tail_probability, initial_quantile)
+
+
+def _pot(clean: np.ndarray, tail_probability: float, initial_quantile: float) -> dict:
+    from scipy.stats import genpareto
+
     if tail_probability >= 1.0 - initial_quantile:
         # Inside the data: no tail to extrapolate.
         return {"threshold": float(np.quantile(clean, 1.0 - tail_probability)), "method": "empirical quantile"}

@@ -160,6 +160,7 @@ def write(results: dict, models, splits, out: Path) -> None:
             f"| {k}{' (shipped)' if k == shipped else ''} | {_fmt(r['validation'].get('vus_pr'))} | {_fmt(t.get('vus_pr'))} | "
             f"{_fmt(t.get('range_f1'))} | {_fmt(t['event_recall'], True)} ({sum(o['detected'] for o in t['outcomes'])}/{t['events']}) | "
             f"{_fmt(t['median_time_to_detect_s'], nd=0)} / {_fmt(t['p95_time_to_detect_s'], nd=0)} | {t['false_alarms']} ({t['hours']:.2f} h) | "
+            f"{_fmt(t.get('clean_evaluations_alerting'), True)} | "
             f"{cd['per_day']:.2f} ({cd['false_alarms']} in {cd['days']:g} d) | {_fmt(t['cause_named'], True)} | "
             f"{(str(t2['false_alarms']) + ' / ' + _fmt(t2['event_recall'], True)) if t2 else 'n/a'} | {s2['false_alarms']} |"
         )
