@@ -77,8 +77,18 @@ def pot_threshold(clean: np.ndarray, tail_probability: float, initial_quantile: 
         # Scores are sums of squares with a heavy right tail; the tail of log1p(score) is
         # lighter and the extrapolation far more stable. Fit there, map back.
         r = _pot(np.log1p(clean), tail_probability, initial_quantile)
-        r["threshold"] = float(np.expm1(r["threshold"]))
+        with np.errstate(over="ignore"):
+            r["threshold"] = float(np.expm1(r["threshold"]))
         r["scale"] = "log1p"
+        if not np.isfinite(r["threshold"]) or r.get("xi", 0.0) > 0.5:
+            # A tail this heavy (clean validation scores far from training: a shifted
+            # normal) cannot be extrapolated to a weekly budget; say so and use a margin over
+            # the worst clean score instead.
+            return {
+                "threshold": float(clean.max()) * 1.5,
+                "method": f"POT rejected (shape xi={r.get('xi', float('nan')):.2f} > 0.5): worst clean score x 1.5",
+                "pot": {k: v for k, v in r.items() if k != "threshold"},
+            }
         return r
     return _pot(clean, tail_probability, initial_quantile)
 
