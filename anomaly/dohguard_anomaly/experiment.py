@@ -188,12 +188,21 @@ def run(data: Path = DATA_DIR, out: Path = MODEL_DIR, kinds: list[str] | None = 
             f"test false alarms {r['test']['false_alarms']}")
         results["kinds"][kind] = r
 
-    # What ships: the best exportable kind by validation VUS-PR (ties: event recall).
+    # What ships: the best exportable kind by validation VUS-PR (ties: event recall), among
+    # those whose calibrated alerts work on validation: at least half of the faults detected
+    # and at most one false alarm. A detector whose budget-calibrated threshold never fires
+    # ranks well on VUS-PR (threshold-free) and alerts on nothing.
+    def usable(k):
+        v = results["kinds"][k]["validation"]
+        return (v["event_recall"] or 0) >= 0.5 and v["false_alarms"] <= 1
+
+    exportable = [k for k in models if k in KINDS]
     ranked = sorted(
-        (k for k in models if k in KINDS),
-        key=lambda k: (results["kinds"][k]["validation"].get("vus_pr") or 0, results["kinds"][k]["validation"]["event_recall"] or 0),
+        exportable,
+        key=lambda k: (usable(k), results["kinds"][k]["validation"].get("vus_pr") or 0, results["kinds"][k]["validation"]["event_recall"] or 0),
         reverse=True,
     )
+    results["usable_on_validation"] = [k for k in exportable if usable(k)]
     shipped = ship or ranked[0]
     results["shipped"] = shipped
     results["ranking_by_validation_vus_pr"] = ranked
