@@ -74,6 +74,13 @@ if ((${#pip_missing[@]})); then
   "$DOHGUARD_PYTHON" -m pip install -q "${pip_missing[@]}" || die "pip install failed for: ${pip_missing[*]}"
 fi
 
+# TSB-AD (the NeurIPS 2024 anomaly benchmark): anomaly/ uses only its evaluation module (VUS-PR,
+# range-based F1). --no-deps: its declared pins (numpy<2, transformers, ...) are for its models.
+if ! "$DOHGUARD_PYTHON" -m pip show -q tsb-ad >/dev/null 2>&1; then
+  say "installing tsb-ad==1.5 (evaluation metrics only, --no-deps)"
+  "$DOHGUARD_PYTHON" -m pip install -q --no-deps tsb-ad==1.5 || die "pip install failed for tsb-ad"
+fi
+
 mkdir -p "$DOHGUARD_TOOLS"
 site="$("$DOHGUARD_PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 link() { [ -e "$2" ] || die "expected $2 from the Python packages, not found"; ln -sfn "$2" "$DOHGUARD_TOOLS/$1"; }

@@ -16,35 +16,7 @@ import time
 
 import requests
 
-FEATURES = [
-    "dohguard:queries:rate",
-    "dohguard:blocked:ratio",
-    "dohguard:cache_hit:ratio",
-    "dohguard:callouts:rate",
-    "dohguard:callout_failures:rate",
-    "dohguard:malformed:rate",
-    "dohguard:events_dropped:rate",
-    "dohguard:upstream_requests:rate",
-    "dohguard:upstream_5xx:rate",
-    "dohguard:downstream_latency_ms:p99",
-    "dohguard:downstream_connections:active",
-    "dohguard:nxdomain:ratio",
-    "dohguard:servfail:ratio",
-    "dohguard:qtype_a:ratio",
-    "dohguard:qtype_aaaa:ratio",
-    "dohguard:qtype_https:ratio",
-    "dohguard:qtype_txt:ratio",
-    "dohguard:qtype_mx:ratio",
-    "dohguard:qtype_cname:ratio",
-    "dohguard:qtype_ptr:ratio",
-    "dohguard:qtype_other:ratio",
-    "dohguard:qname_length:p95",
-    "dohguard:label_length_max:p95",
-    "dohguard:callout_latency_ms:p99",
-    "dohguard:scorer_queue_depth",
-    "dohguard:scorer_inference_seconds:p99",
-    "dohguard:es_bulk_seconds:p99",
-]
+from .features import FEATURES  # one definition of the feature list
 
 
 class PrometheusError(RuntimeError):
