@@ -36,10 +36,7 @@ fn redirect_zone(name: &str, address: &str) -> LocalZone {
     LocalZone {
         name: name.into(),
         kind: "redirect".into(),
-        records: vec![
-            format!("{name}. 60 IN A {address}"),
-            format!("{name}. 60 IN TXT \"demo\""),
-        ],
+        records: vec![format!("{name}. 60 IN A {address}")],
     }
 }
 
@@ -66,13 +63,14 @@ fn gateway() -> anyhow::Result<Stack> {
     })?)
 }
 
-/// The session's names, in the order the tool sent them, under [`BASE`].
+/// The session's names, in the order the tool sent them, under [`BASE`], normalised (lower
+/// case) as the record writes them.
 fn session() -> Vec<String> {
     SESSION
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|sub| format!("{sub}.{BASE}"))
+        .map(|sub| format!("{sub}.{BASE}").to_ascii_lowercase())
         .collect()
 }
 
