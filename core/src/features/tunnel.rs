@@ -99,12 +99,12 @@ fn is_base32(b: u8) -> bool {
 /// values), all computed in `f64` and rounded to `f32` once. With `s` the subdomain
 /// ([`subdomain`]), its labels, and `c` the characters of `s` without dots:
 ///
-/// 0. `len(s) / 100`; 1. labels / 10; 2. longest label / 63; 3. mean label length / 63;
-/// 4. entropy of `c` in bits / 6; 5. digits / `len(c)`; 6. hex digits (`0-9a-f`) / `len(c)`;
-/// 7. vowels / letters; 8. distinct characters / `len(c)`; 9. longest consonant run / 20;
-/// 10. digit-letter switches / `len(c)`; 11. share of labels that are 8+ hex digits;
-/// 12. share of labels that are 16+ base32 characters (`a-z2-7`); 13. `-` and `_` /
-/// `len(c)`; 14. registered domain length / 63.
+/// - 0: `len(s) / 100`; 1: labels / 10; 2: longest label / 63; 3: mean label length / 63;
+/// - 4: entropy of `c` in bits / 6; 5: digits / `len(c)`; 6: hex digits / `len(c)`;
+/// - 7: vowels / letters; 8: distinct characters / `len(c)`; 9: longest consonant run / 20;
+/// - 10: digit-letter switches / `len(c)`; 11: share of labels of 8+ hex digits;
+/// - 12: share of labels of 16+ base32 characters (`a-z2-7`); 13: `-` and `_` / `len(c)`;
+/// - 14: registered domain length / 63.
 ///
 /// A name without a subdomain yields zeros except value 14.
 pub fn features(name: &str, out: &mut Vec<f32>) {
