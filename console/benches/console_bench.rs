@@ -77,6 +77,7 @@ fn event(i: u64, now_ms: u64) -> DecisionEvent {
         cname_target: None,
         score: Some(score),
         model_version: Some("bench-model".into()),
+        detector: None,
         cached: false,
         enforced: true,
         answer: match verdict {

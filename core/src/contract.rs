@@ -66,6 +66,30 @@ impl Reason {
     }
 }
 
+/// Which model decided a `reason: model` verdict (docs/contracts.md sections 2 and 3). A
+/// model card names its detector; cards without one are `dga`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// Algorithmically generated registered domains (the character model).
+    #[default]
+    Dga,
+    /// DNS tunnels: payload in the subdomain labels of the full name.
+    Tunnel,
+    /// Look-alike (phishing) registered domains.
+    Lookalike,
+}
+
+impl Detector {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detector::Dga => "dga",
+            Detector::Tunnel => "tunnel",
+            Detector::Lookalike => "lookalike",
+        }
+    }
+}
+
 /// What a verdict covers, and so the key the filter caches it under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,6 +114,10 @@ pub struct ScoreReply {
     pub model_version: String,
     /// Seconds the filter may cache the verdict.
     pub ttl: u32,
+    /// For `reason: model`, the detector whose model decided (absent for list verdicts and
+    /// from scorers that predate detectors, which means `dga`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<Detector>,
 }
 
 /// Answers to a [`BatchRequest`], in the same order: `{"results": [..]}`.
@@ -138,6 +166,19 @@ mod tests {
         assert_eq!(back["reason"], "model");
         assert_eq!(back["scope"], "registered_domain");
         assert_eq!(back["verdict"], "block");
+        assert_eq!(
+            reply.detector, None,
+            "a reply without a detector still parses"
+        );
+        assert!(back.get("detector").is_none());
+        let tunnel: ScoreReply = serde_json::from_str(
+            r#"{"name":"a.t.example","registered_domain":"t.example","score":0.9,
+                "verdict":"block","reason":"model","scope":"name","detector":"tunnel",
+                "model_version":"tunnel-v1-1","ttl":60}"#,
+        )
+        .unwrap();
+        assert_eq!(tunnel.detector, Some(Detector::Tunnel));
+        assert_eq!(serde_json::to_value(&tunnel).unwrap()["detector"], "tunnel");
     }
 
     #[test]

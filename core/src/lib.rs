@@ -5,9 +5,12 @@
 //! with no I/O, so it builds for the wasm32-wasip1 filter as well as for the native scorer.
 
 pub mod contract;
+pub mod features;
 pub mod name;
 pub mod rules;
 
-pub use contract::{BatchReply, BatchRequest, Reason, Scope, ScoreReply, ScoreRequest, Verdict};
+pub use contract::{
+    BatchReply, BatchRequest, Detector, Reason, Scope, ScoreReply, ScoreRequest, Verdict,
+};
 pub use name::{normalize, registered_domain, split, NameError, NameParts};
 pub use rules::{ListDecision, MatchKind, Policy, RuleError, RuleSet};

@@ -14,10 +14,16 @@
 //! create the set: Envoy's CAS does not guard a key that does not exist yet, so one entry
 //! can be lost once per set). Expiry is checked on
 //! read against the time the caller passes in, so the logic is testable without a clock.
+//!
+//! Tunnel-suspect names (`dohguard_core::features::tunnel::suspect`: long or random subdomain
+//! labels) are judged one by one: a registered-domain entry answers them only when it blocks,
+//! and a verdict for one that does not block is stored for that name only. Otherwise an
+//! allowed `tunnel-base.example` would answer every exfiltration query under it unscored.
 
 use std::hash::Hasher;
 
-use dohguard_core::contract::{Reason, Scope, ScoreReply, Verdict};
+use dohguard_core::contract::{Detector, Reason, Scope, ScoreReply, Verdict};
+use dohguard_core::features::tunnel;
 use dohguard_core::name::registered_domain;
 use siphasher::sip128::{Hasher128, SipHasher13};
 use thiserror::Error;
@@ -49,6 +55,8 @@ pub struct CachedVerdict {
     pub reason: Reason,
     pub score: f32,
     pub scope: Scope,
+    /// The detector of a model verdict, when the scorer named one.
+    pub detector: Option<Detector>,
 }
 
 /// The SipHash key of the cache (16 random bytes, the same in every VM of a deployment).
@@ -60,7 +68,8 @@ pub const WAYS: u32 = 32;
 /// Where the hash key is kept in shared data.
 pub const KEY_SLOT: &str = "dohguard/cache/key";
 const FORMAT_VERSION: u8 = 2;
-/// tag u64 | expires_ms u64 | score f32 | verdict u8 | reason u8 | 2 reserved bytes.
+/// tag u64 | expires_ms u64 | score f32 | verdict u8 | reason u8 | detector u8 (0 = none,
+/// which is what entries written before detectors carry) | 1 reserved byte.
 const ENTRY_LEN: usize = 24;
 /// Compare-and-swap attempts before an insert gives up (another worker kept winning).
 const CAS_ATTEMPTS: usize = 4;
@@ -102,6 +111,7 @@ struct Entry {
     score: f32,
     verdict: Verdict,
     reason: Reason,
+    detector: Option<Detector>,
 }
 
 impl Entry {
@@ -109,7 +119,12 @@ impl Entry {
         out.extend_from_slice(&self.tag.to_le_bytes());
         out.extend_from_slice(&self.expires_ms.to_le_bytes());
         out.extend_from_slice(&self.score.to_le_bytes());
-        out.extend_from_slice(&[verdict_code(self.verdict), reason_code(self.reason), 0, 0]);
+        out.extend_from_slice(&[
+            verdict_code(self.verdict),
+            reason_code(self.reason),
+            detector_code(self.detector),
+            0,
+        ]);
     }
 
     fn decode(bytes: &[u8]) -> Option<Entry> {
@@ -120,6 +135,7 @@ impl Entry {
             score: f32::from_le_bytes(bytes[16..20].try_into().ok()?),
             verdict: verdict_from(bytes[20])?,
             reason: reason_from(bytes[21])?,
+            detector: detector_from(bytes[22])?,
         })
     }
 }
@@ -160,39 +176,52 @@ impl<'a, S: SharedStore> VerdictCache<'a, S> {
         u64::from(self.sets) * u64::from(self.ways)
     }
 
-    /// Looks up the exact name, then its registered domain.
+    /// Looks up the exact name, then its registered domain. A registered-domain entry that
+    /// does not block answers only names that are not tunnel-suspect.
     pub fn lookup(&self, name: &str, now_ms: u64) -> Option<CachedVerdict> {
         if !self.enabled() {
             return None;
         }
-        let found = |scope: Scope, subject: &str| {
-            self.get(scope, subject, now_ms).map(|e| CachedVerdict {
-                verdict: e.verdict,
-                reason: e.reason,
-                score: e.score,
-                scope,
-            })
-        };
-        found(Scope::Name, name)
-            .or_else(|| found(Scope::RegisteredDomain, registered_domain(name)?))
+        if let Some(hit) = self.found(Scope::Name, name, now_ms) {
+            return Some(hit);
+        }
+        let rd = registered_domain(name)?;
+        self.found(Scope::RegisteredDomain, rd, now_ms)
+            .filter(|hit| hit.verdict == Verdict::Block || !tunnel::suspect_under(name, rd))
     }
 
-    /// Stores a scorer reply for `name` for `min(reply.ttl, max_ttl)` seconds (a zero TTL
-    /// stores nothing), and returns the scope it was stored under. A registered-domain verdict
-    /// is stored for the domain only when the scorer's registered domain is the filter's own
-    /// (their public suffix lists may differ); otherwise it covers just `name`.
-    pub fn insert(&self, name: &str, reply: &ScoreReply, now_ms: u64) -> Result<Scope, CacheError> {
-        let ttl = reply.ttl.min(self.max_ttl);
-        let rd = registered_domain(name);
-        let (scope, subject) = match rd {
+    fn found(&self, scope: Scope, subject: &str, now_ms: u64) -> Option<CachedVerdict> {
+        self.get(scope, subject, now_ms).map(|e| CachedVerdict {
+            verdict: e.verdict,
+            reason: e.reason,
+            score: e.score,
+            scope,
+            detector: e.detector,
+        })
+    }
+
+    /// The scope and subject a reply for `name` is stored under: the registered domain when
+    /// the scorer scoped it so and its registered domain is the filter's own (their public
+    /// suffix lists may differ), unless the name is tunnel-suspect and the verdict does not
+    /// block; otherwise `name` itself.
+    fn key_for<'n>(name: &'n str, reply: &ScoreReply) -> (Scope, &'n str) {
+        match registered_domain(name) {
             Some(rd)
                 if reply.scope == Scope::RegisteredDomain
-                    && reply.registered_domain.as_deref() == Some(rd) =>
+                    && reply.registered_domain.as_deref() == Some(rd)
+                    && (reply.verdict == Verdict::Block || !tunnel::suspect_under(name, rd)) =>
             {
                 (Scope::RegisteredDomain, rd)
             }
             _ => (Scope::Name, name),
-        };
+        }
+    }
+
+    /// Stores a scorer reply for `name` for `min(reply.ttl, max_ttl)` seconds (a zero TTL
+    /// stores nothing), and returns the scope it was stored under ([`Self::key_for`]).
+    pub fn insert(&self, name: &str, reply: &ScoreReply, now_ms: u64) -> Result<Scope, CacheError> {
+        let ttl = reply.ttl.min(self.max_ttl);
+        let (scope, subject) = Self::key_for(name, reply);
         if !self.enabled() || ttl == 0 {
             return Ok(scope);
         }
@@ -203,6 +232,7 @@ impl<'a, S: SharedStore> VerdictCache<'a, S> {
             score: reply.score,
             verdict: reply.verdict,
             reason: reply.reason,
+            detector: reply.detector,
         };
         let slot = slot_name(set);
         for _ in 0..CAS_ATTEMPTS {
@@ -293,6 +323,27 @@ fn reason_from(code: u8) -> Option<Reason> {
         .copied()
 }
 
+fn detector_code(d: Option<Detector>) -> u8 {
+    match d {
+        None => 0,
+        Some(Detector::Dga) => 1,
+        Some(Detector::Tunnel) => 2,
+        Some(Detector::Lookalike) => 3,
+    }
+}
+
+/// `Some(None)` for code 0 (no detector); `None` for a code this version does not know.
+fn detector_from(code: u8) -> Option<Option<Detector>> {
+    [
+        None,
+        Some(Detector::Dga),
+        Some(Detector::Tunnel),
+        Some(Detector::Lookalike),
+    ]
+    .get(usize::from(code))
+    .copied()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -336,6 +387,7 @@ pub(crate) mod tests {
             scope,
             model_version: "test".into(),
             ttl,
+            detector: None,
         }
     }
 
@@ -369,6 +421,67 @@ pub(crate) mod tests {
         );
         assert!((hit.score - 0.97).abs() < 1e-6);
         assert_eq!(cache.lookup("b.evil.com", 1000), None);
+    }
+
+    const TUNNEL_NAME: &str = "labowcwlabvnya30qfedax4gk0gtykda.t.example.com";
+
+    #[test]
+    fn an_allowed_registered_domain_does_not_answer_tunnel_suspect_names() {
+        let store = MapStore::default();
+        let cache = cache(&store, 1024, 3600);
+        let allow = reply(
+            "www.example.com",
+            Verdict::Allow,
+            Scope::RegisteredDomain,
+            60,
+        );
+        assert_eq!(
+            cache.insert("www.example.com", &allow, 0).unwrap(),
+            Scope::RegisteredDomain
+        );
+        assert!(cache.lookup("mail.example.com", 0).is_some());
+        assert_eq!(
+            cache.lookup(TUNNEL_NAME, 0),
+            None,
+            "a suspect name is looked up by its exact name only"
+        );
+        // A suspect name's own allow covers that name, not the domain.
+        let mut own = reply(TUNNEL_NAME, Verdict::Allow, Scope::RegisteredDomain, 60);
+        own.detector = Some(Detector::Tunnel);
+        let other = reply("other.com", Verdict::Allow, Scope::Name, 60);
+        let fresh = MapStore::default();
+        let c2 = super::VerdictCache::new(&fresh, 1024, 3600, KEY);
+        assert_eq!(c2.insert(TUNNEL_NAME, &own, 0).unwrap(), Scope::Name);
+        assert!(c2.lookup("www.example.com", 0).is_none());
+        let hit = c2.lookup(TUNNEL_NAME, 0).unwrap();
+        assert_eq!(hit.detector, Some(Detector::Tunnel), "the detector is kept");
+        assert_eq!(c2.insert("other.com", &other, 0).unwrap(), Scope::Name);
+    }
+
+    #[test]
+    fn a_blocked_registered_domain_answers_tunnel_suspect_names_too() {
+        let store = MapStore::default();
+        let cache = cache(&store, 1024, 3600);
+        let mut block = reply(TUNNEL_NAME, Verdict::Block, Scope::RegisteredDomain, 60);
+        block.detector = Some(Detector::Tunnel);
+        assert_eq!(
+            cache.insert(TUNNEL_NAME, &block, 0).unwrap(),
+            Scope::RegisteredDomain
+        );
+        let other_tunnel = "mrqxiyjaon2gk43u.post.t.example.com";
+        assert!(dohguard_core::features::tunnel::suspect(other_tunnel));
+        for name in [other_tunnel, "www.example.com"] {
+            let hit = cache.lookup(name, 0).unwrap();
+            assert_eq!(
+                (hit.verdict, hit.scope, hit.detector),
+                (
+                    Verdict::Block,
+                    Scope::RegisteredDomain,
+                    Some(Detector::Tunnel)
+                ),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub fn decision() -> Decision {
         verdict: Verdict::Block,
         basis: Basis::Cname,
         from_cache: false,
+        detector: None,
     }
 }
 
@@ -478,6 +479,7 @@ mod tests {
             verdict,
             basis,
             from_cache: false,
+            detector: None,
         };
         assert!(inspects(&d(Verdict::Allow, Basis::NoScorer)));
         assert!(inspects(&d(Verdict::Allow, Basis::Model)));

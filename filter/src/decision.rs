@@ -3,12 +3,12 @@
 //! verdict turns into: forward or block answer, the response header, the callout request, and
 //! the checks a callout reply must pass. No proxy-wasm here: the glue feeds in the inputs.
 
-use dohguard_core::contract::{Reason, ScoreReply, ScoreRequest, Verdict};
+use dohguard_core::contract::{Detector, Reason, ScoreReply, ScoreRequest, Verdict};
 use dohguard_core::name::model_judges;
 use hickory_proto::ProtoError;
 
 use crate::answer::{block_answer, BlockCause};
-use crate::cache::{SharedStore, VerdictCache};
+use crate::cache::{CachedVerdict, SharedStore, VerdictCache};
 use crate::config::{FailureMode, Mode, Settings};
 use crate::dns::DnsQuery;
 use crate::metrics::Counter;
@@ -64,6 +64,8 @@ pub struct Decision {
     pub verdict: Verdict,
     pub basis: Basis,
     pub from_cache: bool,
+    /// For a model verdict, the detector the scorer named (`tunnel`, `dga`, ...).
+    pub detector: Option<Detector>,
 }
 
 impl Decision {
@@ -72,12 +74,26 @@ impl Decision {
             verdict,
             basis,
             from_cache: false,
+            detector: None,
         }
     }
 
     /// The scorer's reply as a decision.
     pub fn from_reply(reply: &ScoreReply) -> Self {
-        Decision::new(reply.verdict, Basis::from_reason(reply.reason))
+        Decision {
+            detector: reply.detector,
+            ..Decision::new(reply.verdict, Basis::from_reason(reply.reason))
+        }
+    }
+
+    /// A cached verdict as a decision.
+    pub fn from_cache(hit: &CachedVerdict) -> Self {
+        Decision {
+            verdict: hit.verdict,
+            basis: Basis::from_reason(hit.reason),
+            from_cache: true,
+            detector: hit.detector,
+        }
     }
 
     /// The decision when the callout failed.
@@ -106,6 +122,10 @@ impl Decision {
         value.push_str(self.verdict.as_str());
         value.push_str("; reason=");
         value.push_str(self.basis.as_str());
+        if let Some(detector) = self.detector {
+            value.push_str("; detector=");
+            value.push_str(detector.as_str());
+        }
         if self.from_cache {
             value.push_str("; cache=hit");
         }
@@ -165,7 +185,8 @@ pub enum LocalOutcome {
 }
 
 /// Lists first, then the cache (reporting hit or miss), then the no-scorer fallback. `now_ms`
-/// is called only when the cache is consulted (reading the clock is a host call).
+/// is called only when the cache is consulted (reading the clock is a host call). The cache
+/// judges tunnel-suspect names by their exact name (`cache` module).
 pub fn decide_locally<S: SharedStore>(
     settings: &Settings,
     cache: &VerdictCache<'_, S>,
@@ -173,29 +194,48 @@ pub fn decide_locally<S: SharedStore>(
     now_ms: impl FnOnce() -> u64,
     counters: &mut Vec<Counter>,
 ) -> LocalOutcome {
-    if let Some(list) = settings.policy.decide(name) {
-        let basis = Basis::from_reason(list.reason());
-        return LocalOutcome::Decided(Decision::new(list.verdict(), basis));
+    if let Some(listed) = listed(settings, name) {
+        return LocalOutcome::Decided(listed);
     }
     if !model_judges(name) {
         return LocalOutcome::Decided(Decision::new(Verdict::Allow, Basis::Unscored));
     }
-    if cache.enabled() {
-        if let Some(hit) = cache.lookup(name, now_ms()) {
-            counters.push(Counter::CacheHit);
-            return LocalOutcome::Decided(Decision {
-                verdict: hit.verdict,
-                basis: Basis::from_reason(hit.reason),
-                from_cache: true,
-            });
-        }
-        counters.push(Counter::CacheMiss);
+    if let Some(hit) = cached(cache, name, now_ms, counters) {
+        return LocalOutcome::Decided(hit);
     }
     if settings.scorer.is_some() {
         LocalOutcome::AskScorer
     } else {
         LocalOutcome::Decided(Decision::new(Verdict::Allow, Basis::NoScorer))
     }
+}
+
+/// The allow or deny list's decision, if a rule matches.
+fn listed(settings: &Settings, name: &str) -> Option<Decision> {
+    let list = settings.policy.decide(name)?;
+    Some(Decision::new(
+        list.verdict(),
+        Basis::from_reason(list.reason()),
+    ))
+}
+
+/// The cached verdict, if any, counting the hit or miss (nothing when the cache is off).
+fn cached<S: SharedStore>(
+    cache: &VerdictCache<'_, S>,
+    name: &str,
+    now_ms: impl FnOnce() -> u64,
+    counters: &mut Vec<Counter>,
+) -> Option<Decision> {
+    if !cache.enabled() {
+        return None;
+    }
+    let hit = cache.lookup(name, now_ms());
+    counters.push(if hit.is_some() {
+        Counter::CacheHit
+    } else {
+        Counter::CacheMiss
+    });
+    hit.as_ref().map(Decision::from_cache)
 }
 
 /// What the filter does with the request.
@@ -380,6 +420,36 @@ mod tests {
             .counters(Mode::Enforce)
             .collect::<Vec<_>>()
             .contains(&Counter::ReasonCache));
+    }
+
+    #[test]
+    fn a_tunnel_suspect_name_is_not_answered_by_its_allowed_domain() {
+        let s = settings(r#"{"scorer":{"cluster":"s"}}"#);
+        let store = MapStore::default();
+        cache(&store, s.cache_max_entries, s.cache_max_ttl)
+            .insert(
+                "www.t.com",
+                &reply("www.t.com", Verdict::Allow, Scope::RegisteredDomain, 60),
+                0,
+            )
+            .unwrap();
+        let (out, _) = local(&s, &store, "mail.t.com");
+        assert!(matches!(out, LocalOutcome::Decided(d) if d.from_cache));
+        let (out, counters) = local(&s, &store, "mrqxiyjaon2gk43uebsxq2lmmfzw4zlsfzz.t.com");
+        assert_eq!(out, LocalOutcome::AskScorer);
+        assert_eq!(counters, vec![Counter::CacheMiss]);
+    }
+
+    #[test]
+    fn the_detector_reaches_the_decision_and_the_debug_header() {
+        let mut r = reply("x.t.com", Verdict::Block, Scope::Name, 60);
+        r.detector = Some(Detector::Tunnel);
+        let d = Decision::from_reply(&r);
+        assert_eq!(d.detector, Some(Detector::Tunnel));
+        assert_eq!(
+            d.header_value(Mode::Enforce, true),
+            "block; reason=model; detector=tunnel"
+        );
     }
 
     #[test]

@@ -217,11 +217,7 @@ impl FilterRoot {
         });
         for (waiter, outcome) in done {
             let decision = match outcome {
-                Outcome::Decided(hit) => Decision {
-                    verdict: hit.verdict,
-                    basis: decision::Basis::from_reason(hit.reason),
-                    from_cache: true,
-                },
+                Outcome::Decided(hit) => Decision::from_cache(&hit),
                 Outcome::Unanswered => Decision::from_failure(scorer.failure_mode),
             };
             settle(&shared, vec![waiter], decision, None, self.id);

@@ -93,6 +93,7 @@ impl Draft {
         mode: Mode,
     ) -> Option<DecisionEvent> {
         let answer = self.answer?;
+        let detector = decision.and_then(|d| d.detector);
         let (verdict, layer, cached_layer, cached, enforced) = match decision {
             Some(d) => {
                 let own = layer_of(d.basis);
@@ -121,6 +122,7 @@ impl Draft {
             cname_target: self.cname_target,
             score: self.score,
             model_version: self.model_version,
+            detector,
             cached,
             enforced,
             answer,
@@ -359,6 +361,7 @@ mod tests {
             verdict: Verdict::Block,
             basis: Basis::DenyList,
             from_cache: true,
+            detector: None,
         };
         let e = draft
             .finish(Some(decision), StreamFacts::default(), Mode::Monitor)

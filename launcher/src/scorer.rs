@@ -15,6 +15,8 @@ use crate::LaunchError;
 #[derive(Debug, Clone)]
 pub struct ScorerOptions {
     pub model_card: PathBuf,
+    /// Extra detector cards (`--detector`), e.g. [`default_detector_cards`].
+    pub detector_cards: Vec<PathBuf>,
     pub elasticsearch_url: String,
     pub port: Option<u16>,
 }
@@ -46,6 +48,12 @@ impl Scorer {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--model")
             .arg(&options.model_card)
+            .args(
+                options
+                    .detector_cards
+                    .iter()
+                    .flat_map(|card| [std::ffi::OsStr::new("--detector"), card.as_os_str()]),
+            )
             .arg("--elasticsearch-url")
             .arg(&options.elasticsearch_url)
             .arg("--spool-dir")
@@ -85,6 +93,21 @@ fn write_admin_token(path: &Path) -> Result<(), LaunchError> {
         .open(path)
         .and_then(|mut f| f.write_all(token.as_bytes()))
         .map_err(LaunchError::io(format!("writing {}", path.display())))
+}
+
+/// The shipped extra detectors' cards: the full-name tunnel model,
+/// `models/tunnel-v1/model.card.json`.
+pub fn default_detector_cards() -> Result<Vec<PathBuf>, LaunchError> {
+    let card = repo_root().join("models/tunnel-v1/model.card.json");
+    if card.is_file() {
+        Ok(vec![card])
+    } else {
+        Err(LaunchError::MissingFile {
+            what: "the shipped tunnel model card",
+            path: card,
+            hint: "it is committed under models/tunnel-v1/: restore it from git, or retrain it with `python -m dohguard_models tunnel`",
+        })
+    }
 }
 
 /// The shipped model's card, `models/dga-cnn/model.card.json`: the only model the stack runs

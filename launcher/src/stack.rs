@@ -155,6 +155,7 @@ impl Stack {
                     &path,
                     &ScorerOptions {
                         model_card: model_card.clone(),
+                        detector_cards: crate::scorer::default_detector_cards()?,
                         elasticsearch_url: store.url(),
                         port: options.scorer_port,
                     },

@@ -144,6 +144,7 @@ pub fn verdict_for(request: &ScoreRequest) -> ScoreReply {
         scope: Scope::Name,
         model_version: "stand-in".to_owned(),
         ttl: 60,
+        detector: None,
     }
 }
 

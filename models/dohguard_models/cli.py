@@ -100,6 +100,14 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fixture", help="regenerate the encoding fixture from a model folder")
     f.add_argument("--model", type=Path, default=pipeline.SHIPPED_DIR)
     f.add_argument("--out", type=Path, default=pipeline.SHARED_FIXTURE)
+
+    tu = sub.add_parser("tunnel", help="train, evaluate (held-out base domains, session replay) "
+                        "and export the full-name tunnel detector (writes models/tunnel-v1/)")
+    tu.add_argument("--data", type=Path, default=pipeline.DEFAULT_DATA)
+    tu.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / "tunnel-v1")
+    tu.add_argument("--version", default="", help="model version (default: today, UTC)")
+    tu.add_argument("--hidden", type=int, default=16, help="hidden units (0: logistic regression)")
+    tu.add_argument("--seed", type=int, default=7)
     return p
 
 
@@ -140,6 +148,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "finetune":
             return _finetune(args)
+        if args.command == "tunnel":
+            from . import tunnel
+
+            if not args.data.is_dir():
+                raise SourceError(f"data folder {args.data} not found (use --data)")
+            r = tunnel.run(args.data, args.out, args.version, args.hidden, args.seed)
+            s = r["shipped"]
+            print(f"wrote {args.out}: sessions blocked within 20 (base domain held out) "
+                  f"{r['pooled_sessions_blocked_20']:.3f}; benign flagged "
+                  f"{s['benign_test_flagged']}/{s['benign_test_names']}")
+            return 0
         if args.command == "fixture":
             from . import fixtures
 

@@ -135,6 +135,9 @@ pub struct Dohguard {
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_version: Option<String>,
+    /// The detector of a model verdict (`dga`, `tunnel`, `lookalike`); `reason` stays `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -276,6 +279,7 @@ impl VerdictDocument {
                 score: event.score,
                 scope: None,
                 model_version: event.model_version.clone(),
+                detector: event.detector.map(|d| d.as_str().into()),
                 latency_us: Some(event.latency_us),
                 principal: event.principal.clone(),
                 cname_target: event.cname_target.clone(),
@@ -391,6 +395,7 @@ mod tests {
             cname_target: None,
             score: Some(0.01),
             model_version: Some("m1".into()),
+            detector: None,
             cached: false,
             enforced: true,
             answer: Answer::Forwarded {

@@ -1,7 +1,7 @@
 //! The decision event: one per DoH query the filter answers or forwards (malformed requests
 //! included), made by the filter when the stream ends and sent in batches.
 
-use dohguard_core::contract::Verdict;
+use dohguard_core::contract::{Detector, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// Which layer decided a query.
@@ -107,6 +107,10 @@ pub struct DecisionEvent {
     pub score: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_version: Option<String>,
+    /// For a model verdict (layer `model`, or a cached one), the detector that decided:
+    /// `dga`, `tunnel` or `lookalike`; absent when the scorer named none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<Detector>,
     /// Whether the verdict came from the verdict cache.
     pub cached: bool,
     /// False for a `block` verdict forwarded because the filter runs in monitor mode.

@@ -282,6 +282,7 @@ fn event(i: usize) -> VerdictEvent {
         reason: Reason::Model,
         scope: Scope::RegisteredDomain,
         model_version: "bench".into(),
+        detector: None,
         latency_us: 100,
     }
 }

@@ -44,26 +44,11 @@ impl App {
     pub async fn start(config: Config) -> Result<(Arc<App>, AppTasks), AppError> {
         let metrics = Metrics::new();
         let (policy, ruled_domains) = compile_rules(&config.rules)?;
-        let inference = config.inference.clone();
-        let card = config.model.card.clone();
-        let model_metrics = metrics.clone();
-        let model = tokio::task::spawn_blocking(move || {
-            Model::start(
-                &card,
-                inference.device,
-                inference.intra_threads,
-                inference.warmup_batches,
-                BatcherConfig {
-                    max_batch: inference.max_batch,
-                    max_wait: Duration::from_micros(inference.max_wait_us),
-                    queue_capacity: inference.queue_capacity,
-                    max_age: Duration::from_millis(inference.max_queue_age_ms),
-                },
-                model_metrics,
-            )
-        })
-        .await
-        .map_err(|_| ModelError::Stopped)??;
+        let model = start_model(&config, config.model.card.clone(), &metrics).await?;
+        let mut detectors = Vec::new();
+        for card in &config.model.detector_cards {
+            detectors.push(start_model(&config, card.clone(), &metrics).await?);
+        }
         let (sink, sink_tasks) =
             Sink::start(&config.elasticsearch, &config.spool, metrics.clone()).await?;
         let watcher = config.model.watch.then(|| {
@@ -79,7 +64,8 @@ impl App {
             config.verdicts.clone(),
             sink,
             metrics.clone(),
-        );
+        )
+        .with_detectors(detectors, config.tunnel.clone());
         Ok((
             Arc::new(App {
                 config,
@@ -100,6 +86,33 @@ impl App {
     pub fn model(&self) -> &Model {
         self.scorer.model()
     }
+}
+
+/// Loads, verifies and warms up one model card and starts its inference thread.
+async fn start_model(
+    config: &Config,
+    card: std::path::PathBuf,
+    metrics: &Metrics,
+) -> Result<Model, ModelError> {
+    let inference = config.inference.clone();
+    let model_metrics = metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        Model::start(
+            &card,
+            inference.device,
+            inference.intra_threads,
+            inference.warmup_batches,
+            BatcherConfig {
+                max_batch: inference.max_batch,
+                max_wait: Duration::from_micros(inference.max_wait_us),
+                queue_capacity: inference.queue_capacity,
+                max_age: Duration::from_millis(inference.max_queue_age_ms),
+            },
+            model_metrics,
+        )
+    })
+    .await
+    .map_err(|_| ModelError::Stopped)?
 }
 
 impl AppTasks {

@@ -92,6 +92,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub inference: InferenceConfig,
     pub verdicts: VerdictConfig,
+    pub tunnel: TunnelConfig,
     pub rules: RulesConfig,
     pub http: HttpConfig,
     pub elasticsearch: ElasticsearchConfig,
@@ -116,6 +117,33 @@ pub struct ModelConfig {
     pub watch: bool,
     /// How often the watcher looks at the files' modification times.
     pub watch_interval_ms: u64,
+    /// Extra detector model cards (card v2, `detector` = `tunnel`, `lookalike`, ...), each run
+    /// beside the main model; the most severe verdict wins. Loaded at start (not watched).
+    pub detector_cards: Vec<PathBuf>,
+}
+
+/// The tunnel session rule: `domain_block_names` tunnel-flagged names (tunnel score at or
+/// over the tunnel card's block threshold) under one registered domain within `window_s`
+/// block the whole registered domain (reason `model`, detector `tunnel`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunnelConfig {
+    /// Flagged names that block their registered domain; 0 turns the session rule off.
+    pub domain_block_names: u32,
+    /// How long a flagged name counts, seconds.
+    pub window_s: u64,
+    /// Registered domains tracked at once (the oldest are forgotten past it).
+    pub max_entries: usize,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            domain_block_names: 3,
+            window_s: 300,
+            max_entries: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -272,6 +300,7 @@ impl Default for Config {
             model: ModelConfig::default(),
             inference: InferenceConfig::default(),
             verdicts: VerdictConfig::default(),
+            tunnel: TunnelConfig::default(),
             rules: RulesConfig::default(),
             http: HttpConfig::default(),
             elasticsearch: ElasticsearchConfig::default(),
@@ -287,6 +316,7 @@ impl Default for ModelConfig {
             card: PathBuf::from(DEFAULT_MODEL_CARD),
             watch: true,
             watch_interval_ms: 1000,
+            detector_cards: Vec::new(),
         }
     }
 }
@@ -373,6 +403,8 @@ impl Default for SpoolConfig {
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub model_card: Option<PathBuf>,
+    /// Replace `model.detector_cards` when not empty.
+    pub detector_cards: Vec<PathBuf>,
     pub elasticsearch_url: Option<String>,
     /// Run with no Elasticsearch at all (spool only).
     pub no_elasticsearch: bool,
@@ -438,6 +470,9 @@ impl Config {
         if let Some(card) = &o.model_card {
             self.model.card = card.clone();
         }
+        if !o.detector_cards.is_empty() {
+            self.model.detector_cards = o.detector_cards.clone();
+        }
         if let Some(url) = &o.elasticsearch_url {
             self.elasticsearch.url = Some(url.clone());
         }
@@ -472,6 +507,8 @@ impl Config {
             self.inference.max_queue_age_ms,
         )?;
         positive("model.watch_interval_ms", self.model.watch_interval_ms)?;
+        positive("tunnel.window_s", self.tunnel.window_s)?;
+        positive("tunnel.max_entries", self.tunnel.max_entries as u64)?;
         positive("http.max_body_bytes", self.http.max_body_bytes as u64)?;
         positive("http.max_batch_names", self.http.max_batch_names as u64)?;
         positive("http.request_timeout_ms", self.http.request_timeout_ms)?;

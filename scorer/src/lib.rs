@@ -8,11 +8,15 @@
 //! Elasticsearch is away). `config` is the one typed configuration; `metrics` the Prometheus
 //! registry shared by all of them; `app` wires the parts together for the binary and tests.
 
+// The index template's `json!` (sink/template.rs) nests deeper than the default 128.
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod config;
 pub mod metrics;
 pub mod model;
 pub mod scoring;
+pub mod sessions;
 pub mod sink;
 
 mod http;

@@ -30,6 +30,9 @@ struct Cli {
     /// Model card JSON (the ONNX file sits next to it).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Extra detector model card (repeatable), e.g. models/tunnel-v1/model.card.json.
+    #[arg(long = "detector")]
+    detectors: Vec<PathBuf>,
     /// Elasticsearch base URL.
     #[arg(long, global = true, conflicts_with = "no_elasticsearch")]
     elasticsearch_url: Option<String>,
@@ -64,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
     let overrides = Overrides {
         listen: cli.listen,
         model_card: cli.model,
+        detector_cards: cli.detectors,
         elasticsearch_url: cli.elasticsearch_url,
         no_elasticsearch: cli.no_elasticsearch,
         spool_dir: cli.spool_dir,

@@ -278,6 +278,7 @@ async fn replaying_documents_already_stored_is_harmless() {
                 reason: dohguard_core::contract::Reason::Model,
                 scope: dohguard_core::contract::Scope::Name,
                 model_version: "test".into(),
+                detector: None,
                 latency_us: 1,
             }
             .to_doc(DEFAULT_INDEX)

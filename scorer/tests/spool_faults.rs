@@ -289,6 +289,7 @@ fn verdict(i: usize) -> VerdictEvent {
         reason: dohguard_core::contract::Reason::Model,
         scope: dohguard_core::contract::Scope::Name,
         model_version: "test".into(),
+        detector: None,
         latency_us: 1,
     }
 }

@@ -223,6 +223,7 @@ fn prometheus_records_the_features_and_a_scorer_outage_alerts_through_alertmanag
         &dir,
         &ScorerOptions {
             model_card,
+            detector_cards: Vec::new(),
             elasticsearch_url: store_url,
             port: Some(scorer_port),
         },

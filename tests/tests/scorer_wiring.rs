@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
 use dohguard_launcher::kdig::Method;
 use dohguard_launcher::osmem::Osmem;
-use dohguard_launcher::scorer::{default_model_card, Scorer, ScorerOptions};
+use dohguard_launcher::scorer::{
+    default_detector_cards, default_model_card, Scorer, ScorerOptions,
+};
 use dohguard_launcher::stack::ScorerKind;
 use dohguard_launcher::{Stack, StackOptions};
 use serde_json::Value;
@@ -327,6 +329,7 @@ fn a_fail_open_decision_is_recorded_once_when_the_scorer_is_back() -> anyhow::Re
         stack.dir(),
         &ScorerOptions {
             model_card: default_model_card()?,
+            detector_cards: default_detector_cards()?,
             elasticsearch_url: store_url,
             port: Some(port),
         },

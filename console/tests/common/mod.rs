@@ -60,6 +60,7 @@ pub fn event(
         cname_target: None,
         score: None,
         model_version: None,
+        detector: None,
         cached: layer == Layer::Cache,
         enforced: true,
         answer: match verdict {

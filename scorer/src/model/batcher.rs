@@ -26,7 +26,7 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use super::{LoadedSession, ModelError, ModelInfo, Scored};
+use super::{encode::Rows, LoadedSession, ModelError, ModelInfo, Scored};
 use crate::metrics::{DropLabel, Metrics};
 
 #[derive(Debug, Clone, Copy)]
@@ -212,7 +212,7 @@ impl Inference {
         let mut info = info;
         let mut pending: Option<Message> = None;
         let mut under_load = false;
-        let mut ids: Vec<i64> = Vec::new();
+        let mut rows_buf = info.encoder.rows();
         loop {
             let first = match pending.take().map(Ok).unwrap_or_else(|| self.rx.recv()) {
                 Ok(Message::Job(job)) => job,
@@ -223,6 +223,7 @@ impl Inference {
                 }) => {
                     session = s;
                     info = i;
+                    rows_buf = info.encoder.rows();
                     let _ = done.send(());
                     continue;
                 }
@@ -277,7 +278,7 @@ impl Inference {
                 jobs,
                 rows,
                 config.max_batch,
-                &mut ids,
+                &mut rows_buf,
                 &self.metrics,
             );
         }
@@ -317,7 +318,7 @@ fn run_batch(
     jobs: Vec<Job>,
     rows: usize,
     max_batch: usize,
-    ids: &mut Vec<i64>,
+    buf: &mut Rows,
     metrics: &Metrics,
 ) {
     let started = Instant::now();
@@ -326,12 +327,12 @@ fn run_batch(
     let texts = jobs.iter().flat_map(|j| j.texts.iter());
     let all: Vec<&String> = texts.collect();
     for chunk in all.chunks(max_batch) {
-        ids.clear();
+        buf.clear();
         for text in chunk {
-            info.encoder.encode_into(text, ids);
+            info.encoder.push_row(text, buf);
         }
         metrics.batch_size.observe(chunk.len() as f64);
-        match session.run(ids) {
+        match session.run_rows(buf) {
             Ok(s) => scores.extend(s),
             Err(e) => {
                 failure = Some(e.to_string());

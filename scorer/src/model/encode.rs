@@ -1,11 +1,32 @@
-//! Name -> model input ids, exactly as docs/contracts.md section 2 describes (and as the
-//! Python training code does; `models/fixtures/encoding.json` checks both sides agree).
+//! Name -> model input, exactly as docs/contracts.md section 2 describes (and as the
+//! Python training code does; `models/fixtures/encoding.json` checks both sides agree for
+//! ids, the feature-set agreement tests for features).
 
-use super::card::{InputSpec, InputText, Side};
+use dohguard_core::features::{self, FeatureSet};
 
-/// A compiled [`InputSpec`]: a byte -> id table so encoding is one lookup per character.
+use super::card::{InputKind, InputSpec, InputText, Side};
+
+/// Input rows for one model call: character ids or feature values, by the card's kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rows {
+    Ids(Vec<i64>),
+    Features(Vec<f32>),
+}
+
+impl Rows {
+    pub fn clear(&mut self) {
+        match self {
+            Rows::Ids(v) => v.clear(),
+            Rows::Features(v) => v.clear(),
+        }
+    }
+}
+
+/// A compiled [`InputSpec`]: a byte -> id table so encoding is one lookup per character, or
+/// the feature set's function.
 #[derive(Debug, Clone)]
 pub struct Encoder {
+    features: Option<FeatureSet>,
     table: [i64; 256],
     text: InputText,
     pad_id: i64,
@@ -20,7 +41,13 @@ impl Encoder {
         for (i, b) in spec.alphabet.bytes().enumerate() {
             table[b.to_ascii_lowercase() as usize] = i as i64 + 1;
         }
+        let features = match spec.kind {
+            InputKind::Ids => None,
+            // A card that names an unknown set does not load (`ModelCard::load`).
+            InputKind::Features => spec.feature_set.as_deref().and_then(features::by_name),
+        };
         Self {
+            features,
             table,
             text: spec.text,
             pad_id: spec.pad_id,
@@ -32,6 +59,25 @@ impl Encoder {
 
     pub fn max_length(&self) -> usize {
         self.max_length
+    }
+
+    /// An empty buffer of the kind this encoder fills.
+    pub fn rows(&self) -> Rows {
+        match self.features {
+            None => Rows::Ids(Vec::new()),
+            Some(_) => Rows::Features(Vec::new()),
+        }
+    }
+
+    /// Appends one row for `text` to `rows` (a buffer from [`Encoder::rows`]).
+    pub fn push_row(&self, text: &str, rows: &mut Rows) {
+        match (rows, self.features) {
+            (Rows::Ids(ids), None) => self.encode_into(text, ids),
+            (Rows::Features(values), Some(set)) => (set.compute)(text, values),
+            // A buffer of the other kind: cannot happen with `rows()`; the row count check
+            // in `LoadedSession::run_rows` reports it if it ever does.
+            _ => {}
+        }
     }
 
     /// The text the model reads for a normalised name: its registered domain (falling back
@@ -79,6 +125,9 @@ mod tests {
 
     fn spec(max_length: usize) -> InputSpec {
         InputSpec {
+            kind: InputKind::Ids,
+            feature_set: None,
+            width: None,
             name: "input_ids".into(),
             dtype: "int64".into(),
             text: InputText::RegisteredDomain,
@@ -108,6 +157,33 @@ mod tests {
         // "xyz.example" keeps its last 6 characters.
         assert_eq!(e.encode("xyz.example"), e.encode("xample"));
         assert_eq!(e.encode("0-_"), vec![0, 0, 0, 27, 37, 39]);
+    }
+
+    #[test]
+    fn a_features_spec_fills_float_rows_of_its_width() {
+        let spec = InputSpec {
+            kind: InputKind::Features,
+            feature_set: Some("tunnel-v1".into()),
+            width: Some(15),
+            dtype: "float32".into(),
+            text: InputText::Name,
+            ..spec(1)
+        };
+        let e = Encoder::new(&spec);
+        let mut rows = e.rows();
+        e.push_row("ab12.cd.example.com", &mut rows);
+        e.push_row("example.com", &mut rows);
+        let Rows::Features(values) = &rows else {
+            panic!("{rows:?}")
+        };
+        assert_eq!(values.len(), 30);
+        assert!((values[0] - 0.07).abs() < 1e-6);
+        assert_eq!(
+            e.text_of("a.b.example.com", Some("example.com")),
+            "a.b.example.com"
+        );
+        rows.clear();
+        assert_eq!(rows, Rows::Features(Vec::new()));
     }
 
     #[test]

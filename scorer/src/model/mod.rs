@@ -22,7 +22,7 @@ use thiserror::Error;
 
 pub use batcher::{Batcher, BatcherConfig};
 pub use card::{ModelCard, Thresholds};
-pub use encode::Encoder;
+pub use encode::{Encoder, Rows};
 pub use runtime::{ExecutionDevice, LoadedSession};
 
 use crate::{config::Device, metrics::Metrics};
@@ -69,7 +69,12 @@ pub struct ModelInfo {
 }
 
 /// Names used to check a freshly loaded model (and to warm it up).
-const WARMUP_TEXTS: &[&str] = &["example.com", "xjw3kq9z.com", "a.co.uk", "wikipedia.org"];
+const WARMUP_TEXTS: &[&str] = &[
+    "example.com",
+    "xjw3kq9z.com",
+    "a.co.uk",
+    "labowcwlabvnya30qfedax4gk0gtykda.t.wikipedia.org",
+];
 
 /// The model handle: the current [`ModelInfo`] plus the inference thread.
 #[derive(Clone)]
@@ -196,12 +201,12 @@ fn prepare(
         .cpu_fallback
         .set(i64::from(session.fell_back_to_cpu));
     let encoder = Encoder::new(&card.input);
-    let mut ids = Vec::new();
+    let mut rows = encoder.rows();
     for text in WARMUP_TEXTS {
-        encoder.encode_into(text, &mut ids);
+        encoder.push_row(text, &mut rows);
     }
     for _ in 0..warmup_batches.max(1) {
-        let scores = session.run(&ids)?;
+        let scores = session.run_rows(&rows)?;
         if scores.len() != WARMUP_TEXTS.len() || scores.iter().any(|s| !(0.0..=1.0).contains(s)) {
             return Err(ModelError::Warmup(format!(
                 "scores {scores:?} are not {} values in [0, 1]",

@@ -11,7 +11,7 @@ use ort::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{card::ModelCard, ModelError};
+use super::{card::ModelCard, encode::Rows, ModelError};
 use crate::config::Device;
 
 /// Environment variable naming the ONNX Runtime shared library (scripts/env.sh sets it).
@@ -151,12 +151,12 @@ pub fn load_session(
         fell_back_to_cpu: fell_back,
         input_name,
         output_name,
-        max_length: card.input.max_length,
+        max_length: card.input.row_width(),
     })
 }
 
 impl LoadedSession {
-    /// Scores `ids.len() / max_length` rows; returns one score per row.
+    /// Scores `ids.len() / max_length` rows of character ids; returns one score per row.
     pub fn run(&mut self, ids: &[i64]) -> Result<Vec<f32>, ModelError> {
         let rows = ids.len() / self.max_length;
         debug_assert_eq!(rows * self.max_length, ids.len());
@@ -166,20 +166,53 @@ impl LoadedSession {
             .session
             .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(ort_err("inference"))?;
-        let value = outputs
-            .get(&self.output_name)
-            .ok_or_else(|| ModelError::Contract(format!("no output {:?}", self.output_name)))?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err("reading the score output"))?;
-        let dims: Vec<i64> = shape.iter().copied().collect();
-        let ok_shape = matches!(dims.as_slice(), [b] if *b as usize == rows)
-            || matches!(dims.as_slice(), [b, 1] if *b as usize == rows);
-        if !ok_shape {
-            return Err(ModelError::Contract(format!(
-                "score output has shape {dims:?}, expected [{rows}] or [{rows}, 1]"
-            )));
-        }
-        Ok(data.to_vec())
+        scores(&outputs, &self.output_name, rows)
     }
+
+    /// Scores rows of either kind (ids or features); one score per row.
+    pub fn run_rows(&mut self, rows: &Rows) -> Result<Vec<f32>, ModelError> {
+        match rows {
+            Rows::Ids(ids) => self.run(ids),
+            Rows::Features(values) => {
+                let n = values.len() / self.max_length;
+                if n * self.max_length != values.len() {
+                    return Err(ModelError::Contract(format!(
+                        "{} feature values are not whole rows of {}",
+                        values.len(),
+                        self.max_length
+                    )));
+                }
+                let tensor = TensorRef::from_array_view(([n, self.max_length], values.as_slice()))
+                    .map_err(ort_err("input tensor"))?;
+                let outputs = self
+                    .session
+                    .run(ort::inputs![self.input_name.as_str() => tensor])
+                    .map_err(ort_err("inference"))?;
+                scores(&outputs, &self.output_name, n)
+            }
+        }
+    }
+}
+
+/// The score output of a run over `rows` rows, its shape checked.
+fn scores(
+    outputs: &ort::session::SessionOutputs<'_>,
+    output_name: &str,
+    rows: usize,
+) -> Result<Vec<f32>, ModelError> {
+    let value = outputs
+        .get(output_name)
+        .ok_or_else(|| ModelError::Contract(format!("no output {output_name:?}")))?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(ort_err("reading the score output"))?;
+    let dims: Vec<i64> = shape.iter().copied().collect();
+    let ok_shape = matches!(dims.as_slice(), [b] if *b as usize == rows)
+        || matches!(dims.as_slice(), [b, 1] if *b as usize == rows);
+    if !ok_shape {
+        return Err(ModelError::Contract(format!(
+            "score output has shape {dims:?}, expected [{rows}] or [{rows}, 1]"
+        )));
+    }
+    Ok(data.to_vec())
 }

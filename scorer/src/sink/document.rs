@@ -33,6 +33,8 @@ pub struct VerdictEvent {
     pub reason: Reason,
     pub scope: Scope,
     pub model_version: String,
+    /// The detector of a model verdict (`None` for list verdicts).
+    pub detector: Option<dohguard_core::contract::Detector>,
     /// Time spent scoring the request this verdict belongs to, microseconds.
     pub latency_us: u64,
 }
@@ -193,6 +195,7 @@ impl VerdictEvent {
                 ),
                 score: Some(self.score),
                 model_version: Some(self.model_version.clone()),
+                detector: self.detector.map(|d| d.as_str().into()),
                 latency_us: Some(self.latency_us),
                 ..Dohguard::default()
             },

@@ -61,6 +61,7 @@ pub fn template_body(index: &str, data_stream: bool) -> Value {
                         "cached": {"type": "boolean"}, "enforced": {"type": "boolean"},
                         "scope": keyword,
                         "model_version": keyword,
+                        "detector": keyword,
                         "latency_us": {"type": "long"},
                         "principal": keyword,
                         "cname_target": keyword,
