@@ -5,6 +5,7 @@
 //! with no I/O, so it builds for the wasm32-wasip1 filter as well as for the native scorer.
 
 pub mod contract;
+pub mod features;
 pub mod name;
 pub mod rules;
 
