@@ -24,7 +24,9 @@ or more) is a different label such that deleting at most one character from each
 string (one insertion, omission, substitution or adjacent swap).
 
 Three shape values describe ``L`` itself (vowel share of its letters, longest consonant run,
-Shannon entropy in bits of its characters), and the suffix is one-hot encoded over
+Shannon entropy in bits of its characters) and two its spelling under a character
+bigram model of benign top-list labels (``bigrams.tsv``: mean and minimum ln P over the
+bigrams of ``^L$``; a pair the table lacks counts as its lowest value), and the suffix is one-hot encoded over
 ``suffixes.txt`` (``SUFFIX_SLOTS - 1`` public suffixes, the last slot for any other): suffix
 abuse differs by orders of magnitude between ``com`` and ``sbs``, and the model learns it from
 the training names of each fit.
@@ -56,7 +58,7 @@ BASE_NAMES = (
     "brand_contained_ratio", "deleet_contained_length",
     "brand_neighbour", "brand_neighbour_popularity",
     "lures", "brand_and_lure", "tokens", "longest_token",
-    "vowel_ratio", "longest_consonant_run", "entropy",
+    "vowel_ratio", "longest_consonant_run", "entropy", "bigram_mean_logp", "bigram_min_logp",
 )
 BASE_WIDTH = len(BASE_NAMES)
 WIDTH = BASE_WIDTH + SUFFIX_SLOTS
@@ -72,6 +74,8 @@ class Tables:
     lures: frozenset[str]
     max_lure: int
     suffixes: dict[str, int]  # suffix -> one-hot slot
+    bigrams: dict[str, float]  # two characters -> ln P(second | first)
+    bigram_unknown: float  # a pair with a character outside the table
 
 
 def _lines(path: Path) -> list[str]:
@@ -106,8 +110,13 @@ def tables(data_dir: Path = DATA_DIR) -> Tables:
     suffixes: dict[str, int] = {}
     for suffix in _lines(data_dir / "suffixes.txt")[: SUFFIX_SLOTS - 1]:
         suffixes.setdefault(suffix, len(suffixes))
+    bigrams = {}
+    for line in _lines(data_dir / "bigrams.tsv"):
+        pair, logp = line.split("\t")[:2]
+        bigrams[pair] = float(logp)
     return Tables(brands, len(brands), deletions, max(map(len, brands), default=0),
-                  confusables, lures, max(map(len, lures), default=0), suffixes)
+                  confusables, lures, max(map(len, lures), default=0), suffixes, bigrams,
+                  min(bigrams.values(), default=0.0))
 
 
 def feature_names(t: Tables | None = None) -> list[str]:
@@ -225,6 +234,8 @@ def features_of(text: str, t: Tables | None = None) -> list[float]:
     for c in label:
         counts[c] = counts.get(c, 0) + 1
     entropy = -sum(n / len(label) * math.log2(n / len(label)) for n in counts.values())
+    ends = f"^{label}$"
+    logps = [t.bigrams.get(ends[i:i + 2], t.bigram_unknown) for i in range(len(ends) - 1)]
     onehot = [0.0] * SUFFIX_SLOTS
     onehot[t.suffixes.get(suffix, SUFFIX_SLOTS - 1)] = 1.0
     return [
@@ -255,6 +266,8 @@ def features_of(text: str, t: Tables | None = None) -> list[float]:
         vowels / max(len(letters), 1),
         float(longest),
         entropy,
+        sum(logps) / len(logps),
+        min(logps),
         *onehot,
     ]
 

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 /// The feature set's name, as a card's `input.feature_set` gives it.
 pub const NAME: &str = "lookalike-v1";
 /// Named values per name; the suffix one-hot follows them.
-pub const BASE_WIDTH: usize = 27;
+pub const BASE_WIDTH: usize = 29;
 /// One-hot slots of the public suffix: `suffixes.txt`'s lines, then one for every other suffix.
 pub const SUFFIX_SLOTS: usize = 256;
 /// Values per name: [`BASE_NAMES`], then the suffix one-hot.
@@ -46,12 +46,15 @@ pub const BASE_NAMES: [&str; BASE_WIDTH] = [
     "vowel_ratio",
     "longest_consonant_run",
     "entropy",
+    "bigram_mean_logp",
+    "bigram_min_logp",
 ];
 
 const BRANDS: &str = include_str!("../../../models/features/lookalike-v1/brands.txt");
 const CONFUSABLES: &str = include_str!("../../../models/features/lookalike-v1/confusables.tsv");
 const LURES: &str = include_str!("../../../models/features/lookalike-v1/lures.txt");
 const SUFFIXES: &str = include_str!("../../../models/features/lookalike-v1/suffixes.txt");
+const BIGRAMS: &str = include_str!("../../../models/features/lookalike-v1/bigrams.tsv");
 
 const MIN_BRAND: usize = 4;
 const MIN_CONTAINED: usize = 5;
@@ -66,6 +69,8 @@ struct Tables {
     lures: HashSet<&'static str>,
     max_lure: usize,
     suffixes: HashMap<&'static str, usize>,
+    bigrams: HashMap<&'static str, f64>,
+    bigram_unknown: f64,
 }
 
 fn lines(text: &'static str) -> impl Iterator<Item = &'static str> {
@@ -114,7 +119,16 @@ fn tables() -> &'static Tables {
             let slot = suffixes.len();
             suffixes.entry(suffix).or_insert(slot);
         }
+        let mut bigrams = HashMap::new();
+        for line in lines(BIGRAMS) {
+            let mut cols = line.split('\t');
+            if let (Some(pair), Some(Ok(logp))) = (cols.next(), cols.next().map(str::parse)) {
+                bigrams.insert(pair, logp);
+            }
+        }
         Tables {
+            bigram_unknown: bigrams.values().copied().fold(f64::INFINITY, f64::min),
+            bigrams,
             n_brands: brands.len() as u32,
             max_brand: brands.keys().map(|b| b.len()).max().unwrap_or(0),
             brands,
@@ -282,6 +296,15 @@ pub fn features(text: &str) -> [f32; WIDTH] {
         .iter()
         .map(|&(_, n)| n as f64 / len * (n as f64 / len).log2())
         .sum::<f64>();
+    let ends = format!("^{label}$");
+    let logps: Vec<f64> = (0..ends.len() - 1)
+        .map(|i| {
+            ends.get(i..i + 2)
+                .and_then(|pair| t.bigrams.get(pair))
+                .copied()
+                .unwrap_or(t.bigram_unknown)
+        })
+        .collect();
     let base: [f64; BASE_WIDTH] = [
         label.len() as f64,
         if suffix.is_empty() {
@@ -314,6 +337,8 @@ pub fn features(text: &str) -> [f32; WIDTH] {
         vowels as f64 / letters.max(1) as f64,
         f64::from(longest),
         entropy,
+        logps.iter().sum::<f64>() / logps.len() as f64,
+        logps.iter().copied().fold(f64::INFINITY, f64::min),
     ];
     let mut out = [0.0f32; WIDTH];
     for (o, v) in out.iter_mut().zip(base) {
