@@ -146,3 +146,20 @@ def test_onnx_export_matches_pytorch(tmp_path):
     assert np.max(np.abs(torch_s - ort_s)) < 1e-5
     other = lookalike_train.fit(x, 1 - y, lookalike_train.Config(epochs=2, threads=1))
     assert np.max(np.abs(lookalike_train.scores(other, x) - ort_s)) > 1e-2
+
+
+def test_the_commands_refuse_bad_input_with_status_2(tmp_path, capsys):
+    from dohguard_models import cli
+
+    missing = tmp_path / "no-data"
+    out = tmp_path / "out"
+    assert cli.main(["lookalike", "--data", str(missing), "--out", str(out)]) == 2
+    assert "no-data" in capsys.readouterr().err
+    assert cli.main(["lookalike", "--data", str(tmp_path), "--out", str(out),
+                     "--epochs", "0"]) == 2
+    assert "--epochs" in capsys.readouterr().err
+    assert cli.main(["word-families", "--data", str(missing), "--out", str(out)]) == 2
+    assert cli.main(["lookalike-data", "--data", str(missing)]) == 2
+    assert cli.main(["protocol", "--report-only", "--out", str(out)]) == 2
+    assert "protocol.json" in capsys.readouterr().err
+    assert not out.exists()

@@ -372,10 +372,16 @@ mod tests {
 
     #[test]
     fn brands_inside_labels_neighbours_and_lures_count() {
-        assert_eq!(value("wellsfargo-login.com", "brand_contained_length"), 10.0);
+        assert_eq!(
+            value("wellsfargo-login.com", "brand_contained_length"),
+            10.0
+        );
         assert_eq!(value("wellsfargo-login.com", "lures"), 1.0);
         assert_eq!(value("wellsfargo-login.com", "brand_and_lure"), 1.0);
-        assert_eq!(value("micros0ft-account.net", "deleet_contained_length"), 9.0);
+        assert_eq!(
+            value("micros0ft-account.net", "deleet_contained_length"),
+            9.0
+        );
         assert_eq!(value("gooogle.com", "brand_neighbour"), 1.0);
         assert_eq!(value("qzxwvkjh.com", "brand_neighbour"), 0.0);
         assert_eq!(value("shop.co.uk", "suffix_labels"), 2.0);
@@ -388,7 +394,11 @@ mod tests {
         assert_eq!(com[BASE_WIDTH], 1.0, "com is the most frequent suffix");
         assert_eq!(com[BASE_WIDTH..].iter().sum::<f32>(), 1.0);
         let rare = features("example.sbs");
-        assert_eq!(rare[WIDTH - 1], 1.0, "a suffix outside the table takes the last slot");
+        assert_eq!(
+            rare[WIDTH - 1],
+            1.0,
+            "a suffix outside the table takes the last slot"
+        );
         assert_eq!(rare[BASE_WIDTH..].iter().sum::<f32>(), 1.0);
     }
 }
