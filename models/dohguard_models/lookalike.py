@@ -135,9 +135,10 @@ def decode_label(label: str) -> tuple[str, bool]:
     if not label.startswith("xn--"):
         return label, False
     try:
-        return label[4:].encode("ascii").decode("punycode"), False
+        u = label[4:].encode("ascii").decode("punycode")
     except (UnicodeError, ValueError):
         return label, True
+    return (u, False) if u else (label, True)  # nothing decoded (``xn---``) is invalid too
 
 
 def skeleton(u: str, t: Tables) -> tuple[str, int, int]:

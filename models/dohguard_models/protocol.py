@@ -526,6 +526,9 @@ def detector_sections(out: Path, r: dict) -> str:
         if path.is_file():
             r[key] = json.loads(path.read_text())
             parts.append(render(r[key]))
+            if key == "lookalike" and (out / "lookalike_recall.png").is_file():
+                parts.append("![look-alike recall by held-out source and date]"
+                             "(lookalike_recall.png)\n")
         else:
             parts.append(f"## {key}\n\nNot measured: run `python -m dohguard_models {command}`.\n")
     return "\n" + "\n".join(parts)

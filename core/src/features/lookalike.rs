@@ -150,8 +150,9 @@ fn decode_label(label: &str) -> (String, bool) {
     match label.strip_prefix("xn--") {
         None => (label.to_owned(), false),
         Some(rest) => match idna::punycode::decode_to_string(rest) {
-            Some(u) => (u, false),
-            None => (label.to_owned(), true),
+            // Nothing decoded (`xn---`) is invalid too, as in the Python twin.
+            Some(u) if !u.is_empty() => (u, false),
+            _ => (label.to_owned(), true),
         },
     }
 }
