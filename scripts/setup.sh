@@ -30,6 +30,8 @@ PIP_PACKAGES=(
   numpy onnx tqdm matplotlib flask gunicorn publicsuffixlist pytest
   # the fast model family of the models' evaluation protocol (python -m dohguard_models protocol)
   scikit-learn==1.9.1
+  # regenerating models/features/lookalike-v1/confusables.tsv (python -m dohguard_models lookalike-data)
+  confusable_homoglyphs==3.3.1
   # offline checks of deploy/kubernetes: Kubernetes 1.37 schemas bundled; JSON Schema for Istio's
   kubernetes-validate==1.37.0 check-jsonschema==0.39.0
   # anomaly/: the metrics data set's traffic generator (DoH over HTTP/2) and Prometheus export

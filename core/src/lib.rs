@@ -1,7 +1,8 @@
 //! What the DoH filter and the scorer must agree on, in one place so the two cannot drift:
 //! how a query name is normalised and split at its registered domain ([`name`]), how allow and
-//! deny lists are written and matched ([`rules`]), and the JSON types of the filter -> scorer
-//! callout ([`contract`], described in `docs/contracts.md`). Everything here is plain Rust
+//! deny lists are written and matched ([`rules`]), the JSON types of the filter -> scorer
+//! callout ([`contract`], described in `docs/contracts.md`), and the feature sets detector
+//! models read ([`features`], contract 2). Everything here is plain Rust
 //! with no I/O, so it builds for the wasm32-wasip1 filter as well as for the native scorer.
 
 pub mod contract;

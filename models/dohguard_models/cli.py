@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     pt.add_argument("--shipped", type=Path, default=pipeline.SHIPPED_DIR,
                     help="model folder of the CNN to score beside the fast model")
     pt.add_argument("--no-cnn", action="store_true", help="do not score the shipped CNN")
+    pt.add_argument("--report-only", action="store_true",
+                    help="only rewrite report.md from protocol.json and the look-alike / "
+                         "word-family files beside it (no training)")
     pt.add_argument("--min-family", type=int, default=None,
                     help="names a family needs to be held out on its own (default 200)")
     pt.add_argument("--folds", type=int, default=None, help="leave-family-out folds (default 5)")
@@ -96,6 +99,24 @@ def _parser() -> argparse.ArgumentParser:
                     help="largest drop of precision or recall on the labels a candidate may show")
     ft.add_argument("--progress-json", action="store_true",
                     help="print one JSON progress line per step (for the console)")
+    la = sub.add_parser("lookalike", help="train, measure (by source, by date) and export the "
+                        "look-alike phishing detector (writes models/lookalike-v1/ and "
+                        "models/protocol/lookalike.json)")
+    la.add_argument("--data", type=Path, default=pipeline.DEFAULT_DATA)
+    la.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / "lookalike-v1")
+    la.add_argument("--protocol-out", type=Path, default=pipeline.MODELS_DIR / "protocol")
+    la.add_argument("--version", default="", help="model version (default: today, UTC)")
+    la.add_argument("--epochs", type=int, default=None)
+    la.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+
+    ld = sub.add_parser("lookalike-data", help="regenerate models/features/lookalike-v1/"
+                        "brands.txt and confusables.tsv (needs confusable_homoglyphs)")
+    ld.add_argument("--data", type=Path, default=pipeline.DEFAULT_DATA)
+
+    wf = sub.add_parser("word-families", help="measured-only experiment: word log-odds features "
+                        "for word-based DGA families (writes models/protocol/word_families.json)")
+    wf.add_argument("--data", type=Path, default=pipeline.DEFAULT_DATA)
+    wf.add_argument("--out", type=Path, default=pipeline.MODELS_DIR / "protocol")
 
     f = sub.add_parser("fixture", help="regenerate the encoding fixture from a model folder")
     f.add_argument("--model", type=Path, default=pipeline.SHIPPED_DIR)
@@ -158,6 +179,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out}: sessions blocked within 20 (base domain held out) "
                   f"{r['pooled_sessions_blocked_20']:.3f}; benign flagged "
                   f"{s['benign_test_flagged']}/{s['benign_test_names']}")
+            return 0
+        if args.command == "lookalike":
+            return _lookalike(args)
+        if args.command == "lookalike-data":
+            from . import lookalike_data
+
+            if not args.data.is_dir():
+                raise SourceError(f"data folder {args.data} not found (use --data)")
+            print(lookalike_data.write(args.data))
+            return 0
+        if args.command == "word-families":
+            from . import protocol, wordfamilies
+
+            if not args.data.is_dir():
+                raise SourceError(f"data folder {args.data} not found (use --data)")
+            r = wordfamilies.run(args.data, args.out, protocol.ProtocolConfig(),
+                                 progress=lambda m: print(f"[word-families] {m}", flush=True))
+            print(wordfamilies.section(r))
             return 0
         if args.command == "fixture":
             from . import fixtures
@@ -225,6 +264,12 @@ def _protocol(args) -> int:
     except ImportError as err:
         raise pipeline.PipelineError(f"{err}: run scripts/setup.sh") from err
 
+    if args.report_only:
+        if not (args.out / "protocol.json").is_file():
+            raise FileNotFoundError(f"{args.out}/protocol.json not found: run the protocol first")
+        protocol.rerender(args.out)
+        print(f"wrote {args.out}/report.md")
+        return 0
     cfg = protocol.ProtocolConfig()
     for attr, value in [("min_family", args.min_family), ("folds", args.folds),
                         ("per_family", args.per_family), ("benign_train", args.benign_train)]:
@@ -249,4 +294,26 @@ def _protocol(args) -> int:
     print(f"fast model: leave-family-out macro {g['lofo_macro_tpr_at_1e-3']:.4f} at 1e-3, "
           f"{g['lofo_macro_tpr_at_1e-4']:.4f} at 1e-4; leave-style-out "
           f"{g['loso_macro_tpr_at_1e-3']:.4f} at 1e-3")
+    return 0
+
+
+def _lookalike(args) -> int:
+    import datetime
+
+    from . import lookalike_train
+
+    if not args.data.is_dir():
+        raise SourceError(f"data folder {args.data} not found (use --data)")
+    cfg = lookalike_train.Config()
+    for attr, value in [("epochs", args.epochs), ("threads", args.threads)]:
+        if value is not None:
+            if value < 1:
+                raise pipeline.PipelineError(f"--{attr} must be at least 1, got {value}")
+            setattr(cfg, attr, value)
+    version = args.version or datetime.datetime.now(datetime.timezone.utc).strftime("%Y.%m.%d")
+    r = lookalike_train.run(args.data, args.out, args.protocol_out, cfg, version,
+                            progress=lambda m: print(f"[lookalike] {m}", flush=True))
+    print(f"wrote {args.out}: model.onnx, model.card.json, report.md ({r['seconds'] / 60:.1f} "
+          f"min); held-out sources macro TPR at 1e-3: {r['goal']['value']:.4f} "
+          f"({'met' if r['goal']['met'] else 'missed'})")
     return 0

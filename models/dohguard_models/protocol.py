@@ -506,9 +506,40 @@ def write_report(out: Path, r: dict) -> None:
     from . import protocol_report
 
     out.mkdir(parents=True, exist_ok=True)
+    extra = detector_sections(out, r)
     (out / "protocol.json").write_text(json.dumps(r, indent=1, default=_json) + "\n")
     protocol_report.plots(out, r)
-    (out / "report.md").write_text(protocol_report.markdown(r))
+    (out / "report.md").write_text(protocol_report.markdown(r) + extra)
+
+
+def detector_sections(out: Path, r: dict) -> str:
+    """The look-alike phishing and word-family figures (``python -m dohguard_models
+    lookalike`` and ``word-families`` write them beside the protocol's files): copied into
+    ``r`` and rendered as report sections; absent files are said to be absent."""
+    from . import lookalike_report, wordfamilies
+
+    parts = []
+    for key, file, render, command in (
+            ("lookalike", "lookalike.json", lookalike_report.section, "lookalike"),
+            ("word_families", "word_families.json", wordfamilies.section, "word-families")):
+        path = out / file
+        if path.is_file():
+            r[key] = json.loads(path.read_text())
+            parts.append(render(r[key]))
+            if key == "lookalike" and (out / "lookalike_recall.png").is_file():
+                parts.append("![look-alike recall by held-out source and date]"
+                             "(lookalike_recall.png)\n")
+        else:
+            parts.append(f"## {key}\n\nNot measured: run `python -m dohguard_models {command}`.\n")
+    return "\n" + "\n".join(parts)
+
+
+def rerender(out: Path) -> dict:
+    """Rewrite report.md (and protocol.json) from protocol.json and the detector files,
+    without rerunning the protocol."""
+    r = json.loads((out / "protocol.json").read_text())
+    write_report(out, r)
+    return r
 
 
 def _json(o):

@@ -2,8 +2,11 @@
 //! section 2): one submodule per set, each a pure function from a normalised name to a fixed
 //! number of `f32` values. The training code has a Python twin of every set, and an agreement
 //! test runs both over real names (within 1e-5 per value). [`by_name`] is how a card's
-//! `feature_set` finds its function.
+//! `feature_set` finds its function. The data a set needs is compiled in from the committed
+//! files under `models/features/<set>/`, which the Python twin reads too, so training and
+//! serving compute the same values.
 
+pub mod lookalike;
 pub mod tunnel;
 
 /// A feature set: its name in cards, how many values it yields, and the function.
@@ -16,7 +19,7 @@ pub struct FeatureSet {
 }
 
 /// Every feature set this build knows.
-pub const SETS: &[FeatureSet] = &[tunnel::SET];
+pub const SETS: &[FeatureSet] = &[tunnel::SET, lookalike::SET];
 
 /// The feature set a card names, if this build knows it.
 pub fn by_name(name: &str) -> Option<FeatureSet> {
@@ -35,6 +38,7 @@ mod tests {
             assert_eq!(out.len(), set.width, "{}", set.name);
         }
         assert!(by_name("tunnel-v1").is_some());
+        assert!(by_name("lookalike-v1").is_some());
         assert!(by_name("no-such-set").is_none());
     }
 }
