@@ -92,6 +92,23 @@ pub fn default_model_card() -> Result<PathBuf, LaunchError> {
     }
 }
 
+/// How often the detector should evaluate for the model behind `card`: the card's
+/// `evaluate_every_s` (its threshold and k-of-n hysteresis were calibrated for that pace), or
+/// the detector's default of 5 s for a card without one.
+pub fn evaluation_interval_ms(card: &Path) -> Result<u64, LaunchError> {
+    let text = std::fs::read_to_string(card)
+        .map_err(LaunchError::io(format!("reading {}", card.display())))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| LaunchError::Io {
+        context: format!("parsing {}", card.display()),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
+    Ok(value
+        .get("evaluate_every_s")
+        .and_then(serde_json::Value::as_f64)
+        .filter(|s| *s > 0.0)
+        .map_or(5000, |s| (s * 1000.0).round() as u64))
+}
+
 /// The hand-set z-score model of the detector's tests (`anomaly/tests/make_fixture_model.py`).
 pub fn fixture_model_card() -> PathBuf {
     repo_root().join("anomaly/tests/fixtures/zscore/model.card.json")

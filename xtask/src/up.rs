@@ -170,17 +170,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("starting the gateway (configurations and logs are in run/gateway/)")?;
 
+    // The shipped anomaly model learned its features from recordings with 1 s scrapes and 15 s
+    // rate windows (`Timing::fast`, anomaly/data/README.md), so `up` computes them the same
+    // way; the static alerts keep the operator's one-minute `for:`.
+    let timing = Timing {
+        alert_for: Timing::operator().alert_for,
+        group_wait: Timing::operator().group_wait,
+        ..Timing::fast()
+    };
+    let anomaly_card = anomaly::default_model_card()?;
     let monitoring = Monitoring::start_with_detector(
         &stack,
-        &Timing::operator(),
+        &timing,
         None,
         Some(MonitoringPorts {
             prometheus: args.prometheus_port,
             alertmanager: args.alertmanager_port,
         }),
         Some(&DetectorSetup {
-            model_card: anomaly::default_model_card()?,
-            interval_ms: 5000,
+            interval_ms: anomaly::evaluation_interval_ms(&anomaly_card)?,
+            model_card: anomaly_card,
             port: Some(args.anomaly_port),
             admin_token_file: None,
         }),

@@ -350,6 +350,17 @@ pub fn features(text: &str) -> [f32; WIDTH] {
     out
 }
 
+/// The set as cards name it (`feature_set: "lookalike-v1"`).
+pub const SET: super::FeatureSet = super::FeatureSet {
+    name: NAME,
+    width: WIDTH,
+    compute: extend,
+};
+
+fn extend(text: &str, out: &mut Vec<f32>) {
+    out.extend_from_slice(&features(text));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,15 +413,4 @@ mod tests {
         );
         assert_eq!(rare[BASE_WIDTH..].iter().sum::<f32>(), 1.0);
     }
-}
-
-/// The set as cards name it (`feature_set: "lookalike-v1"`).
-pub const SET: super::FeatureSet = super::FeatureSet {
-    name: NAME,
-    width: WIDTH,
-    compute: extend,
-};
-
-fn extend(text: &str, out: &mut Vec<f32>) {
-    out.extend_from_slice(&features(text));
 }
