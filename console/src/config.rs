@@ -48,6 +48,15 @@ pub struct Config {
     /// The scorer's base URL, asked for the thresholds in force (`GET /v1/model`) when a
     /// verdict is explained; empty to not ask.
     pub scorer_url: String,
+    pub overrides: OverridesConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverridesConfig {
+    /// File holding the bearer token the filter sends to `GET /v1/overrides` (the launcher
+    /// writes it, mode 0600); empty turns the feed off (404).
+    pub feed_token_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -123,6 +132,7 @@ impl Default for Config {
             vetting: VettingConfig::default(),
             assets_dir: PathBuf::from("console/web/node_modules"),
             scorer_url: "http://127.0.0.1:8090".into(),
+            overrides: OverridesConfig::default(),
         }
     }
 }

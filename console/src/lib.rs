@@ -5,7 +5,7 @@
 //! - [`config`]: typed configuration (file, environment, flags), validated once.
 //! - [`store`]: Elasticsearch access and the console's index mappings.
 //! - [`auth`], [`audit`]: users, roles, argon2 passwords, sessions, CSRF; the audit trail.
-//! - [`time_range`], [`query_log`], [`overview`], [`domain`], [`client`], [`vetting`], [`labels`]: the pure logic (URL filters
+//! - [`time_range`], [`query_log`], [`overview`], [`domain`], [`client`], [`vetting`], [`labels`], [`overrides`]: the pure logic (URL filters
 //!   to queries, search_after cursors, aggregations to numbers, label validation).
 //! - [`api`], [`pages`], [`app`]: HTTP glue; [`app::app`] is the router as a value.
 
@@ -18,6 +18,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod labels;
+pub mod overrides;
 pub mod overview;
 pub mod pages;
 pub mod query_log;

@@ -27,6 +27,7 @@ pub fn environment() -> Environment<'static> {
         ("domain.html", include_str!("../templates/domain.html")),
         ("client.html", include_str!("../templates/client.html")),
         ("vetting.html", include_str!("../templates/vetting.html")),
+        ("overrides.html", include_str!("../templates/overrides.html")),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse");
@@ -34,7 +35,7 @@ pub fn environment() -> Environment<'static> {
     env
 }
 
-fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
+pub(crate) fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
     match state.pages.get_template(name).and_then(|t| t.render(ctx)) {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -46,7 +47,7 @@ fn render(state: &AppState, name: &str, ctx: minijinja::Value) -> Response {
 
 /// A page's answer to an error: to the login page when there is no valid session, else
 /// the error page with the same message the API gives.
-fn page_error(state: &AppState, session: Option<&Session>, e: ApiError) -> Response {
+pub(crate) fn page_error(state: &AppState, session: Option<&Session>, e: ApiError) -> Response {
     match e {
         ApiError::NotLoggedIn => Redirect::to("/login").into_response(),
         ApiError::SessionExpired => Redirect::to("/login?expired=1").into_response(),
@@ -238,6 +239,10 @@ pub async fn static_file(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.js" => (
             include_str!("../static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "overrides.js" => (
+            include_str!("../static/overrides.js"),
             "text/javascript; charset=utf-8",
         ),
         "style.css" => (

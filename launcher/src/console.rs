@@ -37,8 +37,29 @@ pub struct Console {
 
 impl Console {
     pub fn start(dir: &Path, options: &ConsoleOptions) -> Result<Self, LaunchError> {
+        Self::start_with(dir, options, None)
+    }
+
+    /// Like [`Console::start`], as the filter's override source: on the feed's port (which
+    /// Envoy's console cluster points at), with the feed's token file written into `dir`.
+    pub fn start_feeding(
+        dir: &Path,
+        options: &ConsoleOptions,
+        feed: &crate::overrides::OverrideFeed,
+    ) -> Result<Self, LaunchError> {
+        Self::start_with(dir, options, Some(feed))
+    }
+
+    fn start_with(
+        dir: &Path,
+        options: &ConsoleOptions,
+        feed: Option<&crate::overrides::OverrideFeed>,
+    ) -> Result<Self, LaunchError> {
         let binary = binary()?;
-        let port = options.port.map_or_else(free_port, Ok)?;
+        let port = match feed {
+            Some(feed) => feed.console_port,
+            None => options.port.map_or_else(free_port, Ok)?,
+        };
         let password_file = options
             .password_file
             .clone()
@@ -59,6 +80,12 @@ impl Console {
                 "DOHGUARD_CONSOLE_SCORER_URL",
                 options.scorer_url.as_deref().unwrap_or(""),
             );
+        if let Some(feed) = feed {
+            command.env(
+                "DOHGUARD_CONSOLE_OVERRIDES__FEED_TOKEN_FILE",
+                feed.write_token(dir)?,
+            );
+        }
         let mut process =
             ManagedProcess::spawn("dohguard-console", command, &dir.join("console.log"))?;
         let ready = format!("http://127.0.0.1:{port}/readyz");

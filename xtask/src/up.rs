@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use dohguard_launcher::console::{Console, ConsoleOptions, CONSOLE_BIN_VAR, INITIAL_ADMIN};
+use dohguard_launcher::overrides::OverrideFeed;
 use dohguard_launcher::envoy::{EnvoyPorts, GatewayLimits};
 use dohguard_launcher::filter_config::{read_rule_list, FailureMode, FilterConfig};
 use dohguard_launcher::monitoring::{Monitoring, MonitoringPorts, Timing};
@@ -128,6 +129,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let run_dir = root.join("run/gateway");
+    // The console is the filter's override source (it starts after Envoy, on this port).
+    let override_feed = if args.no_scorer {
+        None
+    } else {
+        Some(OverrideFeed::new(Some(args.console_port))?)
+    };
     let stack = Stack::start(StackOptions {
         filter_config: Some(filter.to_json()),
         scorer,
@@ -157,6 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         run_dir: Some(run_dir.clone()),
         tls_dir: Some(root.join("run/tls")),
         direct_body: None,
+        override_feed: override_feed.clone(),
     })
     .context("starting the gateway (configurations and logs are in run/gateway/)")?;
 
@@ -170,9 +178,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }),
     )
     .context("starting Prometheus and Alertmanager (logs in run/gateway/)")?;
-    let console = match &stack.osmem {
-        Some(store) => Some(
-            Console::start(
+    let console = match (&stack.osmem, &override_feed) {
+        (Some(store), Some(feed)) => Some(
+            Console::start_feeding(
                 &run_dir,
                 &ConsoleOptions {
                     elasticsearch_url: store.url(),
@@ -180,10 +188,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     port: Some(args.console_port),
                     password_file: Some(root.join("run/console/initial-admin-password")),
                 },
+                feed,
             )
             .context("starting the console (its log is run/gateway/console.log)")?,
         ),
-        None => None,
+        _ => None,
     };
 
     print_banner(&stack, &monitoring, console.as_ref(), &args, &run_dir);
