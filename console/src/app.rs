@@ -60,10 +60,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/labels", get(api::labels).post(api::add_label))
         .route("/api/labels/bulk", post(api::add_labels_bulk))
         .route("/api/vetting", get(api::vetting))
-        .route(
-            "/api/overrides",
-            get(overrides::list).post(overrides::add),
-        )
+        .route("/api/overrides", get(overrides::list).post(overrides::add))
         .route("/api/overrides/{id}", delete(overrides::delete))
         .route("/v1/overrides", get(overrides::feed_handler))
         .route("/overrides", get(overrides::page))

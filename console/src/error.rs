@@ -52,9 +52,7 @@ impl ApiError {
             ApiError::LoginFailed
             | ApiError::NotLoggedIn
             | ApiError::SessionExpired
-            | ApiError::FeedToken => {
-                StatusCode::UNAUTHORIZED
-            }
+            | ApiError::FeedToken => StatusCode::UNAUTHORIZED,
             ApiError::Csrf | ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::BAD_GATEWAY,

@@ -150,8 +150,7 @@ pub fn check(req: &OverrideRequest, now: OffsetDateTime) -> Result<OverrideDoc, 
         (Some(at), None) if at.is_empty() => None,
         (None, Some(d)) if d.is_empty() => None,
         (Some(at), None) => Some(
-            parse_rfc3339(at)
-                .map_err(|e| ApiError::bad("expires_at", format!("{at:?}: {e}")))?,
+            parse_rfc3339(at).map_err(|e| ApiError::bad("expires_at", format!("{at:?}: {e}")))?,
         ),
         (None, Some(d)) => {
             let s = parse_duration(d).ok_or_else(|| {
@@ -248,7 +247,11 @@ pub async fn create(
 
 /// Marks an override removed (who, when) and audits it; the previous document is put back
 /// if the audit entry cannot be written.
-pub async fn remove(state: &AppState, session: &Session, id: &str) -> Result<OverrideDoc, ApiError> {
+pub async fn remove(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+) -> Result<OverrideDoc, ApiError> {
     session.require(Role::Analyst)?;
     let (version, docs) = all(state).await?;
     let old = docs
@@ -256,7 +259,10 @@ pub async fn remove(state: &AppState, session: &Session, id: &str) -> Result<Ove
         .find(|d| d.id == id)
         .ok_or_else(|| ApiError::NotFound(format!("override {id:?}")))?;
     if old.removed_at.is_some() {
-        return Err(ApiError::bad("id", format!("override {id} is removed already")));
+        return Err(ApiError::bad(
+            "id",
+            format!("override {id} is removed already"),
+        ));
     }
     let now = OffsetDateTime::now_utc();
     let mut doc = old.clone();
@@ -367,7 +373,10 @@ fn listed(docs: Vec<OverrideDoc>, now: u64) -> Vec<Value> {
 }
 
 /// `GET /api/overrides`: every override, newest first, with its status.
-pub async fn list(State(state): State<AppState>, _session: Session) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    _session: Session,
+) -> Result<Json<Value>, ApiError> {
     let (version, docs) = all(&state).await?;
     let now = now_ms(OffsetDateTime::now_utc());
     Ok(Json(
@@ -447,7 +456,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(field(&req(OverrideMatch::Suffix, "com")), "name");
-        assert_eq!(field(&req(OverrideMatch::RegisteredDomain, "a.example.com")), "name");
+        assert_eq!(
+            field(&req(OverrideMatch::RegisteredDomain, "a.example.com")),
+            "name"
+        );
         let mut r = req(OverrideMatch::Exact, "a.test");
         r.reason = "  ".into();
         assert_eq!(field(&r), "reason");

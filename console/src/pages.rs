@@ -27,7 +27,10 @@ pub fn environment() -> Environment<'static> {
         ("domain.html", include_str!("../templates/domain.html")),
         ("client.html", include_str!("../templates/client.html")),
         ("vetting.html", include_str!("../templates/vetting.html")),
-        ("overrides.html", include_str!("../templates/overrides.html")),
+        (
+            "overrides.html",
+            include_str!("../templates/overrides.html"),
+        ),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse");

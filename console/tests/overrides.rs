@@ -56,7 +56,9 @@ async fn analysts_create_and_remove_overrides_and_the_feed_follows() {
 
     // Empty at first: version 0, and 304 for a filter that has it.
     feed(&f, None, None).await.problem(401, "feed-token");
-    feed(&f, None, Some("wrong-token-0123456789")).await.problem(401, "feed-token");
+    feed(&f, None, Some("wrong-token-0123456789"))
+        .await
+        .problem(401, "feed-token");
     let empty = feed(&f, Some(0), Some(TOKEN)).await;
     assert_eq!(empty.status, StatusCode::NOT_MODIFIED);
 
@@ -84,7 +86,10 @@ async fn analysts_create_and_remove_overrides_and_the_feed_follows() {
     assert!(v1 > 0);
     assert_eq!(set["overrides"][0]["id"], id.as_str());
     assert_eq!(set["overrides"][0]["match"], "exact");
-    assert_eq!(feed(&f, Some(v1), Some(TOKEN)).await.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        feed(&f, Some(v1), Some(TOKEN)).await.status,
+        StatusCode::NOT_MODIFIED
+    );
 
     // A scoped, expiring deny; then the allow is removed: each change is a new version.
     let deny = json!({"action": "deny", "match": "registered_domain", "name": "example.test",
@@ -92,7 +97,10 @@ async fn analysts_create_and_remove_overrides_and_the_feed_follows() {
         "reason": "incident 42"});
     let r = f.post("/api/overrides", Some(&analyst), true, deny).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert_eq!(r.json()["clients"], json!(["10.0.0.0/8", "spiffe://mesh/ns/ci/sa/runner"]));
+    assert_eq!(
+        r.json()["clients"],
+        json!(["10.0.0.0/8", "spiffe://mesh/ns/ci/sa/runner"])
+    );
     let set = feed(&f, Some(v1), Some(TOKEN)).await.json();
     let v2 = set["version"].as_u64().unwrap();
     assert!(v2 > v1);
@@ -103,7 +111,9 @@ async fn analysts_create_and_remove_overrides_and_the_feed_follows() {
     assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
     assert_eq!(removed.json()["removed_by"], "ana");
     delete(&f, &id, &analyst).await.problem(400, "bad-input");
-    delete(&f, "no-such-id", &analyst).await.problem(404, "not-found");
+    delete(&f, "no-such-id", &analyst)
+        .await
+        .problem(404, "not-found");
     let set = feed(&f, Some(v2), Some(TOKEN)).await.json();
     assert!(set["version"].as_u64().unwrap() > v2);
     let ids: Vec<&str> = set["overrides"]
@@ -132,7 +142,10 @@ async fn analysts_create_and_remove_overrides_and_the_feed_follows() {
         .map(|e| e["action"].as_str().unwrap())
         .filter(|a| a.starts_with("override"))
         .collect();
-    assert_eq!(actions, ["override.remove", "override.create", "override.create"]);
+    assert_eq!(
+        actions,
+        ["override.remove", "override.create", "override.create"]
+    );
     // The page: analysts get the form, viewers do not.
     let page = f.get("/overrides", Some(&analyst)).await;
     assert!(page.body.contains("id=\"override-new\""));
@@ -146,16 +159,25 @@ async fn analysts_create_and_remove_overrides_and_the_feed_follows() {
 async fn bad_overrides_are_refused_and_store_nothing() {
     let f = fixture().await;
     let analyst = f.user("ana", "analyst").await;
-    let ok = json!({"action": "deny", "match": "suffix", "name": "cdn.example.test", "reason": "r"});
+    let ok =
+        json!({"action": "deny", "match": "suffix", "name": "cdn.example.test", "reason": "r"});
     for (change, field, needle) in [
         (json!({"name": "com"}), "name", "public suffix"),
         (json!({"name": "github.io"}), "name", "public suffix"),
-        (json!({"match": "registered_domain", "name": "a.example.com"}), "name", "registered domain"),
+        (
+            json!({"match": "registered_domain", "name": "a.example.com"}),
+            "name",
+            "registered domain",
+        ),
         (json!({"name": "bad..name"}), "name", ""),
         (json!({"reason": "  "}), "reason", "required"),
         (json!({"clients": ["10.0.0.0/33"]}), "clients", ""),
         (json!({"expires_in": "soon"}), "expires_in", ""),
-        (json!({"expires_at": "2001-01-01T00:00:00Z"}), "expires_at", "past"),
+        (
+            json!({"expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+            "past",
+        ),
     ] {
         let mut body = ok.clone();
         for (k, v) in change.as_object().unwrap() {
@@ -179,5 +201,7 @@ async fn bad_overrides_are_refused_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_token_file_the_feed_is_off() {
     let f = Fixture::start().await;
-    feed(&f, Some(0), Some(TOKEN)).await.problem(404, "not-found");
+    feed(&f, Some(0), Some(TOKEN))
+        .await
+        .problem(404, "not-found");
 }

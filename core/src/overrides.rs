@@ -299,10 +299,10 @@ impl OverrideMatcher {
                     ClientScope::Net(net) => ip
                         .get_or_insert_with(|| who.ip())
                         .is_some_and(|ip| net.contains(&ip)),
-                    ClientScope::Principal(p) => principal
-                        .get_or_insert_with(|| who.principal())
-                        .as_deref()
-                        == Some(p.as_str()),
+                    ClientScope::Principal(p) => {
+                        principal.get_or_insert_with(|| who.principal()).as_deref()
+                            == Some(p.as_str())
+                    }
                 })
             });
             if let Some(c) = scoped.or(unscoped) {
@@ -354,7 +354,10 @@ mod tests {
 
     #[test]
     fn targets_are_checked_and_public_suffixes_refused() {
-        assert_eq!(check_target(Exact, "WWW.Example.COM.").unwrap(), "www.example.com");
+        assert_eq!(
+            check_target(Exact, "WWW.Example.COM.").unwrap(),
+            "www.example.com"
+        );
         assert!(matches!(
             check_target(Suffix, "com"),
             Err(OverrideError::PublicSuffix(_))
@@ -367,14 +370,23 @@ mod tests {
             check_target(RegisteredDomain, "www.example.com"),
             Err(OverrideError::NotRegisteredDomain { .. })
         ));
-        assert_eq!(check_target(Suffix, "cdn.example.com").unwrap(), "cdn.example.com");
+        assert_eq!(
+            check_target(Suffix, "cdn.example.com").unwrap(),
+            "cdn.example.com"
+        );
         assert!(check_target(Exact, "bad..name").is_err());
     }
 
     #[test]
     fn clients_parse_as_nets_or_identities() {
-        assert_eq!(ClientScope::parse("10.1.2.3/8").unwrap().text(), "10.0.0.0/8");
-        assert_eq!(ClientScope::parse("192.0.2.7").unwrap().text(), "192.0.2.7/32");
+        assert_eq!(
+            ClientScope::parse("10.1.2.3/8").unwrap().text(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            ClientScope::parse("192.0.2.7").unwrap().text(),
+            "192.0.2.7/32"
+        );
         assert!(ClientScope::parse("spiffe://mesh/ns/a/sa/b").is_ok());
         assert!(ClientScope::parse("10.0.0.0/33").is_err());
         assert!(ClientScope::parse("spiffe://").is_err());
@@ -418,12 +430,23 @@ mod tests {
             overrides: vec![newer, scoped, older],
         })
         .unwrap();
-        assert_eq!(decide(&m, "evil.test", &mut Who(Some("10.9.9.9"), None, 0), 0), Some("scoped"));
         assert_eq!(
-            decide(&m, "evil.test", &mut Who(Some("192.0.2.1"), Some("spiffe://mesh/sa/ci"), 0), 0),
+            decide(&m, "evil.test", &mut Who(Some("10.9.9.9"), None, 0), 0),
             Some("scoped")
         );
-        assert_eq!(decide(&m, "evil.test", &mut Who(Some("192.0.2.1"), None, 0), 0), Some("newer"));
+        assert_eq!(
+            decide(
+                &m,
+                "evil.test",
+                &mut Who(Some("192.0.2.1"), Some("spiffe://mesh/sa/ci"), 0),
+                0
+            ),
+            Some("scoped")
+        );
+        assert_eq!(
+            decide(&m, "evil.test", &mut Who(Some("192.0.2.1"), None, 0), 0),
+            Some("newer")
+        );
     }
 
     #[test]
@@ -444,13 +467,20 @@ mod tests {
     fn one_bad_override_refuses_the_set() {
         let err = OverrideMatcher::compile(&OverrideSet {
             version: 1,
-            overrides: vec![o("ok", Allow, Exact, "a.test"), o("bad", Deny, Suffix, "com")],
+            overrides: vec![
+                o("ok", Allow, Exact, "a.test"),
+                o("bad", Deny, Suffix, "com"),
+            ],
         })
         .unwrap_err();
         assert!(err.to_string().contains("#1 (bad)"), "{err}");
         let mut c = o("c", Deny, Exact, "a.test");
         c.clients = vec!["nope".into()];
-        assert!(OverrideMatcher::compile(&OverrideSet { version: 1, overrides: vec![c] }).is_err());
+        assert!(OverrideMatcher::compile(&OverrideSet {
+            version: 1,
+            overrides: vec![c]
+        })
+        .is_err());
     }
 
     #[test]

@@ -146,19 +146,16 @@ impl RuleSet {
             rest.split_once('.').map(|(_, p)| p)
         })
         .flat_map(move |parent| {
-            self.by_name
-                .get(parent)
+            self.by_name.get(parent).into_iter().flat_map(move |rules| {
+                [
+                    rules.subdomains.then_some((MatchKind::Subdomain, parent)),
+                    rules
+                        .domain_and_subdomains
+                        .then_some((MatchKind::DomainAndSubdomains, parent)),
+                ]
                 .into_iter()
-                .flat_map(move |rules| {
-                    [
-                        rules.subdomains.then_some((MatchKind::Subdomain, parent)),
-                        rules
-                            .domain_and_subdomains
-                            .then_some((MatchKind::DomainAndSubdomains, parent)),
-                    ]
-                    .into_iter()
-                    .flatten()
-                })
+                .flatten()
+            })
         });
         own.chain(parents)
     }

@@ -89,7 +89,8 @@ impl Inspection {
 /// point to) nor for names already
 /// blocked (forwarded only in monitor mode, and recorded as blocked already).
 pub fn inspects(decision: &Decision) -> bool {
-    !matches!(decision.basis, Basis::AllowList | Basis::Override) && decision.verdict != Verdict::Block
+    !matches!(decision.basis, Basis::AllowList | Basis::Override)
+        && decision.verdict != Verdict::Block
 }
 
 /// The decision that replaces the query's own when its answer is blocked.

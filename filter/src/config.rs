@@ -498,10 +498,7 @@ impl RawConfig {
             verdict_header_detail: self.verdict_header_detail,
             events: self.events.map(validate_events).transpose()?,
             cname: validate_cname(self.cname)?,
-            overrides: self
-                .overrides
-                .map(crate::overrides::validate)
-                .transpose()?,
+            overrides: self.overrides.map(crate::overrides::validate).transpose()?,
             warnings,
         })
     }

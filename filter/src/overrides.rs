@@ -110,7 +110,10 @@ pub fn validate(raw: RawOverrides) -> Result<FeedSettings, ConfigError> {
         ));
     }
     if !(100..=600_000).contains(&raw.poll_interval_ms) {
-        return Err(invalid("overrides.poll_interval_ms", "must be 100..=600000"));
+        return Err(invalid(
+            "overrides.poll_interval_ms",
+            "must be 100..=600000",
+        ));
     }
     if !(1..=60_000).contains(&raw.timeout_ms) {
         return Err(invalid("overrides.timeout_ms", "must be 1..=60000"));
@@ -187,7 +190,8 @@ pub fn refresh(store: &impl SharedStore) -> Refresh {
 fn parse(bytes: &[u8]) -> Result<(OverrideSet, OverrideMatcher), String> {
     let set: OverrideSet =
         serde_json::from_slice(bytes).map_err(|e| format!("unreadable override set: {e}"))?;
-    let matcher = OverrideMatcher::compile(&set).map_err(|e| format!("override set refused: {e}"))?;
+    let matcher =
+        OverrideMatcher::compile(&set).map_err(|e| format!("override set refused: {e}"))?;
     Ok((set, matcher))
 }
 
@@ -244,10 +248,7 @@ pub fn answered(store: &impl SharedStore, status: Option<&str>, body: Option<&[u
             StoreError::CasMismatch => "compare-and-swap mismatch".to_owned(),
             StoreError::Host(h) => h,
         };
-        return Polled::Failed(format!(
-            "could not share override set {}: {e}",
-            set.version
-        ));
+        return Polled::Failed(format!("could not share override set {}: {e}", set.version));
     }
     let overrides = set.overrides.len();
     adopt(matcher);
@@ -295,7 +296,10 @@ mod tests {
         assert!(validate(raw("has space in it 123456")).is_err());
         let mut r = raw("0123456789abcdefXYZ");
         r.poll_interval_ms = 10;
-        assert!(validate(r).unwrap_err().to_string().contains("poll_interval_ms"));
+        assert!(validate(r)
+            .unwrap_err()
+            .to_string()
+            .contains("poll_interval_ms"));
     }
 
     #[test]
@@ -311,8 +315,18 @@ mod tests {
     fn a_polled_set_reaches_the_other_workers_and_a_bad_one_changes_nothing() {
         let store = MapStore::default();
         assert_eq!(refresh(&store), Refresh::Current);
-        let polled = answered(&store, Some("200"), Some(&set(5, &["a.test", "b.test"])[..]));
-        assert_eq!(polled, Polled::Adopted { version: 5, overrides: 2 });
+        let polled = answered(
+            &store,
+            Some("200"),
+            Some(&set(5, &["a.test", "b.test"])[..]),
+        );
+        assert_eq!(
+            polled,
+            Polled::Adopted {
+                version: 5,
+                overrides: 2
+            }
+        );
         assert_eq!(current().version(), 5);
         // Another worker (thread) sees the version and adopts the set from shared data.
         let shared = store.0.borrow().clone();
@@ -324,7 +338,17 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(other, (0, Refresh::Adopted { version: 5, overrides: 2 }, 2));
+        assert_eq!(
+            other,
+            (
+                0,
+                Refresh::Adopted {
+                    version: 5,
+                    overrides: 2
+                },
+                2
+            )
+        );
         assert_eq!(refresh(&store), Refresh::Current);
         // The console down, a wrong token, a broken set: the last known set stays.
         for (status, body) in [
@@ -345,7 +369,10 @@ mod tests {
         // An emptied set (every override removed) is a new version too.
         assert_eq!(
             answered(&store, Some("200"), Some(&set(7, &[])[..])),
-            Polled::Adopted { version: 7, overrides: 0 }
+            Polled::Adopted {
+                version: 7,
+                overrides: 0
+            }
         );
         assert!(none());
     }

@@ -102,20 +102,11 @@ fn main() {
     // the odd preempted request.
     println!("| path | mean | p50 | p99 | p50 ratio to baseline | p50 added by the filter |");
     println!("|---|---|---|---|---|---|");
-    for row in [
-        &baseline,
-        &deny_hit,
-        &cache_hit,
-        &with_answer,
-        &with_cname,
-    ]
-    .into_iter()
-    .chain(with_overrides.as_ref())
-    .chain([
-        &empty_baseline,
-        &post_deny,
-        &post_hostile,
-    ]) {
+    for row in [&baseline, &deny_hit, &cache_hit, &with_answer, &with_cname]
+        .into_iter()
+        .chain(with_overrides.as_ref())
+        .chain([&empty_baseline, &post_deny, &post_hostile])
+    {
         println!(
             "| {} | {:.2?} | {:.2?} | {:.2?} | {:.2} | {:.2?} |",
             row.label,

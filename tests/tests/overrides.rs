@@ -82,7 +82,10 @@ fn browser(console: &Console, mode: &str, verdict: &str) -> anyhow::Result<Value
 
 /// The first verdict document matching `query`, waiting for the record to land.
 fn wait_for_doc(stack: &Stack, query: Value) -> anyhow::Result<Value> {
-    let store = stack.osmem.as_ref().expect("the real scorer comes with the store");
+    let store = stack
+        .osmem
+        .as_ref()
+        .expect("the real scorer comes with the store");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(doc) = store.search(query.clone())?.into_iter().next() {
@@ -143,7 +146,10 @@ fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console
         &stack,
         json!({"term": {"dns.question.name": "ads.example.test"}}),
     )?;
-    let event_id = event["event"]["id"].as_str().expect("an event id").to_owned();
+    let event_id = event["event"]["id"]
+        .as_str()
+        .expect("an event id")
+        .to_owned();
     let created = browser(&console, "allow", &event_id)?;
     let override_id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["name"], "ads.example.test");
@@ -174,19 +180,26 @@ fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console
 
     // A deny override stops the cached allow of www.example.test from being served.
     let agent = dohguard_launcher::http::agent();
-    let mut login = agent.post(format!("{}api/login", console.url())).send_json(
-        json!({"username": INITIAL_ADMIN, "password": console.initial_password()?}),
-    )?;
+    let mut login = agent
+        .post(format!("{}api/login", console.url()))
+        .send_json(json!({"username": INITIAL_ADMIN, "password": console.initial_password()?}))?;
     assert_eq!(login.status(), 200);
-    let cookie = login.headers()["set-cookie"].to_str()?.split(';').next().unwrap().to_owned();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let me: Value = serde_json::from_str(&login.body_mut().read_to_string()?)?;
     let csrf = me["csrf_token"].as_str().unwrap().to_owned();
     let mut made = agent
         .post(format!("{}api/overrides", console.url()))
         .header("cookie", &cookie)
         .header("x-csrf-token", &csrf)
-        .send_json(json!({"action": "deny", "match": "registered_domain", "name": "example.test",
-            "clients": ["127.0.0.0/8"], "expires_in": "1h", "reason": "e2e: deny beats the cache"}))?;
+        .send_json(
+            json!({"action": "deny", "match": "registered_domain", "name": "example.test",
+            "clients": ["127.0.0.0/8"], "expires_in": "1h", "reason": "e2e: deny beats the cache"}),
+        )?;
     assert_eq!(made.status(), 201);
     let deny: Value = serde_json::from_str(&made.body_mut().read_to_string()?)?;
     let deny_ms = kdig_until(
@@ -197,24 +210,41 @@ fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console
     )?;
     println!("override propagation (deny over a cached allow, API -> kdig blocked): {deny_ms} ms");
     // The exact allow is more specific than the registered-domain deny.
-    assert!(resolves(&stack.kdig(Method::Post, "ads.example.test", "A")?));
+    assert!(resolves(&stack.kdig(
+        Method::Post,
+        "ads.example.test",
+        "A"
+    )?));
 
     // The console stops: once polls have failed, the last known set keeps applying.
     let failed_before = stack.filter_counter("dohguard.overrides.poll_failed")?;
     console.stop();
     let deadline = Instant::now() + Duration::from_secs(15);
     while stack.filter_counter("dohguard.overrides.poll_failed")? < failed_before + 2 {
-        assert!(Instant::now() < deadline, "the filter never noticed the console was down");
+        assert!(
+            Instant::now() < deadline,
+            "the filter never noticed the console was down"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     for _ in 0..4 {
-        assert!(resolves(&stack.kdig(Method::Post, "ads.example.test", "A")?));
-        assert_eq!(stack.kdig(Method::Post, "www.example.test", "A")?.status, "NXDOMAIN");
+        assert!(resolves(&stack.kdig(
+            Method::Post,
+            "ads.example.test",
+            "A"
+        )?));
+        assert_eq!(
+            stack.kdig(Method::Post, "www.example.test", "A")?.status,
+            "NXDOMAIN"
+        );
     }
 
     // Back up (same store, same port): refusals in the browser.
     let console = Console::start_feeding(dir.path(), &options, &feed)?;
     let refusals = browser(&console, "refusals", &event_id)?;
-    assert!(refusals["refused"].as_str().unwrap().contains("analyst"), "{refusals}");
+    assert!(
+        refusals["refused"].as_str().unwrap().contains("analyst"),
+        "{refusals}"
+    );
     Ok(())
 }

@@ -14,10 +14,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use dohguard_launcher::console::{Console, ConsoleOptions, CONSOLE_BIN_VAR, INITIAL_ADMIN};
-use dohguard_launcher::overrides::OverrideFeed;
 use dohguard_launcher::envoy::{EnvoyPorts, GatewayLimits};
 use dohguard_launcher::filter_config::{read_rule_list, FailureMode, FilterConfig};
 use dohguard_launcher::monitoring::{Monitoring, MonitoringPorts, Timing};
+use dohguard_launcher::overrides::OverrideFeed;
 use dohguard_launcher::paths::repo_root;
 use dohguard_launcher::scorer::{default_model_card, SCORER_BIN_VAR};
 use dohguard_launcher::stack::ScorerKind;

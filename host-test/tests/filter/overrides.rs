@@ -58,7 +58,10 @@ fn tick(filter: &mut Filter, reply: Option<(u16, &str)>) -> Option<String> {
         .find(|c| c.cluster == CONSOLE)?;
     assert_eq!(call.header(":method").as_deref(), Some("GET"));
     let expected = format!("Bearer {TOKEN}");
-    assert_eq!(call.header("authorization").as_deref(), Some(expected.as_str()));
+    assert_eq!(
+        call.header("authorization").as_deref(),
+        Some(expected.as_str())
+    );
     let path = call.header(":path").unwrap();
     let reply = reply.map(|(status, body)| {
         let status = status.to_string();
@@ -96,7 +99,10 @@ fn one_worker_polls_and_every_worker_applies_the_set() {
     let mut a = worker(&shared, &clock, json!({}));
     let mut b = worker(&shared, &clock, json!({}));
     assert_eq!(a.tick_period(), Some(Duration::from_millis(250)));
-    assert_eq!(decided(&mut a, "ads.example.test."), "block; reason=deny_list");
+    assert_eq!(
+        decided(&mut a, "ads.example.test."),
+        "block; reason=deny_list"
+    );
 
     let body = set(7, allow_ads(None));
     assert_eq!(
@@ -104,18 +110,34 @@ fn one_worker_polls_and_every_worker_applies_the_set() {
         Some("/v1/overrides?since=0")
     );
     assert_eq!(metric(&a, "dohguard.overrides.updated"), 1);
-    assert_eq!(decided(&mut a, "ads.example.test."), "allow; reason=override");
+    assert_eq!(
+        decided(&mut a, "ads.example.test."),
+        "allow; reason=override"
+    );
     // B holds no lease this interval: it sends nothing, and adopts the set from shared data.
-    assert_eq!(decided(&mut b, "ads.example.test."), "block; reason=deny_list");
-    assert_eq!(tick(&mut b, None), None, "B does not poll within A's interval");
-    assert_eq!(decided(&mut b, "ads.example.test."), "allow; reason=override");
+    assert_eq!(
+        decided(&mut b, "ads.example.test."),
+        "block; reason=deny_list"
+    );
+    assert_eq!(
+        tick(&mut b, None),
+        None,
+        "B does not poll within A's interval"
+    );
+    assert_eq!(
+        decided(&mut b, "ads.example.test."),
+        "allow; reason=override"
+    );
     assert_eq!(metric(&b, "dohguard.reason.override"), 1);
 
     // The next interval: one of them polls, with the version it applies; 304 changes nothing.
     clock.advance(Duration::from_millis(1000));
     let polled = tick(&mut b, Some((304, ""))).or_else(|| tick(&mut a, Some((304, ""))));
     assert_eq!(polled.as_deref(), Some("/v1/overrides?since=7"));
-    assert_eq!(decided(&mut b, "ads.example.test."), "allow; reason=override");
+    assert_eq!(
+        decided(&mut b, "ads.example.test."),
+        "allow; reason=override"
+    );
 }
 
 #[test]
@@ -124,12 +146,27 @@ fn an_override_beats_a_cached_verdict_and_outlives_the_console() {
     let mut f = worker(&shared, &clock, json!({}));
     // The scorer allows www.example.org and the verdict is cached.
     let mut stream = f.stream().unwrap();
-    doh_get(&mut stream, &wire(&query("www.example.org.", RecordType::A, false)))
-        .expect_http_call(SCORER)
-        .returning(200, &verdict("www.example.org", "example.org", "allow", "registered_domain", 3600))
-        .unwrap();
+    doh_get(
+        &mut stream,
+        &wire(&query("www.example.org.", RecordType::A, false)),
+    )
+    .expect_http_call(SCORER)
+    .returning(
+        200,
+        &verdict(
+            "www.example.org",
+            "example.org",
+            "allow",
+            "registered_domain",
+            3600,
+        ),
+    )
+    .unwrap();
     stream.finish().unwrap();
-    assert_eq!(decided(&mut f, "www.example.org."), "allow; reason=model; cache=hit");
+    assert_eq!(
+        decided(&mut f, "www.example.org."),
+        "allow; reason=model; cache=hit"
+    );
 
     let expires = clock.now_nanos() / 1_000_000 + 5_000;
     let overrides = json!([
@@ -139,28 +176,52 @@ fn an_override_beats_a_cached_verdict_and_outlives_the_console() {
          "expires_at_ms": expires, "created_ms": 2}
     ]);
     tick(&mut f, Some((200, &set(3, overrides))));
-    assert_eq!(decided(&mut f, "www.example.org."), "block; reason=override");
-    assert_eq!(decided(&mut f, "img.example.org."), "block; reason=override");
+    assert_eq!(
+        decided(&mut f, "www.example.org."),
+        "block; reason=override"
+    );
+    assert_eq!(
+        decided(&mut f, "img.example.org."),
+        "block; reason=override"
+    );
 
     // The console is down, answers errors, or sends a broken set: the last set applies.
-    for reply in [None, Some((503, "")), Some((401, "")), Some((200, "{broken"))] {
+    for reply in [
+        None,
+        Some((503, "")),
+        Some((401, "")),
+        Some((200, "{broken")),
+    ] {
         clock.advance(Duration::from_millis(1000));
         assert!(tick(&mut f, reply).is_some());
-        assert_eq!(decided(&mut f, "www.example.org."), "block; reason=override");
-        assert_eq!(decided(&mut f, "ads.example.test."), "allow; reason=override");
+        assert_eq!(
+            decided(&mut f, "www.example.org."),
+            "block; reason=override"
+        );
+        assert_eq!(
+            decided(&mut f, "ads.example.test."),
+            "allow; reason=override"
+        );
     }
     assert_eq!(metric(&f, "dohguard.overrides.poll_failed"), 4);
     // A set with an override on a public suffix is refused whole.
     clock.advance(Duration::from_millis(1000));
-    let bad = json!([{"id": "x", "action": "deny", "match": "suffix", "name": "com", "created_ms": 1}]);
+    let bad =
+        json!([{"id": "x", "action": "deny", "match": "suffix", "name": "com", "created_ms": 1}]);
     tick(&mut f, Some((200, &set(4, bad))));
     assert_eq!(metric(&f, "dohguard.overrides.poll_failed"), 5);
-    assert_eq!(decided(&mut f, "www.example.org."), "block; reason=override");
+    assert_eq!(
+        decided(&mut f, "www.example.org."),
+        "block; reason=override"
+    );
 
     // The allow expires (console still down): the deny list decides again.
     clock.advance(Duration::from_millis(2000));
     tick(&mut f, None);
-    assert_eq!(decided(&mut f, "ads.example.test."), "block; reason=deny_list");
+    assert_eq!(
+        decided(&mut f, "ads.example.test."),
+        "block; reason=deny_list"
+    );
 }
 
 #[test]
@@ -171,9 +232,15 @@ fn client_scoped_overrides_apply_to_their_clients_only() {
         "name": "ads.example.test", "clients": ["192.0.2.0/24"], "created_ms": 1}]);
     tick(&mut f, Some((200, &set(1, overrides))));
     // The host's default client is 192.0.2.7.
-    assert_eq!(decided(&mut f, "ads.example.test."), "allow; reason=override");
+    assert_eq!(
+        decided(&mut f, "ads.example.test."),
+        "allow; reason=override"
+    );
     f.set_property("source.address", "198.51.100.9:5353");
-    assert_eq!(decided(&mut f, "ads.example.test."), "block; reason=deny_list");
+    assert_eq!(
+        decided(&mut f, "ads.example.test."),
+        "block; reason=deny_list"
+    );
 }
 
 #[test]
@@ -195,11 +262,18 @@ fn the_record_names_the_override() {
         .clock(clock)
         .start()
         .unwrap();
-    assert_eq!(f.tick_period(), Some(Duration::from_millis(100)), "the flush interval");
+    assert_eq!(
+        f.tick_period(),
+        Some(Duration::from_millis(100)),
+        "the flush interval"
+    );
     tick(&mut f, Some((200, &set(2, allow_ads(None)))));
     let mut stream = f.stream().unwrap();
-    doh_get(&mut stream, &wire(&query("ads.example.test.", RecordType::A, false)))
-        .expect_continue();
+    doh_get(
+        &mut stream,
+        &wire(&query("ads.example.test.", RecordType::A, false)),
+    )
+    .expect_continue();
     stream.finish().unwrap();
     f.advance_clock(Duration::from_millis(100));
     f.tick().unwrap();
@@ -220,5 +294,8 @@ fn without_overrides_configured_nothing_ticks_or_polls() {
     let mut f = filter(json!({ "deny": ["ads.example.test"] }));
     assert_eq!(f.tick_period(), None);
     assert!(f.metric("dohguard.overrides.poll_failed").is_some());
-    assert_eq!(decided(&mut f, "ads.example.test."), "block; reason=deny_list");
+    assert_eq!(
+        decided(&mut f, "ads.example.test."),
+        "block; reason=deny_list"
+    );
 }
