@@ -1,6 +1,6 @@
-//! Analysts' overrides (contract 4 in `docs/contracts.md`, "The override feed"): the versioned set the console
-//! serves on `GET /v1/overrides` and the filter applies before its lists and its verdict
-//! cache, and the one matcher that applies it.
+//! Analysts' overrides (contract 4 in `docs/contracts.md`, "The override feed"): the versioned set
+//! the console serves on `GET /v1/overrides` and the filter applies before its lists and its
+//! verdict cache, and the one matcher that applies it.
 //!
 //! An override allows or denies names by one of three targets, each compiled into core's one
 //! rule matcher ([`RuleSet`]):

@@ -1,5 +1,5 @@
-//! Analysts' overrides in the filter (contract 4 in `docs/contracts.md`, "The override feed"): the `overrides`
-//! configuration, the poll of the console's versioned set, and the matcher every worker
+//! Analysts' overrides in the filter (contract 4 in `docs/contracts.md`, "The override feed"): the
+//! `overrides` configuration, the poll of the console's versioned set, and the matcher every worker
 //! applies before its lists and its verdict cache.
 //!
 //! How a set travels:

@@ -1,8 +1,7 @@
-//! The console as the filter's override source (contract 4, "The override feed"): a console port chosen before
-//! Envoy starts (its cluster needs it; the console itself may start later, and until it
-//! answers the filter keeps its last known set), a random bearer token written to a file
-//! (mode 0600) the console reads, and the filter's `overrides` configuration. Everything on
-//! loopback.
+//! The console as the filter's override source (contract 4, "The override feed"): a console port
+//! chosen before Envoy starts (its cluster needs it; the console itself may start later, and until
+//! it answers the filter keeps its last known set), a random bearer token written to a file (mode
+//! 0600) the console reads, and the filter's `overrides` configuration. Everything on loopback.
 
 use std::path::{Path, PathBuf};
 
