@@ -65,6 +65,14 @@ fn main() {
         &mut big_vm,
         deny_list_hit,
     );
+    let with_overrides = overrides_vm(&plugin, &deny).map(|mut vm| {
+        warm_cache(&mut vm);
+        measure(
+            "verdict-cache hit, forwarded, 1,000 overrides in force (none matching)",
+            &mut vm,
+            cache_hit,
+        )
+    });
     warm_cache(&mut big_vm);
     let cache_hit = measure("verdict-cache hit, forwarded", &mut big_vm, cache_hit);
     let with_answer = measure(
@@ -77,14 +85,6 @@ fn main() {
         &mut big_vm,
         cache_hit_with_cname_answer,
     );
-    let with_overrides = overrides_vm(&plugin, &deny).map(|mut vm| {
-        warm_cache(&mut vm);
-        measure(
-            "verdict-cache hit, forwarded, 1,000 overrides in force (none matching)",
-            &mut vm,
-            cache_hit,
-        )
-    });
     let empty_baseline = measure("pass-through, empty list VM", &mut empty_vm, pass_through);
     let post_deny = measure(
         "POST deny-list hit (normal query), answered locally",
