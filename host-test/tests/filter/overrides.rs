@@ -153,7 +153,7 @@ fn an_override_beats_a_cached_verdict_and_outlives_the_console() {
     .expect_http_call(SCORER)
     .returning(
         200,
-        &verdict(
+        verdict(
             "www.example.org",
             "example.org",
             "allow",
