@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use axum::{
-    routing::{get, post},
+    routing::{delete, get, post},
     Router,
 };
 use tower_http::trace::TraceLayer;
 
-use crate::{account, api, config::Config, pages, store::Store};
+use crate::{account, api, config::Config, overrides, pages, store::Store};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -109,6 +109,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/labels", get(api::labels).post(api::add_label))
         .route("/api/labels/bulk", post(api::add_labels_bulk))
         .route("/api/vetting", get(api::vetting))
+        .route("/api/overrides", get(overrides::list).post(overrides::add))
+        .route("/api/overrides/{id}", delete(overrides::delete))
+        .route("/v1/overrides", get(overrides::feed_handler))
+        .route("/overrides", get(overrides::page))
         .route("/api/domains/{domain}", get(api::domain))
         .route("/api/clients/{client}", get(api::client))
         .merge(crate::retrain_api::routes())

@@ -53,6 +53,7 @@ pub struct Config {
     /// HTTPS instead of plain HTTP (`tls.rs`): both files, or neither.
     pub tls: crate::tls::TlsConfig,
     pub retrain: RetrainConfig,
+    pub overrides: OverridesConfig,
 }
 
 /// The retraining loop (`crate::retrain`).
@@ -96,6 +97,14 @@ impl Default for RetrainConfig {
             max_regression: 0.05,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverridesConfig {
+    /// File holding the bearer token the filter sends to `GET /v1/overrides` (the launcher
+    /// writes it, mode 0600); empty turns the feed off (404).
+    pub feed_token_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -174,6 +183,7 @@ impl Default for Config {
             overview_cache: Default::default(),
             tls: Default::default(),
             retrain: RetrainConfig::default(),
+            overrides: OverridesConfig::default(),
         }
     }
 }

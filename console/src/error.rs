@@ -26,6 +26,8 @@ pub enum ApiError {
     NotLoggedIn,
     #[error("the session has expired: log in again")]
     SessionExpired,
+    #[error("missing or wrong bearer token for the override feed")]
+    FeedToken,
     #[error("missing or wrong CSRF token (send the session's token in the x-csrf-token header)")]
     Csrf,
     #[error("this needs the {needed} role; you are {have}")]
@@ -59,9 +61,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadInput { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::LoginFailed | ApiError::NotLoggedIn | ApiError::SessionExpired => {
-                StatusCode::UNAUTHORIZED
-            }
+            ApiError::LoginFailed
+            | ApiError::NotLoggedIn
+            | ApiError::SessionExpired
+            | ApiError::FeedToken => StatusCode::UNAUTHORIZED,
             ApiError::Csrf | ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::NotLoggedIn => "not-logged-in",
             ApiError::SessionExpired => "session-expired",
             ApiError::Csrf => "csrf",
+            ApiError::FeedToken => "feed-token",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Store(_) => "store-unavailable",
@@ -98,6 +102,7 @@ impl ApiError {
             ApiError::NotLoggedIn => "Not logged in",
             ApiError::SessionExpired => "Session expired",
             ApiError::Csrf => "CSRF check failed",
+            ApiError::FeedToken => "Override feed token refused",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::NotFound(_) => "Not found",
             ApiError::Store(_) => "Elasticsearch unavailable",

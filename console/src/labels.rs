@@ -87,7 +87,7 @@ pub async fn add_bulk(
     Ok(stored)
 }
 
-fn check_reason(reason: &str) -> Result<&str, ApiError> {
+pub(crate) fn check_reason(reason: &str) -> Result<&str, ApiError> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(ApiError::bad("reason", "a reason is required"));

@@ -6,7 +6,7 @@
 //! - [`store`]: Elasticsearch access and the console's index mappings.
 //! - [`account`]: password change and admin reset, the user list.
 //! - [`auth`], [`audit`]: users, roles, argon2 passwords, sessions, CSRF; the audit trail.
-//! - [`time_range`], [`query_log`], [`overview`], [`domain`], [`client`], [`vetting`], [`labels`]: the pure logic (URL filters
+//! - [`time_range`], [`query_log`], [`overview`], [`domain`], [`client`], [`vetting`], [`labels`], [`overrides`]: the pure logic (URL filters
 //!   to queries, search_after cursors, aggregations to numbers, label validation).
 //! - [`overview_cache`]: per-minute partial aggregates so the overview does not aggregate
 //!   every document of the day on each request.
@@ -23,6 +23,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod labels;
+pub mod overrides;
 pub mod overview;
 pub mod overview_cache;
 pub mod pages;

@@ -29,6 +29,10 @@ pub fn environment() -> Environment<'static> {
         ("vetting.html", include_str!("../templates/vetting.html")),
         ("account.html", include_str!("../templates/account.html")),
         ("models.html", include_str!("../templates/models.html")),
+        (
+            "overrides.html",
+            include_str!("../templates/overrides.html"),
+        ),
     ] {
         env.add_template(name, source)
             .expect("the console's templates parse");
@@ -257,6 +261,10 @@ pub async fn static_file(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.js" => (
             include_str!("../static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "overrides.js" => (
+            include_str!("../static/overrides.js"),
             "text/javascript; charset=utf-8",
         ),
         "style.css" => (

@@ -41,7 +41,7 @@ pub const FILTER_KEYS: [&str; 13] = [
 ];
 const RANGE_KEYS: [&str; 3] = ["range", "from", "to"];
 const VERDICTS: [&str; 3] = ["allow", "monitor", "block"];
-const LAYERS: [&str; 8] = [
+const LAYERS: [&str; 10] = [
     "allow_list",
     "deny_list",
     "cache",
@@ -49,6 +49,8 @@ const LAYERS: [&str; 8] = [
     "failure_mode",
     "no_scorer",
     "unscored",
+    "cname",
+    "override",
     "malformed",
 ];
 

@@ -44,6 +44,7 @@ pub struct Indices {
     pub sessions: String,
     pub audit: String,
     pub labels: String,
+    pub overrides: String,
 }
 
 impl Indices {
@@ -55,6 +56,7 @@ impl Indices {
             sessions: format!("{p}-sessions"),
             audit: format!("{p}-audit"),
             labels: format!("{p}-labels"),
+            overrides: format!("{p}-overrides"),
         }
     }
 }
@@ -109,6 +111,15 @@ pub fn index_mappings(indices: &Indices) -> Vec<(String, Value)> {
             mapping(json!({
                 "@timestamp": date, "registered_domain": kw, "label": kw,
                 "reason": text, "labelled_by": kw
+            })),
+        ),
+        (
+            indices.overrides.clone(),
+            mapping(json!({
+                "id": kw, "action": kw, "match": kw, "name": kw, "clients": kw,
+                "expires_at": date, "expires_at_ms": {"type": "long"}, "reason": text,
+                "created_by": kw, "created_at": date, "created_ms": {"type": "long"},
+                "removed_by": kw, "removed_at": date, "updated_ms": {"type": "long"}
             })),
         ),
     ]

@@ -119,27 +119,45 @@ impl RuleSet {
     /// [`RuleSet::matches`], with the name the matching rule is anchored on (`example.com`
     /// for the rule `*.example.com`); [`rule_text`] writes the rule back.
     pub fn matching_rule<'n>(&self, name: &'n str) -> Option<(MatchKind, &'n str)> {
-        if let Some(rules) = self.by_name.get(name) {
-            if rules.exact {
-                return Some((MatchKind::Exact, name));
-            }
-            if rules.domain_and_subdomains {
-                return Some((MatchKind::DomainAndSubdomains, name));
-            }
-        }
-        let mut rest = name;
-        while let Some((_, parent)) = rest.split_once('.') {
-            if let Some(rules) = self.by_name.get(parent) {
-                if rules.subdomains {
-                    return Some((MatchKind::Subdomain, parent));
-                }
-                if rules.domain_and_subdomains {
-                    return Some((MatchKind::DomainAndSubdomains, parent));
-                }
-            }
-            rest = parent;
-        }
-        None
+        self.matching_rules(name).next()
+    }
+
+    /// Every rule that matches a normalised name, most specific first: on the name itself
+    /// the exact rule, then `.name`; then on each parent, longest first, `*.parent`, then
+    /// `.parent`. [`RuleSet::matching_rule`] is the first of them.
+    pub fn matching_rules<'s, 'n>(
+        &'s self,
+        name: &'n str,
+    ) -> impl Iterator<Item = (MatchKind, &'n str)> + 's
+    where
+        'n: 's,
+    {
+        let own = self.by_name.get(name).into_iter().flat_map(move |rules| {
+            [
+                rules.exact.then_some((MatchKind::Exact, name)),
+                rules
+                    .domain_and_subdomains
+                    .then_some((MatchKind::DomainAndSubdomains, name)),
+            ]
+            .into_iter()
+            .flatten()
+        });
+        let parents = std::iter::successors(name.split_once('.').map(|(_, p)| p), |rest| {
+            rest.split_once('.').map(|(_, p)| p)
+        })
+        .flat_map(move |parent| {
+            self.by_name.get(parent).into_iter().flat_map(move |rules| {
+                [
+                    rules.subdomains.then_some((MatchKind::Subdomain, parent)),
+                    rules
+                        .domain_and_subdomains
+                        .then_some((MatchKind::DomainAndSubdomains, parent)),
+                ]
+                .into_iter()
+                .flatten()
+            })
+        });
+        own.chain(parents)
     }
 }
 
@@ -234,6 +252,22 @@ mod tests {
 
     fn set(patterns: &[&str]) -> RuleSet {
         RuleSet::from_patterns(patterns.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn matching_rules_lists_every_match_most_specific_first() {
+        let s = set(&["a.b.test", ".a.b.test", "*.b.test", ".b.test", "*.a.b.test"]);
+        let all: Vec<String> = s
+            .matching_rules("a.b.test")
+            .map(|(k, a)| rule_text(k, a))
+            .collect();
+        assert_eq!(all, ["a.b.test", ".a.b.test", "*.b.test", ".b.test"]);
+        let under: Vec<String> = s
+            .matching_rules("x.a.b.test")
+            .map(|(k, a)| rule_text(k, a))
+            .collect();
+        assert_eq!(under, ["*.a.b.test", ".a.b.test", "*.b.test", ".b.test"]);
+        assert_eq!(s.matching_rules("other.test").count(), 0);
     }
 
     #[test]

@@ -85,10 +85,12 @@ impl Inspection {
 }
 
 /// Whether the upstream answer of a forwarded query with this decision is inspected: not for
-/// allow-listed names (the operator trusts them and what they point to) nor for names already
+/// allow-listed or override-allowed names (the operator or an analyst trusts them and what they
+/// point to) nor for names already
 /// blocked (forwarded only in monitor mode, and recorded as blocked already).
 pub fn inspects(decision: &Decision) -> bool {
-    decision.basis != Basis::AllowList && decision.verdict != Verdict::Block
+    !matches!(decision.basis, Basis::AllowList | Basis::Override)
+        && decision.verdict != Verdict::Block
 }
 
 /// The decision that replaces the query's own when its answer is blocked.
@@ -485,6 +487,7 @@ mod tests {
         assert!(inspects(&d(Verdict::Allow, Basis::Model)));
         assert!(inspects(&d(Verdict::Monitor, Basis::Model)));
         assert!(!inspects(&d(Verdict::Allow, Basis::AllowList)));
+        assert!(!inspects(&d(Verdict::Allow, Basis::Override)));
         assert!(!inspects(&d(Verdict::Block, Basis::DenyList)));
         let enforce: Vec<_> = counters(Mode::Enforce).collect();
         assert_eq!(

@@ -67,6 +67,8 @@ pub struct RawConfig {
     pub events: Option<RawEvents>,
     /// Inspection of forwarded answers for CNAME and alias targets.
     pub cname: RawCname,
+    /// Analysts' overrides polled from the console; `null` (the default) turns them off.
+    pub overrides: Option<crate::overrides::RawOverrides>,
 }
 
 /// `cname`: which upstream answers are read for CNAME/alias targets, and the bounds.
@@ -187,6 +189,7 @@ impl Default for RawConfig {
             verdict_header_detail: false,
             events: None,
             cname: RawCname::default(),
+            overrides: None,
         }
     }
 }
@@ -377,6 +380,8 @@ pub struct Settings {
     pub events: Option<EventSettings>,
     /// Answer inspection for CNAME/alias cloaking; `None` when off.
     pub cname: Option<CnameSettings>,
+    /// The console's override feed; `None` when off.
+    pub overrides: Option<crate::overrides::FeedSettings>,
     /// Deprecation warnings (old key names that were accepted), for the log.
     pub warnings: Vec<String>,
 }
@@ -493,6 +498,7 @@ impl RawConfig {
             verdict_header_detail: self.verdict_header_detail,
             events: self.events.map(validate_events).transpose()?,
             cname: validate_cname(self.cname)?,
+            overrides: self.overrides.map(crate::overrides::validate).transpose()?,
             warnings,
         })
     }

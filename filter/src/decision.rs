@@ -26,6 +26,8 @@ pub enum Basis {
     /// The query name was allowed, but its upstream answer points (CNAME, HTTPS/SVCB target)
     /// to a blocked name (`cname` module).
     Cname,
+    /// An analyst's override (`overrides` module), checked before the lists and the cache.
+    Override,
 }
 
 impl Basis {
@@ -38,6 +40,7 @@ impl Basis {
             Basis::ScorerFailure => "scorer_failure",
             Basis::Unscored => "unscored",
             Basis::Cname => "cname",
+            Basis::Override => "override",
         }
     }
 
@@ -69,7 +72,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(verdict: Verdict, basis: Basis) -> Self {
+    pub(crate) fn new(verdict: Verdict, basis: Basis) -> Self {
         Decision {
             verdict,
             basis,
@@ -154,6 +157,7 @@ impl Decision {
                 Basis::ScorerFailure => Counter::ReasonScorerFailure,
                 Basis::Unscored => Counter::ReasonUnscored,
                 Basis::Cname => Counter::ReasonCname,
+                Basis::Override => Counter::ReasonOverride,
             }
         };
         let outcome = (self.verdict == Verdict::Block).then_some(if mode == Mode::Enforce {
@@ -168,7 +172,7 @@ impl Decision {
 
     fn block_cause(&self) -> BlockCause {
         match self.basis {
-            Basis::DenyList | Basis::AllowList => BlockCause::DenyList,
+            Basis::DenyList | Basis::AllowList | Basis::Override => BlockCause::DenyList,
             Basis::ScorerFailure => BlockCause::ScorerUnavailable,
             Basis::Model | Basis::NoScorer | Basis::Unscored => BlockCause::Model,
             Basis::Cname => BlockCause::Cname,

@@ -21,6 +21,7 @@ use crate::dns::{DnsQuery, HEADER_LEN};
 use crate::doh::{self, check_body_size, classify, is_doh_route, Rejection, RequestKind};
 use crate::inflight::InFlight;
 use crate::metrics::{self, Counter, Histogram};
+use crate::overrides;
 use crate::pending::{self, Claim, Marker, Outcome, Parked};
 use crate::record::{self, Draft, EventBuffer, StreamFacts};
 use crate::throttle::{held_note, Throttle};
@@ -52,9 +53,19 @@ fn set_fast_tick(settings: &Settings, fast: bool) {
     let period = if fast {
         pending::POLL_MS
     } else {
-        settings.events.as_ref().map_or(0, |e| e.flush_interval_ms)
+        base_tick_ms(settings)
     };
     let _ = hostcalls::set_tick_period(Duration::from_millis(period));
+}
+
+/// The root context's tick period when no request is parked: the event flush interval, or
+/// with the record off the override check interval (0: no tick).
+fn base_tick_ms(settings: &Settings) -> u64 {
+    match (&settings.events, &settings.overrides) {
+        (Some(events), _) => events.flush_interval_ms,
+        (None, Some(_)) => overrides::CHECK_MS,
+        (None, None) => 0,
+    }
 }
 
 /// A request waiting for another request's callout about the same name.
@@ -147,6 +158,12 @@ struct FilterRoot {
     fast_ticks: u64,
     /// Event batches that failed since the last warning (logged at most once per tick).
     failed_batches: u64,
+    /// The override poll in flight (its callout token).
+    override_poll: Option<u32>,
+    /// When this VM next looks at the shared override set (Unix ms).
+    next_override_check: u64,
+    /// Override poll failure warnings: the first, then one per interval with a count.
+    override_warnings: Throttle,
 }
 
 impl Default for FilterRoot {
@@ -161,12 +178,19 @@ impl Default for FilterRoot {
                 cache_key: Cell::new([0; 16]),
             }),
             failed_batches: 0,
+            override_poll: None,
+            next_override_check: 0,
+            override_warnings: Throttle::default(),
         }
     }
 }
 
 impl Context for FilterRoot {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, _body: usize, _t: usize) {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body: usize, _t: usize) {
+        if self.override_poll == Some(token) {
+            self.override_poll = None;
+            return self.override_answer(body);
+        }
         let status = self.get_http_call_response_header(":status");
         let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
         let ours = EVENTS.with_borrow_mut(|b| b.as_mut().is_some_and(|b| b.answered(token, ok)));
@@ -228,6 +252,74 @@ impl FilterRoot {
     }
 }
 
+impl FilterRoot {
+    /// Adopts a newer override set from shared data, and polls the console when this worker
+    /// holds the lease (see [`crate::overrides`]).
+    fn override_tick(&mut self) {
+        let shared = Rc::clone(&self.shared);
+        let Some(feed) = shared.settings.overrides.as_ref() else {
+            return;
+        };
+        let now = ms_since_epoch(self.get_current_time());
+        if now < self.next_override_check {
+            return;
+        }
+        self.next_override_check = now + overrides::CHECK_MS.min(feed.poll_interval_ms);
+        match overrides::refresh(&HostStore) {
+            overrides::Refresh::Current => {}
+            overrides::Refresh::Adopted { version, overrides } => {
+                info!("overrides: version {version} ({overrides} overrides) applied");
+            }
+            overrides::Refresh::Refused(why) => self.override_failed(now, why),
+        }
+        if self.override_poll.is_some()
+            || !overrides::claim_poll(&HostStore, now, feed.poll_interval_ms)
+        {
+            return;
+        }
+        let path = overrides::poll_path(feed);
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", feed.authority.as_str()),
+            ("authorization", feed.authorization.as_str()),
+        ];
+        let timeout = Duration::from_millis(feed.timeout_ms);
+        match hostcalls::dispatch_http_call(&feed.cluster, headers, None, vec![], timeout) {
+            Ok(token) => self.override_poll = Some(token),
+            Err(status) => {
+                let cluster = feed.cluster.clone();
+                self.override_failed(now, format!("dispatch to {cluster} failed: {status:?}"));
+            }
+        }
+    }
+
+    fn override_answer(&mut self, body_size: usize) {
+        let status = self.get_http_call_response_header(":status");
+        let body = (body_size > 0)
+            .then(|| self.get_http_call_response_body(0, body_size))
+            .flatten();
+        match overrides::answered(&HostStore, status.as_deref(), body.as_deref()) {
+            overrides::Polled::Unchanged => {}
+            overrides::Polled::Adopted { version, overrides } => {
+                self.shared.bump(Counter::OverridesUpdated);
+                info!("overrides: version {version} ({overrides} overrides) fetched and applied");
+            }
+            overrides::Polled::Failed(why) => {
+                let now = ms_since_epoch(self.get_current_time());
+                self.override_failed(now, why);
+            }
+        }
+    }
+
+    fn override_failed(&mut self, now: u64, why: String) {
+        self.shared.bump(Counter::OverridesPollFailed);
+        if let Some(held) = self.override_warnings.admit(now) {
+            warn!("overrides: {why}{}", held_note(held));
+        }
+    }
+}
+
 impl RootContext for FilterRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
@@ -274,7 +366,10 @@ impl RootContext for FilterRoot {
         }
         if let Some(events) = &settings.events {
             EVENTS.set(Some(EventBuffer::new(random_source(), events.max_buffered)));
-            self.set_tick_period(Duration::from_millis(events.flush_interval_ms));
+        }
+        let tick = base_tick_ms(&settings);
+        if tick > 0 {
+            self.set_tick_period(Duration::from_millis(tick));
         }
         self.shared = Rc::new(Shared {
             settings,
@@ -291,6 +386,7 @@ impl RootContext for FilterRoot {
         if FAST_TICK.get() {
             self.poll_parked();
         }
+        self.override_tick();
         let Some(events) = shared.settings.events.as_ref() else {
             return;
         };
@@ -411,6 +507,21 @@ struct DohContext {
     inspecting: bool,
 }
 
+/// The requester of a query, asked about only by a client-scoped override.
+struct Who<'a>(&'a mut DohContext);
+
+impl dohguard_core::overrides::Requester for Who<'_> {
+    fn ip(&mut self) -> Option<std::net::IpAddr> {
+        self.0.client_ip().and_then(|ip| ip.parse().ok())
+    }
+
+    fn principal(&mut self) -> Option<String> {
+        self.0
+            .get_property(vec!["connection", "uri_san_peer_certificate"])
+            .and_then(|b| String::from_utf8(b).ok())
+    }
+}
+
 /// Shared data through the host.
 struct HostStore;
 
@@ -501,6 +612,12 @@ impl DohContext {
         let store = HostStore;
         let cache = shared.cache(&store);
         let mut counters = Vec::new();
+        if let Some((decision, id)) = self.overridden(&name) {
+            if settings.events.is_some() {
+                self.draft.rule = Some(id);
+            }
+            return self.carry_out(&query, decision);
+        }
         // The clock (a host call) is read only if the lists leave the name to the cache.
         let outcome = decide_locally(settings, &cache, &name, || self.now_ms(), &mut counters);
         counters.into_iter().for_each(|c| shared.bump(c));
@@ -514,6 +631,24 @@ impl DohContext {
             }
             LocalOutcome::AskScorer => self.ask_scorer(query, name),
         }
+    }
+
+    /// The analysts' override deciding `name` for this client, with its id; checked before
+    /// the lists and the verdict cache, so a cached verdict it contradicts is not served.
+    /// With no override in force this is one thread-local read.
+    fn overridden(&mut self, name: &str) -> Option<(Decision, String)> {
+        if overrides::none() {
+            return None;
+        }
+        let matcher = overrides::current();
+        let mut now_ms = || {
+            hostcalls::get_current_time()
+                .map(ms_since_epoch)
+                .unwrap_or(0)
+        };
+        let hit = matcher.decide(name, &mut Who(self), &mut now_ms)?;
+        let decision = Decision::new(hit.action.verdict(), decision::Basis::Override);
+        Some((decision, hit.id.to_owned()))
     }
 
     fn ask_scorer(&mut self, query: DnsQuery, name: String) -> Action {

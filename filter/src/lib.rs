@@ -5,7 +5,8 @@
 //! [`decision`] finds the verdict (allow/deny lists, then the shared [`cache`], then the scorer
 //! callout, one per name in flight: [`inflight`]) and what to do with it, [`answer`] builds
 //! the block answer, [`metrics`] names the counters, [`throttle`] keeps warnings from flooding
-//! the log. On the response path, [`cname`] reads a forwarded answer for CNAME and alias
+//! the log; [`overrides`] applies analysts' overrides, polled from the console, before the
+//! lists and the cache. On the response path, [`cname`] reads a forwarded answer for CNAME and alias
 //! targets that lead to blocked names. [`config`] validates the plugin configuration once. All of these are plain Rust,
 //! tested natively; only `glue` (compiled for wasm32 alone) talks to the proxy-wasm host, and
 //! it only translates callbacks into calls of the modules above.
@@ -19,6 +20,7 @@ pub mod dns;
 pub mod doh;
 pub mod inflight;
 pub mod metrics;
+pub mod overrides;
 pub mod pending;
 pub mod record;
 pub mod throttle;

@@ -47,10 +47,13 @@ pub enum Counter {
     QtypeCname,
     QtypePtr,
     QtypeOther,
+    ReasonOverride,
+    OverridesUpdated,
+    OverridesPollFailed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 40] = [
+    pub const ALL: [Counter; 43] = [
         Counter::Queries,
         Counter::VerdictAllow,
         Counter::VerdictMonitor,
@@ -91,6 +94,9 @@ impl Counter {
         Counter::QtypeCname,
         Counter::QtypePtr,
         Counter::QtypeOther,
+        Counter::ReasonOverride,
+        Counter::OverridesUpdated,
+        Counter::OverridesPollFailed,
     ];
 
     /// Position in [`Counter::ALL`] (and so in the glue's id table).
@@ -140,6 +146,9 @@ impl Counter {
             Counter::QtypeCname => "dohguard.qtype.cname",
             Counter::QtypePtr => "dohguard.qtype.ptr",
             Counter::QtypeOther => "dohguard.qtype.other",
+            Counter::ReasonOverride => "dohguard.reason.override",
+            Counter::OverridesUpdated => "dohguard.overrides.updated",
+            Counter::OverridesPollFailed => "dohguard.overrides.poll_failed",
         }
     }
 

@@ -34,6 +34,7 @@ fn layer_of(basis: Basis) -> Layer {
         Basis::ScorerFailure => Layer::FailureMode,
         Basis::Unscored => Layer::Unscored,
         Basis::Cname => Layer::Cname,
+        Basis::Override => Layer::Override,
     }
 }
 

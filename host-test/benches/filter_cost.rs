@@ -65,6 +65,14 @@ fn main() {
         &mut big_vm,
         deny_list_hit,
     );
+    let with_overrides = overrides_vm(&plugin, &deny).map(|mut vm| {
+        warm_cache(&mut vm);
+        measure(
+            "verdict-cache hit, forwarded, 1,000 overrides in force (none matching)",
+            &mut vm,
+            cache_hit,
+        )
+    });
     warm_cache(&mut big_vm);
     let cache_hit = measure("verdict-cache hit, forwarded", &mut big_vm, cache_hit);
     let with_answer = measure(
@@ -94,16 +102,11 @@ fn main() {
     // the odd preempted request.
     println!("| path | mean | p50 | p99 | p50 ratio to baseline | p50 added by the filter |");
     println!("|---|---|---|---|---|---|");
-    for row in [
-        &baseline,
-        &deny_hit,
-        &cache_hit,
-        &with_answer,
-        &with_cname,
-        &empty_baseline,
-        &post_deny,
-        &post_hostile,
-    ] {
+    for row in [&baseline, &deny_hit, &cache_hit, &with_answer, &with_cname]
+        .into_iter()
+        .chain(with_overrides.as_ref())
+        .chain([&empty_baseline, &post_deny, &post_hostile])
+    {
         println!(
             "| {} | {:.2?} | {:.2?} | {:.2?} | {:.2} | {:.2?} |",
             row.label,
@@ -144,6 +147,55 @@ fn main() {
 fn fail(message: &str) -> ! {
     eprintln!("{message}");
     std::process::exit(1)
+}
+
+/// The 100k-deny-list VM with the console's override feed configured and a set of 1,000
+/// overrides (none on the measured names) delivered through its tick; `None` for a module
+/// without overrides (the before figures).
+fn overrides_vm(plugin: &Plugin, deny: &[String]) -> Option<Filter> {
+    const CONSOLE: &str = "dohguard_console";
+    let config = json!({
+        "deny": deny, "scorer": { "cluster": SCORER },
+        "overrides": { "cluster": CONSOLE, "token": "bench-token-0123456789" },
+    });
+    let mut vm = match plugin
+        .vm()
+        .configuration(config.to_string())
+        .clusters(&[SCORER, CONSOLE])
+        .start()
+    {
+        Ok(vm) => vm,
+        Err(e) => {
+            println!("overrides: not measured, this module refuses the configuration ({e})");
+            return None;
+        }
+    };
+    let overrides: Vec<_> = (0..1000)
+        .map(|i| {
+            json!({"id": format!("o{i}"), "action": if i % 2 == 0 { "allow" } else { "deny" },
+                "match": if i % 3 == 0 { "exact" } else { "suffix" },
+                "name": format!("site-{i}.override.bench.test"), "created_ms": i})
+        })
+        .collect();
+    let set = json!({"version": 1, "overrides": overrides}).to_string();
+    vm.tick().unwrap();
+    let poll = vm
+        .pending_http_calls()
+        .into_iter()
+        .find(|c| c.cluster == CONSOLE)
+        .unwrap_or_else(|| fail("the overrides VM did not poll on its tick"));
+    vm.deliver_http_call(
+        poll.token,
+        Some((
+            dohguard_host_test::HeaderMap::from_pairs(&[(":status", "200")]),
+            set.into_bytes(),
+        )),
+    )
+    .unwrap();
+    if vm.metric("dohguard.overrides.updated") != Some(1) {
+        fail("the overrides VM did not apply the set");
+    }
+    Some(vm)
 }
 
 fn start(plugin: &Plugin, config: &str) -> (Filter, Duration) {

@@ -40,8 +40,29 @@ pub struct Console {
 
 impl Console {
     pub fn start(dir: &Path, options: &ConsoleOptions) -> Result<Self, LaunchError> {
+        Self::start_with(dir, options, None)
+    }
+
+    /// Like [`Console::start`], as the filter's override source: on the feed's port (which
+    /// Envoy's console cluster points at), with the feed's token file written into `dir`.
+    pub fn start_feeding(
+        dir: &Path,
+        options: &ConsoleOptions,
+        feed: &crate::overrides::OverrideFeed,
+    ) -> Result<Self, LaunchError> {
+        Self::start_with(dir, options, Some(feed))
+    }
+
+    fn start_with(
+        dir: &Path,
+        options: &ConsoleOptions,
+        feed: Option<&crate::overrides::OverrideFeed>,
+    ) -> Result<Self, LaunchError> {
         let binary = binary()?;
-        let port = options.port.map_or_else(free_port, Ok)?;
+        let port = match feed {
+            Some(feed) => feed.console_port,
+            None => options.port.map_or_else(free_port, Ok)?,
+        };
         let password_file = options
             .password_file
             .clone()
@@ -78,6 +99,12 @@ impl Console {
             );
         if let Some(python) = std::env::var_os("DOHGUARD_PYTHON") {
             command.env("DOHGUARD_CONSOLE_RETRAIN__PYTHON", python);
+        }
+        if let Some(feed) = feed {
+            command.env(
+                "DOHGUARD_CONSOLE_OVERRIDES__FEED_TOKEN_FILE",
+                feed.write_token(dir)?,
+            );
         }
         let mut process =
             ManagedProcess::spawn("dohguard-console", command, &dir.join("console.log"))?;

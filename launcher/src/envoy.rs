@@ -117,6 +117,9 @@ pub struct EnvoyOptions {
     pub tls: Option<TlsFiles>,
     /// Address of the scorer (`host`, `port`), when the filter may call one.
     pub scorer: Option<(String, u16)>,
+    /// The console's loopback port, when the filter polls it for overrides
+    /// (cluster [`crate::overrides::CONSOLE_CLUSTER`]).
+    pub console_port: Option<u16>,
     /// Worker threads (`--concurrency`).
     pub concurrency: u32,
     /// Fixed ports (for `cargo xtask up`); ephemeral when `None`.
@@ -174,6 +177,8 @@ pub fn render(options: &EnvoyOptions, ports: EnvoyPorts) -> Result<String, Launc
             "filter": filter,
             "scorer": scorer,
             "scorer_cluster": SCORER_CLUSTER,
+            "console": options.console_port.map(|port| serde_json::json!({"host": "127.0.0.1", "port": port})),
+            "console_cluster": crate::overrides::CONSOLE_CLUSTER,
             "upstream_source": crate::unbound::GATEWAY_SOURCE,
             "limits": options.limits,
         }),

@@ -24,6 +24,7 @@ pub mod http;
 pub mod kdig;
 pub mod monitoring;
 pub mod osmem;
+pub mod overrides;
 pub mod paths;
 pub mod ports;
 pub mod process;

@@ -50,6 +50,9 @@ pub struct StackOptions {
     pub run_dir: Option<PathBuf>,
     /// Where to keep the TLS certificate (generated when missing); the run directory when `None`.
     pub tls_dir: Option<PathBuf>,
+    /// The console as the filter's override source: Envoy gets its cluster and the filter its
+    /// `overrides` section; start the console with [`crate::console::Console::start_feeding`].
+    pub override_feed: Option<crate::overrides::OverrideFeed>,
 }
 
 impl Default for StackOptions {
@@ -67,6 +70,7 @@ impl Default for StackOptions {
             scorer_port: None,
             run_dir: None,
             tls_dir: None,
+            override_feed: None,
         }
     }
 }
@@ -177,12 +181,16 @@ impl Stack {
                         port: unbound.doh_port,
                     },
                 },
-                filter: wasm.map(|wasm| FilterSetup {
-                    wasm,
-                    config: options.filter_config.clone().unwrap_or_default(),
+                filter: wasm.map(|wasm| {
+                    let mut config = options.filter_config.clone().unwrap_or_default();
+                    if let Some(feed) = &options.override_feed {
+                        feed.add_to(&mut config);
+                    }
+                    FilterSetup { wasm, config }
                 }),
                 tls: tls.clone(),
                 scorer: scorer_addr,
+                console_port: options.override_feed.as_ref().map(|f| f.console_port),
                 concurrency: options.concurrency,
                 ports: options.envoy_ports,
                 limits: options.limits.clone(),

@@ -22,6 +22,9 @@ pub enum Layer {
     /// The name was allowed, but its upstream answer pointed (CNAME, HTTPS/SVCB target) to a
     /// blocked name; `cname_target` names it, `rule` the deny rule it matched.
     Cname,
+    /// An analyst's override decided (checked before the lists and the cache); `rule` is
+    /// the override's id.
+    Override,
     /// The request was refused with a 4xx before any decision.
     Malformed,
 }
@@ -37,6 +40,7 @@ impl Layer {
             Layer::NoScorer => "no_scorer",
             Layer::Unscored => "unscored",
             Layer::Cname => "cname",
+            Layer::Override => "override",
             Layer::Malformed => "malformed",
         }
     }

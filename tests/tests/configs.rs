@@ -38,6 +38,7 @@ fn every_rendered_config_validates() -> anyhow::Result<()> {
         filter: None,
         tls: None,
         scorer: None,
+        console_port: None,
         concurrency: 1,
         ports: None,
         limits: GatewayLimits::default(),

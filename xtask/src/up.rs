@@ -19,6 +19,7 @@ use dohguard_launcher::console::{Console, ConsoleOptions, CONSOLE_BIN_VAR, INITI
 use dohguard_launcher::envoy::{EnvoyPorts, GatewayLimits};
 use dohguard_launcher::filter_config::{read_rule_list, FailureMode, FilterConfig};
 use dohguard_launcher::monitoring::{DetectorSetup, Monitoring, MonitoringPorts, Timing};
+use dohguard_launcher::overrides::OverrideFeed;
 use dohguard_launcher::paths::repo_root;
 use dohguard_launcher::scorer::{default_model_card, SCORER_BIN_VAR};
 use dohguard_launcher::stack::ScorerKind;
@@ -138,6 +139,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let run_dir = root.join("run/gateway");
+    // The console is the filter's override source (it starts after Envoy, on this port).
+    let override_feed = if args.no_scorer {
+        None
+    } else {
+        Some(OverrideFeed::new(Some(args.console_port))?)
+    };
     let stack = Stack::start(StackOptions {
         filter_config: Some(filter.to_json()),
         scorer,
@@ -167,6 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         run_dir: Some(run_dir.clone()),
         tls_dir: Some(root.join("run/tls")),
         direct_body: None,
+        override_feed: override_feed.clone(),
     })
     .context("starting the gateway (configurations and logs are in run/gateway/)")?;
 
@@ -195,9 +203,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }),
     )
     .context("starting Prometheus, Alertmanager and the anomaly detector (logs in run/gateway/)")?;
-    let console = match &stack.osmem {
-        Some(store) => Some(
-            Console::start(
+    let console = match (&stack.osmem, &override_feed) {
+        (Some(store), Some(feed)) => Some(
+            Console::start_feeding(
                 &run_dir,
                 &ConsoleOptions {
                     elasticsearch_url: store.url(),
@@ -209,10 +217,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         .as_ref()
                         .map(|s| s.admin_token_file.clone()),
                 },
+                feed,
             )
             .context("starting the console (its log is run/gateway/console.log)")?,
         ),
-        None => None,
+        _ => None,
     };
 
     print_banner(&stack, &monitoring, console.as_ref(), &args, &run_dir);

@@ -9,6 +9,7 @@ mod doh_requests;
 mod edns_and_logs;
 mod features;
 mod hardening;
+mod overrides;
 mod policy_and_answers;
 mod record;
 mod scorer_and_cache;
