@@ -5,7 +5,11 @@
 //! NXDOMAIN storm from one client (random names under the demo zone) raises
 //! `dohguard_anomaly_score` as Prometheus scrapes it, fires `DohguardAnomaly` at the webhook
 //! with the NXDOMAIN share named first among the top features, and resolves there after the
-//! storm stops; the anomaly is stored in `logs-dohguard.anomalies-default`.
+//! storm stops; the anomaly is stored in `logs-dohguard.anomalies-default`. The same run with
+//! the shipped model (`anomaly/model/`, k-means, at its card's pace) must stay quiet on the
+//! normal traffic, raise the alert for the storm and resolve it; which feature it names first
+//! is printed, not asserted (its explanations name the right cause in 37.5% of the report's
+//! test events).
 //! Needs `cargo xtask wasm` and `cargo build -p dohguard-scorer -p dohguard-anomaly` first.
 
 use std::net::Ipv4Addr;
@@ -13,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dohguard_launcher::anomaly::fixture_model_card;
+use dohguard_launcher::anomaly::{
+    default_model_card as anomaly_model_card, evaluation_interval_ms, fixture_model_card,
+};
 use dohguard_launcher::demo_traffic::{send_one, Query};
 use dohguard_launcher::dns::Type;
 use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
@@ -72,8 +78,34 @@ fn traffic(
     })
 }
 
+/// The model under test and what the test may require of its explanation.
+struct Detector {
+    card: std::path::PathBuf,
+    interval_ms: u64,
+    /// The NXDOMAIN share must be the first top feature (the fixture's z-score names it).
+    names_nxdomain_first: bool,
+}
+
 #[test]
 fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()> {
+    storm_raises_the_alert(&Detector {
+        card: fixture_model_card(),
+        interval_ms: 1000,
+        names_nxdomain_first: true,
+    })
+}
+
+#[test]
+fn the_shipped_model_raises_the_alert_for_an_nxdomain_storm() -> anyhow::Result<()> {
+    let card = anomaly_model_card()?;
+    storm_raises_the_alert(&Detector {
+        interval_ms: evaluation_interval_ms(&card)?,
+        card,
+        names_nxdomain_first: false,
+    })
+}
+
+fn storm_raises_the_alert(detector: &Detector) -> anyhow::Result<()> {
     let stack = Stack::start(StackOptions {
         filter_config: Some(
             FilterConfig {
@@ -99,8 +131,8 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
         Some(&hook.url()),
         None,
         Some(&DetectorSetup {
-            model_card: fixture_model_card(),
-            interval_ms: 1000,
+            model_card: detector.card.clone(),
+            interval_ms: detector.interval_ms,
             port: None,
             admin_token_file: None,
         }),
@@ -131,16 +163,21 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
         "a quiet score scraped by Prometheus",
         Duration::from_secs(60),
         || {
-            let evaluated =
-                value("dohguard_anomaly_evaluations_total{outcome=\"ok\"}")?.unwrap_or(0.0);
-            let queries = value("dohguard:queries:rate")?.unwrap_or(0.0);
+            // Not scraped yet is "keep waiting", never zero.
+            let (Some(evaluated), Some(queries)) = (
+                value("dohguard_anomaly_evaluations_total{outcome=\"ok\"}")?,
+                value("dohguard:queries:rate")?,
+            ) else {
+                return Ok(None);
+            };
             Ok((evaluated >= 5.0 && queries > 0.0).then_some(()))
         },
     )?;
     let quiet = value("dohguard_anomaly_score")?.expect("the score is scraped");
+    let threshold = value("dohguard_anomaly_threshold")?.expect("the threshold is scraped");
     assert!(
-        quiet < 4.0,
-        "normal traffic is not anomalous: score {quiet}"
+        quiet < threshold,
+        "normal traffic is not anomalous: score {quiet}, threshold {threshold}"
     );
     assert_eq!(value("dohguard_anomaly_alerting")?, Some(0.0));
     assert!(
@@ -161,7 +198,7 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
     let raised = wait_for(
         "dohguard_anomaly_score over the threshold",
         Duration::from_secs(60),
-        || Ok(value("dohguard_anomaly_score")?.filter(|s| *s >= 4.0)),
+        || Ok(value("dohguard_anomaly_score")?.filter(|s| *s >= threshold)),
     );
     let fired = raised.and_then(|_| {
         wait_for(
@@ -178,11 +215,16 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
     stop_storm.store(true, Ordering::Relaxed);
     let storm_sent = storm.join().expect("storm thread");
     let (_, annotations) = fired?;
-    let top = annotations["top_features"].as_str().unwrap_or_default();
-    assert!(
-        top.starts_with(&format!("{NX}=")),
-        "the NXDOMAIN share is named first: {annotations} ({storm_sent} storm queries)"
-    );
+    let top = annotations["top_features"]
+        .as_str()
+        .expect("the alert names its top features");
+    println!("{}: top features {top}", detector.card.display());
+    if detector.names_nxdomain_first {
+        assert!(
+            top.starts_with(&format!("{NX}=")),
+            "the NXDOMAIN share is named first: {annotations} ({storm_sent} storm queries)"
+        );
+    }
 
     // The storm is over: the alert resolves at the webhook.
     wait_for(
@@ -216,12 +258,14 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
                 .map(|h| h["_source"].clone()))
         },
     )?;
-    assert_eq!(
-        doc["dohguard"]["anomaly"]["features"][0]["name"], NX,
-        "{doc}"
-    );
+    if detector.names_nxdomain_first {
+        assert_eq!(
+            doc["dohguard"]["anomaly"]["features"][0]["name"], NX,
+            "{doc}"
+        );
+    }
     assert!(
-        doc["dohguard"]["anomaly"]["score"].as_f64().unwrap() >= 4.0,
+        doc["dohguard"]["anomaly"]["score"].as_f64().unwrap() >= threshold,
         "{doc}"
     );
     assert!(doc["event"]["end"].is_string(), "{doc}");

@@ -182,7 +182,7 @@ fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow
     Ok(())
 }
 
-/// `cargo xtask up --demo-traffic`'s mix through the real gateway: every query is recorded,
+/// `cargo xtask up`'s demo mix through the real gateway: every query is recorded,
 /// the console sees its six clients, the NXDOMAIN-burst client's 40 queries all got
 /// NXDOMAIN, and an analyst labels an uncertain domain in the vetting queue in a real browser
 /// (keyboard: `x` selects, `m` labels malicious).

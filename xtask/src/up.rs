@@ -74,15 +74,16 @@ pub struct Args {
     /// Block (instead of allow) when the scorer cannot be asked.
     #[arg(long)]
     fail_closed: bool,
-    /// Send a realistic mix of DoH queries through the gateway once it is up (demo zone,
-    /// algorithmic-looking names, deny-list hits, an NXDOMAIN burst from one client), so the
-    /// console has something to show: see launcher/src/demo_traffic.rs.
+    /// Do not send the demo traffic. By default `up` sends a realistic mix of DoH queries
+    /// through the gateway once it is up (demo zone, algorithmic-looking names, deny-list hits,
+    /// an NXDOMAIN burst from one client; launcher/src/demo_traffic.rs), because the embedded
+    /// store starts empty and a fresh console must not be an empty page.
     #[arg(long)]
-    demo_traffic: bool,
+    no_demo_traffic: bool,
     /// Envoy worker threads.
     #[arg(long, default_value_t = 2)]
     concurrency: u32,
-    /// Skip `cargo xtask wasm` and `cargo build -p dohguard-scorer`.
+    /// Skip `cargo xtask wasm` and the release builds of the scorer, console and detector.
     #[arg(long)]
     no_build: bool,
 }
@@ -91,22 +92,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let root = repo_root();
     if !args.no_build {
         cargo(&["xtask", "wasm"])?;
-        cargo(&["build", "--release", "-p", "dohguard-anomaly"])?;
+        // Release builds, in one cargo run: `up` is the product running, not a test.
+        let mut packages = vec!["build", "--release", "-p", "dohguard-anomaly"];
+        if !args.no_scorer {
+            packages.extend(["-p", "dohguard-scorer", "-p", "dohguard-console"]);
+        }
+        cargo(&packages)?;
+        // The launcher runs exactly these builds (not a newer debug build of a test run).
         std::env::set_var(
             ANOMALY_BIN_VAR,
             root.join("target/release/dohguard-anomaly"),
         );
         if !args.no_scorer {
-            // Release builds: `up` is the product running, not a test.
-            cargo(&[
-                "build",
-                "--release",
-                "-p",
-                "dohguard-scorer",
-                "-p",
-                "dohguard-console",
-            ])?;
-            // The launcher runs exactly these builds (not a newer debug build of a test run).
             std::env::set_var(SCORER_BIN_VAR, root.join("target/release/dohguard-scorer"));
             std::env::set_var(
                 CONSOLE_BIN_VAR,
@@ -225,7 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     print_banner(&stack, &monitoring, console.as_ref(), &args, &run_dir);
-    if args.demo_traffic {
+    if !args.no_demo_traffic {
         let sent = dohguard_launcher::demo_traffic::send(stack.envoy.ports.http)
             .context("sending the demo traffic")?;
         println!(
