@@ -74,6 +74,8 @@ pub struct Profile {
     /// Address the scorer binds (its port is `ports.scorer`).
     pub scorer_bind: String,
     pub model_card: PathBuf,
+    /// The extra detectors' cards (`model.detector_cards`): the shipped tunnel model.
+    pub detector_cards: Vec<PathBuf>,
     /// `None`: not in the file (spool only, or set through the environment).
     pub elasticsearch_url: Option<String>,
     /// Real Elasticsearch 8.x: write to a data stream.
@@ -103,6 +105,9 @@ impl Profile {
             scorer_discovery: "STATIC",
             scorer_bind: "127.0.0.1".into(),
             model_card: "/usr/local/share/dohguard/models/dga-cnn/model.card.json".into(),
+            detector_cards: vec![
+                "/usr/local/share/dohguard/models/tunnel-v1/model.card.json".into()
+            ],
             elasticsearch_url: Some("http://127.0.0.1:9200".into()),
             data_stream: true,
             spool_dir: "/var/lib/dohguard-scorer/spool".into(),
@@ -130,6 +135,7 @@ impl Profile {
             scorer_discovery: "STRICT_DNS",
             scorer_bind: "0.0.0.0".into(),
             model_card: "/opt/dohguard/models/dga-cnn/model.card.json".into(),
+            detector_cards: vec!["/opt/dohguard/models/tunnel-v1/model.card.json".into()],
             elasticsearch_url: None,
             data_stream: true,
             spool_dir: "/var/lib/dohguard-scorer/spool".into(),
@@ -206,6 +212,7 @@ pub fn render(profile: &Profile, filter: &serde_json::Value) -> Result<Rendered,
         json!({
             "listen": format!("{}:{}", profile.scorer_bind, ports.scorer),
             "model_card": profile.model_card,
+            "detector_cards": profile.detector_cards,
             "elasticsearch_url": profile.elasticsearch_url,
             "data_stream": profile.data_stream,
             "spool_dir": profile.spool_dir,

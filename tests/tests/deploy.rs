@@ -78,6 +78,7 @@ fn test_profile(root: &Path, ports: Ports, elasticsearch_url: String) -> anyhow:
         // systemd's LoadCredential= copies /etc/dohguard/tls/key.pem there; here it is read in place.
         tls_key: root.join("etc/dohguard/tls/key.pem"),
         model_card: default_model_card()?,
+        detector_cards: scorer::default_detector_cards()?,
         elasticsearch_url: Some(elasticsearch_url),
         data_stream: false,
         spool_dir: under_root(&production.spool_dir),
@@ -396,6 +397,10 @@ fn the_kubernetes_scorer_and_unbound_configs_are_accepted_by_the_real_programs(
     assert_eq!(
         effective["model"]["card"],
         "/opt/dohguard/models/dga-cnn/model.card.json"
+    );
+    assert_eq!(
+        effective["model"]["detector_cards"],
+        serde_json::json!(["/opt/dohguard/models/tunnel-v1/model.card.json"])
     );
     Ok(())
 }
