@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
@@ -19,31 +19,19 @@ use dohguard_launcher::osmem::Osmem;
 use dohguard_launcher::ports::free_port;
 use dohguard_launcher::process::ManagedProcess;
 
+/// [`dohguard_launcher::wait::wait_for`] with this file's probes (anyhow errors).
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    probe: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    Ok(dohguard_launcher::wait::wait_for(what, timeout, probe)?)
+}
+
 const NX: &str = "dohguard:nxdomain:ratio";
 const LATE: &str = "dohguard:qname_length:p95";
 const INDEX_PATTERN: &str = "logs-dohguard.anomalies-*";
 const TOKEN: &str = "a-test-token-of-enough-length-0123";
-
-fn wait_for<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer yet");
-    loop {
-        match probe() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{what}: not within {timeout:?} ({last})"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// The value of the series written exactly as `series` (name plus labels) in `text`.
 fn sample(text: &str, series: &str) -> Option<f64> {

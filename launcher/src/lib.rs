@@ -35,6 +35,7 @@ pub mod template;
 pub mod tls;
 pub mod tools;
 pub mod unbound;
+pub mod wait;
 pub mod webhook;
 
 pub use error::LaunchError;

@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dohguard_launcher::anomaly::fixture_model_card;
 use dohguard_launcher::demo_traffic::{send_one, Query};
@@ -26,28 +26,16 @@ use dohguard_launcher::stack::ScorerKind;
 use dohguard_launcher::webhook::WebhookReceiver;
 use dohguard_launcher::{Stack, StackOptions};
 
-const NX: &str = "dohguard:nxdomain:ratio";
-
+/// [`dohguard_launcher::wait::wait_for`] with this file's probes (anyhow errors).
 fn wait_for<T>(
     what: &str,
     timeout: Duration,
-    mut probe: impl FnMut() -> anyhow::Result<Option<T>>,
+    probe: impl FnMut() -> anyhow::Result<Option<T>>,
 ) -> anyhow::Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer yet");
-    loop {
-        match probe() {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{what}: not within {timeout:?} ({last})"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Ok(dohguard_launcher::wait::wait_for(what, timeout, probe)?)
 }
+
+const NX: &str = "dohguard:nxdomain:ratio";
 
 /// Sends queries from `client` until `stop`, `per_s` a second; names from `name(i)`.
 fn traffic(

@@ -6,7 +6,7 @@
 //! Needs `cargo xtask wasm` and `cargo build -p dohguard-scorer` first.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
 use dohguard_launcher::kdig::Method;
@@ -17,27 +17,13 @@ use dohguard_launcher::tools::{self, Tool};
 use dohguard_launcher::webhook::WebhookReceiver;
 use dohguard_launcher::{Stack, StackOptions};
 
-/// Polls `probe` every 200 ms until it yields a value; fails after `timeout`, naming `what`
-/// and the last probe error.
+/// [`dohguard_launcher::wait::wait_for`] with this file's probes (anyhow errors).
 fn wait_for<T>(
     what: &str,
     timeout: Duration,
-    mut probe: impl FnMut() -> anyhow::Result<Option<T>>,
+    probe: impl FnMut() -> anyhow::Result<Option<T>>,
 ) -> anyhow::Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer yet");
-    loop {
-        match probe() {
-            Ok(Some(value)) => return Ok(value),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{what}: not within {timeout:?} ({last})"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Ok(dohguard_launcher::wait::wait_for(what, timeout, probe)?)
 }
 
 #[test]
