@@ -6,7 +6,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, OnceLock, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, SystemTime},
 };
 
@@ -16,26 +16,14 @@ use sha2::{Digest, Sha256};
 use crate::card::{AnomalyCard, CONTRIBUTIONS_OUTPUT, SCORE_OUTPUT};
 use crate::ModelError;
 
-/// Environment variable naming the ONNX Runtime shared library (scripts/env.sh sets it).
-pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
-
-static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
-
-/// The process's ONNX Runtime environment, loading the library from `ORT_DYLIB_PATH`.
-pub fn environment() -> Result<&'static Environment, ModelError> {
-    ENVIRONMENT
-        .get_or_init(|| {
-            let path = std::env::var_os(ORT_DYLIB_ENV).ok_or_else(|| {
-                format!("{ORT_DYLIB_ENV} is not set: point it at libonnxruntime.so (source scripts/env.sh)")
-            })?;
-            ort::init_from(&path)
-                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", Path::new(&path).display()))?
-                .with_name("dohguard-anomaly")
-                .build()
-                .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
-        })
-        .as_ref()
-        .map_err(|e| ModelError::Runtime(e.clone()))
+/// The process's ONNX Runtime environment: the scorer crate's (ONNX Runtime allows one per
+/// process; loaded from `ORT_DYLIB_PATH` on first use), which this crate already links for the
+/// Elasticsearch client.
+fn environment() -> Result<&'static Environment, ModelError> {
+    dohguard_scorer::model::runtime::environment().map_err(|e| match e {
+        dohguard_scorer::model::ModelError::Runtime(message) => ModelError::Runtime(message),
+        other => ModelError::Runtime(other.to_string()),
+    })
 }
 
 /// What one window scored.

@@ -20,7 +20,7 @@ pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
 /// The process's ONNX Runtime environment (ONNX Runtime allows one), loading the library
-/// from `ORT_DYLIB_PATH` on first use.
+/// from `ORT_DYLIB_PATH` on first use. The anomaly detector uses this one too.
 pub fn environment() -> Result<&'static Environment, ModelError> {
     ENVIRONMENT
         .get_or_init(|| {
@@ -30,7 +30,7 @@ pub fn environment() -> Result<&'static Environment, ModelError> {
             let builder = ort::init_from(&path)
                 .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", Path::new(&path).display()))?;
             builder
-                .with_name("dohguard-scorer")
+                .with_name("dohguard")
                 .build()
                 .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
         })
