@@ -22,6 +22,18 @@ try {
   await page.fill('input[name="password"]', need("CONSOLE_PASSWORD"));
   await page.click('button[type="submit"]');
   await page.waitForURL(/\/overview/);
+  // One override, added through the form as an analyst would, so that the overrides view is not
+  // an empty table (SCREENSHOT_OVERRIDE=0 skips it).
+  if (process.env.SCREENSHOT_OVERRIDE !== "0") {
+    await page.goto(url + "overrides");
+    await page.selectOption('#override-new select[name="action"]', "allow");
+    await page.selectOption('#override-new select[name="match"]', "registered_domain");
+    await page.fill('#override-new input[name="name"]', "partner-cdn.example");
+    await page.selectOption('#override-new select[name="expires_in"]', "7d");
+    await page.fill('#override-new input[name="reason"]', "vendor CDN, ticket SEC-1042");
+    await page.click('#override-new button');
+    await page.waitForSelector('text=partner-cdn.example');
+  }
   // Pick a blocked verdict, its domain and its client from the API.
   const log = await (await page.request.get(url + "api/log?range=1h&verdict=block&layer=model&size=1")).json();
   const row = log.rows[0] || (await (await page.request.get(url + "api/log?range=1h&size=1")).json()).rows[0];
@@ -32,6 +44,8 @@ try {
     domain: `domains/${row.registered_domain}?range=1h`,
     client: `clients/${process.env.SCREENSHOT_CLIENT || row.client}?range=24h`,
     vetting: "vetting?range=24h",
+    overrides: "overrides",
+    models: "models",
     account: "account",
     "log-bad-filter": "log?range=1h&name_regex=%5Eabc",
   };
