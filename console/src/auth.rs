@@ -115,6 +115,14 @@ pub struct User {
     pub password_hash: String,
     pub created_at: String,
     pub created_by: String,
+    /// A disabled user cannot log in (their sessions were ended when they were disabled).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Who last disabled or enabled the user, and when (absent for a user never changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_changed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_changed_by: Option<String>,
 }
 
 /// A session document (`<prefix>-sessions`, `_id` = SHA-256 of the cookie's token).
@@ -216,7 +224,8 @@ pub struct NewSession {
 }
 
 /// Checks the password and opens a session; `LoginFailed` for an unknown user or a wrong
-/// password alike.
+/// password alike; `AccountDisabled` for the right password of a disabled user (said only
+/// to whoever knows the password).
 pub async fn login(
     state: &AppState,
     username: &str,
@@ -244,6 +253,7 @@ pub async fn login(
         .await
         .unwrap_or(false);
     let user = match (ok, user) {
+        (true, Some(user)) if user.disabled => return Err(ApiError::AccountDisabled),
         (true, Some(user)) => user,
         _ => return Err(ApiError::LoginFailed),
     };
@@ -311,6 +321,9 @@ pub async fn create_user(
         password_hash,
         created_at: rfc3339(OffsetDateTime::now_utc()),
         created_by: created_by.to_owned(),
+        disabled: false,
+        status_changed_at: None,
+        status_changed_by: None,
     };
     let doc = serde_json::to_value(&user).expect("a user serialises");
     Ok(state
