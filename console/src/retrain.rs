@@ -750,7 +750,7 @@ async fn switch_to_candidate(
     save_history(state, &h)?;
     Ok(
         json!({"promoted": id, "model_version": reply["model_version"],
-              "previous": serving.model_version}),
+              "previous": serving.model_version, "persisted": reply["persisted"]}),
     )
 }
 
@@ -778,7 +778,7 @@ async fn switch_back(state: &AppState) -> Result<Value, ApiError> {
     h.previous.pop();
     save_history(state, &h)?;
     Ok(json!({"model_version": reply["model_version"],
-              "replaced": current.map(|s| s.model_version)}))
+              "replaced": current.map(|s| s.model_version), "persisted": reply["persisted"]}))
 }
 
 /// One audit entry for a promotion or roll back, with its outcome (refusals included).
