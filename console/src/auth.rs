@@ -268,11 +268,30 @@ pub async fn login(
         expires_at: rfc3339(expires),
     };
     let stored = serde_json::to_value(&doc).expect("a session serialises");
+    let id = token_id(&token);
     state
         .store
-        .create(&state.store.indices.sessions, &token_id(&token), &stored)
+        .create(&state.store.indices.sessions, &id, &stored)
         .await?;
+    // A disable that ran while the password was being checked: it either found this session
+    // (and deleted it) or wrote the flag before this read, which then sees it.
+    if disabled_now(state, &doc.username).await? {
+        state
+            .store
+            .delete(&state.store.indices.sessions, &id)
+            .await?;
+        return Err(ApiError::AccountDisabled);
+    }
     Ok(NewSession { token, doc })
+}
+
+/// Whether `username`'s stored document says disabled now.
+async fn disabled_now(state: &AppState, username: &str) -> Result<bool, ApiError> {
+    let doc = state
+        .store
+        .get(&state.store.indices.users, username)
+        .await?;
+    Ok(doc.is_some_and(|d| d["disabled"] == true))
 }
 
 pub async fn logout(state: &AppState, session: &Session) -> Result<(), ApiError> {

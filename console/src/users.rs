@@ -10,6 +10,9 @@
 //! - A request that changes nothing (already disabled / enabled) is 409 `conflict`.
 //! - Every change and every refusal is audited (`user.disable`, `user.enable`).
 //!
+//! A login racing a disable cannot keep a session: login re-reads the user after storing its
+//! session and drops it when the flag is set (the disable deletes sessions after setting it).
+//!
 //! Changes are serialised inside one console process (a lock around check-and-write), so two
 //! admins disabling each other at once cannot leave no enabled admin behind; several console
 //! instances over one store would need a store-side guard (not done: one console per store).
