@@ -52,7 +52,7 @@ fn check_new_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn load_user(state: &AppState, username: &str) -> Result<Option<User>, ApiError> {
+pub(crate) async fn load_user(state: &AppState, username: &str) -> Result<Option<User>, ApiError> {
     if !auth::valid_username(username) {
         return Ok(None);
     }
@@ -82,7 +82,7 @@ async fn store_password(state: &AppState, mut user: User, password: &str) -> Res
 }
 
 /// Deletes `username`'s sessions except `keep`; returns how many ended.
-async fn end_sessions(
+pub(crate) async fn end_sessions(
     state: &AppState,
     username: &str,
     keep: Option<&str>,
@@ -199,7 +199,8 @@ pub async fn users_data(state: &AppState) -> Result<Vec<Value>, ApiError> {
         .search(
             &state.store.indices.users,
             json!({"size": 1000, "sort": [{"username": "asc"}], "query": {"match_all": {}},
-                   "_source": ["username", "role", "created_at", "created_by"]}),
+                   "_source": ["username", "role", "created_at", "created_by", "disabled",
+                               "status_changed_at", "status_changed_by"]}),
         )
         .await?;
     Ok(crate::query_log::sources(&reply))

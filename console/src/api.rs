@@ -103,6 +103,12 @@ pub async fn login(
             crate::audit::record(&state, who, "login", "failure", who, None, json!({})).await?;
             Err(ApiError::LoginFailed)
         }
+        Err(ApiError::AccountDisabled) => {
+            let who = req.username.as_str();
+            let why = json!({"why": "the account is disabled"});
+            crate::audit::record(&state, who, "login", "failure", who, None, why).await?;
+            Err(ApiError::AccountDisabled)
+        }
         Err(other) => Err(other),
     }
 }

@@ -9,7 +9,7 @@ use axum::{
 };
 use tower_http::trace::TraceLayer;
 
-use crate::{account, api, config::Config, overrides, pages, store::Store};
+use crate::{account, api, config::Config, overrides, pages, store::Store, users};
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -100,6 +100,8 @@ pub fn app(state: AppState) -> Router {
             "/api/users/{username}/password",
             post(account::reset_password),
         )
+        .route("/api/users/{username}/disable", post(users::disable))
+        .route("/api/users/{username}/enable", post(users::enable))
         .route("/account", get(account::page))
         .route("/api/audit", get(api::audit))
         .route("/api/overview", get(api::overview))

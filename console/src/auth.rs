@@ -115,6 +115,14 @@ pub struct User {
     pub password_hash: String,
     pub created_at: String,
     pub created_by: String,
+    /// A disabled user cannot log in (their sessions were ended when they were disabled).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Who last disabled or enabled the user, and when (absent for a user never changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_changed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_changed_by: Option<String>,
 }
 
 /// A session document (`<prefix>-sessions`, `_id` = SHA-256 of the cookie's token).
@@ -216,7 +224,8 @@ pub struct NewSession {
 }
 
 /// Checks the password and opens a session; `LoginFailed` for an unknown user or a wrong
-/// password alike.
+/// password alike; `AccountDisabled` for the right password of a disabled user (said only
+/// to whoever knows the password).
 pub async fn login(
     state: &AppState,
     username: &str,
@@ -244,6 +253,7 @@ pub async fn login(
         .await
         .unwrap_or(false);
     let user = match (ok, user) {
+        (true, Some(user)) if user.disabled => return Err(ApiError::AccountDisabled),
         (true, Some(user)) => user,
         _ => return Err(ApiError::LoginFailed),
     };
@@ -258,11 +268,30 @@ pub async fn login(
         expires_at: rfc3339(expires),
     };
     let stored = serde_json::to_value(&doc).expect("a session serialises");
+    let id = token_id(&token);
     state
         .store
-        .create(&state.store.indices.sessions, &token_id(&token), &stored)
+        .create(&state.store.indices.sessions, &id, &stored)
         .await?;
+    // A disable that ran while the password was being checked: it either found this session
+    // (and deleted it) or wrote the flag before this read, which then sees it.
+    if disabled_now(state, &doc.username).await? {
+        state
+            .store
+            .delete(&state.store.indices.sessions, &id)
+            .await?;
+        return Err(ApiError::AccountDisabled);
+    }
     Ok(NewSession { token, doc })
+}
+
+/// Whether `username`'s stored document says disabled now.
+async fn disabled_now(state: &AppState, username: &str) -> Result<bool, ApiError> {
+    let doc = state
+        .store
+        .get(&state.store.indices.users, username)
+        .await?;
+    Ok(doc.is_some_and(|d| d["disabled"] == true))
 }
 
 pub async fn logout(state: &AppState, session: &Session) -> Result<(), ApiError> {
@@ -311,6 +340,9 @@ pub async fn create_user(
         password_hash,
         created_at: rfc3339(OffsetDateTime::now_utc()),
         created_by: created_by.to_owned(),
+        disabled: false,
+        status_changed_at: None,
+        status_changed_by: None,
     };
     let doc = serde_json::to_value(&user).expect("a user serialises");
     Ok(state

@@ -80,6 +80,9 @@ pub struct RetrainConfig {
     /// A candidate whose precision or recall on the labels is below the serving model's by
     /// more than this fails its checks.
     pub max_regression: f64,
+    /// An operator's data folder: every `*.csv` in it (`name,label[,family]`) joins the
+    /// training rows of a retrain. Empty: labels and recent verdicts only.
+    pub data_dir: PathBuf,
 }
 
 impl Default for RetrainConfig {
@@ -95,6 +98,7 @@ impl Default for RetrainConfig {
             shadow_days: 7,
             shadow_max_names: 20_000,
             max_regression: 0.05,
+            data_dir: PathBuf::new(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("wrong user name or password")]
     LoginFailed,
+    #[error("this account is disabled: ask an admin to enable it")]
+    AccountDisabled,
     #[error("not logged in")]
     NotLoggedIn,
     #[error("the session has expired: log in again")]
@@ -65,7 +67,9 @@ impl ApiError {
             | ApiError::NotLoggedIn
             | ApiError::SessionExpired
             | ApiError::FeedToken => StatusCode::UNAUTHORIZED,
-            ApiError::Csrf | ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Csrf | ApiError::Forbidden { .. } | ApiError::AccountDisabled => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(_) | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -80,6 +84,7 @@ impl ApiError {
             ApiError::BadInput { .. } => "bad-input",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::LoginFailed => "login-failed",
+            ApiError::AccountDisabled => "account-disabled",
             ApiError::NotLoggedIn => "not-logged-in",
             ApiError::SessionExpired => "session-expired",
             ApiError::Csrf => "csrf",
@@ -99,6 +104,7 @@ impl ApiError {
             ApiError::BadInput { .. } => "Invalid input",
             ApiError::BadRequest(_) => "Bad request",
             ApiError::LoginFailed => "Login failed",
+            ApiError::AccountDisabled => "Account disabled",
             ApiError::NotLoggedIn => "Not logged in",
             ApiError::SessionExpired => "Session expired",
             ApiError::Csrf => "CSRF check failed",

@@ -33,6 +33,7 @@ pub mod retrain_api;
 pub mod store;
 pub mod time_range;
 pub mod tls;
+pub mod users;
 pub mod vetting;
 
 pub use app::{app, AppState};

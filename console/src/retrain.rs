@@ -6,7 +6,7 @@
 //!   the first three columns).
 //! - [`start`]: the retrain job (admin). It fine-tunes the model the scorer serves (asked
 //!   from `GET /v1/model`: its card path and thresholds in force) on the labels plus a sample
-//!   of recent verdicts, by running `python -m dohguard_models finetune` in the background:
+//!   of recent verdicts (and the `.csv` files of `retrain.data_dir` when set), by running `python -m dohguard_models finetune` in the background:
 //!   one job at a time, cancellable ([`cancel`]), its JSON progress lines shown by
 //!   [`status`]. The candidate (model.onnx, card, report.json, report.md) lands in
 //!   `<retrain.dir>/candidates/<id>/`, with the job's inputs under `input/` and its log in
@@ -317,6 +317,35 @@ async fn recent(
     Ok((sample_csv, shadow_csv, benign.len(), malicious.len()))
 }
 
+/// The `.csv` files directly in `retrain.data_dir` (sorted), or why there are none to use.
+/// `Ok(None)` when no folder is configured. Rows are read (and checked) by the job.
+pub fn data_dir_files(state: &AppState) -> Result<Option<Vec<String>>, String> {
+    let dir = &state.config.retrain.data_dir;
+    if dir.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        format!(
+            "retrain.data_dir {}: cannot be read ({e}): create it or fix the setting",
+            dir.display()
+        )
+    })?;
+    let mut files: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.to_ascii_lowercase().ends_with(".csv"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "retrain.data_dir {}: no .csv files (each needs the header name,label[,family])",
+            dir.display()
+        ));
+    }
+    Ok(Some(files))
+}
+
 fn new_id() -> String {
     let t = OffsetDateTime::now_utc();
     format!(
@@ -369,6 +398,7 @@ pub async fn start(
             "no labels yet: label domains in the vetting queue first".into(),
         ));
     }
+    let data_files = data_dir_files(state).map_err(ApiError::Refused)?;
     let (sample_csv, shadow_csv, n_benign, n_malicious) = recent(state, &serving, sample).await?;
 
     let id = new_id();
@@ -412,6 +442,9 @@ pub async fn start(
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
+    if data_files.is_some() {
+        command.arg("--data-dir").arg(absolute(&cfg.data_dir));
+    }
     let mut child = command.spawn().map_err(|e| {
         ApiError::Unavailable(format!(
             "cannot run {:?} (retrain.python) in {} (retrain.models_dir): {e}",
@@ -419,8 +452,16 @@ pub async fn start(
             cfg.models_dir.display()
         ))
     })?;
+    let data = match &data_files {
+        Some(files) => format!(
+            ", plus the rows of the operator's data folder {} ({})",
+            absolute(&cfg.data_dir).display(),
+            files.join(", ")
+        ),
+        None => String::new(),
+    };
     let source = format!(
-        "fine-tune of the serving model {} on {} analyst labels and {} recent verdicts ({} allowed well below the monitor threshold as benign, {} model blocks as malicious) from the last {} days; shadow comparison on {} recent registered domains",
+        "fine-tune of the serving model {} on {} analyst labels and {} recent verdicts ({} allowed well below the monitor threshold as benign, {} model blocks as malicious) from the last {} days{data}; shadow comparison on {} recent registered domains",
         serving.model_version,
         labels.len(),
         n_benign + n_malicious,
@@ -750,7 +791,7 @@ async fn switch_to_candidate(
     save_history(state, &h)?;
     Ok(
         json!({"promoted": id, "model_version": reply["model_version"],
-              "previous": serving.model_version}),
+              "previous": serving.model_version, "persisted": reply["persisted"]}),
     )
 }
 
@@ -778,7 +819,7 @@ async fn switch_back(state: &AppState) -> Result<Value, ApiError> {
     h.previous.pop();
     save_history(state, &h)?;
     Ok(json!({"model_version": reply["model_version"],
-              "replaced": current.map(|s| s.model_version)}))
+              "replaced": current.map(|s| s.model_version), "persisted": reply["persisted"]}))
 }
 
 /// One audit entry for a promotion or roll back, with its outcome (refusals included).
@@ -815,7 +856,18 @@ pub async fn overview(state: &AppState) -> Value {
         "serving_error": serving.as_ref().err().map(|e| e.to_string()),
         "candidates": candidates(state).iter().map(summary).collect::<Vec<_>>(),
         "previous": history(state).previous,
+        "data_dir": data_dir_overview(state),
     })
+}
+
+/// `retrain.data_dir` for the page: its path and `.csv` files, or why it cannot be used.
+fn data_dir_overview(state: &AppState) -> Value {
+    let dir = &state.config.retrain.data_dir;
+    match data_dir_files(state) {
+        Ok(None) => Value::Null,
+        Ok(Some(files)) => json!({"path": absolute(dir), "files": files}),
+        Err(problem) => json!({"path": absolute(dir), "error": problem}),
+    }
 }
 
 /// A candidate without the long lists of its report.

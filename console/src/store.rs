@@ -11,7 +11,7 @@ use elasticsearch::{
         transport::{SingleNodeConnectionPool, TransportBuilder},
         Url,
     },
-    indices::IndicesCreateParts,
+    indices::{IndicesCreateParts, IndicesPutMappingParts},
     params::{OpType, Refresh},
     DeleteParts, Elasticsearch, GetParts, IndexParts, SearchParts,
 };
@@ -89,7 +89,8 @@ pub fn index_mappings(indices: &Indices) -> Vec<(String, Value)> {
             indices.users.clone(),
             mapping(json!({
                 "username": kw, "role": kw, "password_hash": {"type": "keyword", "index": false},
-                "created_at": date, "created_by": kw
+                "created_at": date, "created_by": kw, "disabled": {"type": "boolean"},
+                "status_changed_at": date, "status_changed_by": kw
             })),
         ),
         (
@@ -185,9 +186,11 @@ impl Store {
         })
     }
 
-    /// Creates the console's indices that do not exist yet (an existing one is left as is).
+    /// Creates the console's indices that do not exist yet; an existing one gets the fields
+    /// added since it was created (`PUT <index>/_mapping`, additive: nothing stored changes).
     pub async fn ensure_indices(&self) -> Result<(), StoreError> {
         for (index, body) in index_mappings(&self.indices) {
+            let properties = body["mappings"]["properties"].clone();
             let response = self
                 .client
                 .indices()
@@ -198,7 +201,9 @@ impl Store {
                 .map_err(unavailable)?;
             let (status, body) = body_of(response).await?;
             let exists = body["error"]["type"] == "resource_already_exists_exception";
-            if !(200..300).contains(&status) && !exists {
+            if exists {
+                self.add_fields(&index, properties).await?;
+            } else if !(200..300).contains(&status) {
                 return Err(StoreError::Status {
                     status,
                     body: format!("creating {index}: {}", reason(&body)),
@@ -206,6 +211,22 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// `PUT <index>/_mapping` with `properties` (fields already mapped the same way are kept).
+    async fn add_fields(&self, index: &str, properties: Value) -> Result<(), StoreError> {
+        let response = self
+            .client
+            .indices()
+            .put_mapping(IndicesPutMappingParts::Index(&[index]))
+            .body(json!({ "properties": properties }))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let (status, body) = body_of(response).await?;
+        check(status, body)
+            .map(|_| ())
+            .map_err(|e| StoreError::Client(format!("updating the mapping of {index}: {e}")))
     }
 
     /// `POST <index>/_search`. A missing index (no verdicts written yet) is an empty result.

@@ -173,6 +173,18 @@ const dohguard = (() => {
         if (r.ok) form.reset();
       });
     }
+    // Admins: disable or enable a user (the page reloads to show the new status).
+    for (const button of document.querySelectorAll("button[data-user-status]")) {
+      button.addEventListener("click", async () => {
+        const action = button.dataset.userStatus, name = button.dataset.username;
+        if (action === "disable" && !confirm("Disable " + name + "? Their sessions end at once.")) return;
+        const r = await post("/api/users/" + encodeURIComponent(name) + "/" + action, {});
+        if (!r) return;
+        if (r.ok) { location.reload(); return; }
+        const out = document.getElementById("users-result");
+        out.className = "error"; out.textContent = await problem(r);
+      });
+    }
   }
   document.addEventListener("DOMContentLoaded", () => { bindLogin(); bindLogout(); bindLabel(); bindAutoRefresh(); bindAccount(); });
   return { timeline, risk, tail, vetting, post };

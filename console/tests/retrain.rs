@@ -6,59 +6,17 @@
 
 mod common;
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::{event, Fixture, Login};
+use common::{
+    event,
+    scorer::{real_scorer, repo, RealScorer},
+    Fixture, Login,
+};
 use dohguard_core::contract::Verdict;
 use dohguard_schema::Layer;
 use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-struct RealScorer {
-    url: String,
-    _spool: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
-}
-
-async fn real_scorer(token_file: &std::path::Path) -> RealScorer {
-    let spool = tempfile::tempdir().unwrap();
-    let mut c = dohguard_scorer::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Default::default()
-    };
-    c.model.card = repo().join("models/dga-cnn/model.card.json");
-    c.model.watch = false;
-    c.elasticsearch.url = None;
-    c.spool.dir = spool.path().to_owned();
-    c.admin.token_file = Some(token_file.to_owned());
-    c.validate().unwrap();
-    let (app, _tasks) = dohguard_scorer::App::start(c)
-        .await
-        .expect("the scorer starts (source scripts/env.sh: ORT_DYLIB_PATH)");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let _tasks = _tasks;
-        axum::serve(listener, dohguard_scorer::router(app))
-            .await
-            .unwrap();
-    });
-    RealScorer {
-        url: format!("http://{addr}"),
-        _spool: spool,
-        _server: server,
-    }
-}
 
 async fn serving_version(scorer: &RealScorer) -> String {
     let v: Value = reqwest::get(format!("{}/v1/model", scorer.url))

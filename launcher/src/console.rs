@@ -36,11 +36,13 @@ pub struct Console {
     process: ManagedProcess,
     pub port: u16,
     pub password_file: PathBuf,
+    /// Whether it serves HTTPS ([`Console::start_feeding_tls`]).
+    pub tls: bool,
 }
 
 impl Console {
     pub fn start(dir: &Path, options: &ConsoleOptions) -> Result<Self, LaunchError> {
-        Self::start_with(dir, options, None)
+        Self::start_with(dir, options, None, None)
     }
 
     /// Like [`Console::start`], as the filter's override source: on the feed's port (which
@@ -50,13 +52,27 @@ impl Console {
         options: &ConsoleOptions,
         feed: &crate::overrides::OverrideFeed,
     ) -> Result<Self, LaunchError> {
-        Self::start_with(dir, options, Some(feed))
+        Self::start_with(dir, options, Some(feed), None)
+    }
+
+    /// Like [`Console::start_feeding`], serving HTTPS with `tls` (`tls.cert_file`,
+    /// `tls.key_file`, and `session.secure_cookie` on). Ready once its start line (printed
+    /// after its indices exist and its port is bound) says `https://`: the launcher has no TLS
+    /// client to ask `/readyz` with.
+    pub fn start_feeding_tls(
+        dir: &Path,
+        options: &ConsoleOptions,
+        feed: &crate::overrides::OverrideFeed,
+        tls: &crate::tls::TlsFiles,
+    ) -> Result<Self, LaunchError> {
+        Self::start_with(dir, options, Some(feed), Some(tls))
     }
 
     fn start_with(
         dir: &Path,
         options: &ConsoleOptions,
         feed: Option<&crate::overrides::OverrideFeed>,
+        tls: Option<&crate::tls::TlsFiles>,
     ) -> Result<Self, LaunchError> {
         let binary = binary()?;
         let port = match feed {
@@ -106,19 +122,34 @@ impl Console {
                 feed.write_token(dir)?,
             );
         }
-        let mut process =
-            ManagedProcess::spawn("dohguard-console", command, &dir.join("console.log"))?;
-        let ready = format!("http://127.0.0.1:{port}/readyz");
-        process.wait_ready(Duration::from_secs(30), || http_ok(&ready))?;
+        if let Some(tls) = tls {
+            command
+                .env("DOHGUARD_CONSOLE_TLS__CERT_FILE", &tls.cert)
+                .env("DOHGUARD_CONSOLE_TLS__KEY_FILE", &tls.key)
+                .env("DOHGUARD_CONSOLE_SESSION__SECURE_COOKIE", "true");
+        }
+        let log = dir.join("console.log");
+        let mut process = ManagedProcess::spawn("dohguard-console", command, &log)?;
+        match tls {
+            Some(_) => process.wait_ready(Duration::from_secs(30), || {
+                std::fs::read_to_string(&log).is_ok_and(|text| serves_https(&text))
+            })?,
+            None => {
+                let ready = format!("http://127.0.0.1:{port}/readyz");
+                process.wait_ready(Duration::from_secs(30), || http_ok(&ready))?
+            }
+        }
         Ok(Self {
             process,
             port,
             password_file,
+            tls: tls.is_some(),
         })
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// The initial admin's password, when this start (or an earlier one) wrote it.
@@ -141,6 +172,13 @@ impl Console {
     }
 }
 
+/// Whether the console's log holds its start line with an `https://` URL.
+fn serves_https(log: &str) -> bool {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["url"].as_str().is_some_and(|u| u.starts_with("https://")))
+}
+
 /// The variable that names the console binary to run (`cargo xtask up` points it at the
 /// release build); without it, the newest up-to-date build under `target/` is used.
 pub const CONSOLE_BIN_VAR: &str = "DOHGUARD_CONSOLE_BIN";
@@ -159,4 +197,22 @@ pub const CONSOLE_BINARY: WorkspaceBinary = WorkspaceBinary {
 /// Path of a `dohguard-console` build that is newer than its sources.
 pub fn binary() -> Result<PathBuf, LaunchError> {
     CONSOLE_BINARY.locate()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::serves_https;
+
+    #[test]
+    fn the_https_start_line_is_found_and_a_plain_one_is_not() {
+        let https = "dohguard-console: created the initial admin\n\
+                     {\"listen\":\"127.0.0.1:8780\",\"url\":\"https://127.0.0.1:8780/\"}\n";
+        assert!(serves_https(https));
+        assert!(!serves_https(
+            "{\"listen\":\"127.0.0.1:8780\",\"url\":\"http://127.0.0.1:8780/\"}\n"
+        ));
+        assert!(!serves_https(
+            "{\"listen\":\"127.0.0.1:8780\",\"url\":\"htt"
+        ));
+    }
 }

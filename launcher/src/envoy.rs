@@ -120,6 +120,9 @@ pub struct EnvoyOptions {
     /// The console's loopback port, when the filter polls it for overrides
     /// (cluster [`crate::overrides::CONSOLE_CLUSTER`]).
     pub console_port: Option<u16>,
+    /// The certificate the console serves HTTPS with (self-signed, so it is its own CA), when
+    /// it does: the console cluster then speaks TLS to it and verifies it (SNI `localhost`).
+    pub console_tls_ca: Option<PathBuf>,
     /// Worker threads (`--concurrency`).
     pub concurrency: u32,
     /// Fixed ports (for `cargo xtask up`); ephemeral when `None`.
@@ -177,7 +180,8 @@ pub fn render(options: &EnvoyOptions, ports: EnvoyPorts) -> Result<String, Launc
             "filter": filter,
             "scorer": scorer,
             "scorer_cluster": SCORER_CLUSTER,
-            "console": options.console_port.map(|port| serde_json::json!({"host": "127.0.0.1", "port": port})),
+            "console": options.console_port.map(|port| serde_json::json!({"host": "127.0.0.1", "port": port,
+                "tls_ca": options.console_tls_ca, "sni": crate::tls::TLS_HOSTNAME})),
             "console_cluster": crate::overrides::CONSOLE_CLUSTER,
             "upstream_source": crate::unbound::GATEWAY_SOURCE,
             "limits": options.limits,

@@ -21,6 +21,8 @@ pub const POLL_INTERVAL_MS: u64 = 1000;
 pub struct OverrideFeed {
     /// The console's port (loopback).
     pub console_port: u16,
+    /// The console's certificate when it serves HTTPS ([`OverrideFeed::with_console_tls`]).
+    pub console_tls_ca: Option<PathBuf>,
     token: String,
 }
 
@@ -43,8 +45,16 @@ impl OverrideFeed {
         let token = bytes.iter().map(|b| format!("{b:02x}")).collect();
         Ok(Self {
             console_port: port.map_or_else(free_port, Ok)?,
+            console_tls_ca: None,
             token,
         })
+    }
+
+    /// The console serves HTTPS with this self-signed certificate: Envoy's console cluster
+    /// speaks TLS to it and trusts exactly this certificate.
+    pub fn with_console_tls(mut self, cert: &Path) -> Self {
+        self.console_tls_ca = Some(cert.to_owned());
+        self
     }
 
     /// The filter's `overrides` section.

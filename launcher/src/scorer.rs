@@ -41,6 +41,12 @@ impl Scorer {
         let mut command = Command::new(binary);
         command
             .env("DOHGUARD_SCORER_ADMIN__TOKEN_FILE", &admin_token_file)
+            // A promotion from the console (a reload to another card) survives a restart: the
+            // scorer records the card here and serves it at its next start.
+            .env(
+                "DOHGUARD_SCORER_MODEL__ACTIVE_CARD_FILE",
+                dir.join("scorer-active-model"),
+            )
             // The launcher's own variable: the scorer would read it as its setting `bin`
             // (prefix DOHGUARD_SCORER_) and refuse to start.
             .env_remove(SCORER_BIN_VAR)

@@ -191,6 +191,10 @@ impl Stack {
                 tls: tls.clone(),
                 scorer: scorer_addr,
                 console_port: options.override_feed.as_ref().map(|f| f.console_port),
+                console_tls_ca: options
+                    .override_feed
+                    .as_ref()
+                    .and_then(|f| f.console_tls_ca.clone()),
                 concurrency: options.concurrency,
                 ports: options.envoy_ports,
                 limits: options.limits.clone(),

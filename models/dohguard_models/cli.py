@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="sampled recent verdicts, same columns (labels win)")
     ft.add_argument("--shadow", type=Path, default=None,
                     help="names to score with both models (header 'name')")
+    ft.add_argument("--data-dir", type=Path, default=None,
+                    help="an operator's data folder: every *.csv in it (name,label[,family]) "
+                         "joins the training rows (labels win)")
     ft.add_argument("--out", type=Path, required=True, help="the candidate's folder")
     ft.add_argument("--version", default="", help="candidate version (default: base-ft.<time>)")
     ft.add_argument("--epochs", type=int, default=3)
@@ -245,7 +248,7 @@ def _finetune(args) -> int:
         raise FinetuneError("--epochs must be at least 1 and --max-seconds positive")
     cfg = finetune.FinetuneConfig(
         base=args.base, labels=args.labels, out=args.out, sample=args.sample,
-        shadow=args.shadow, version=args.version, epochs=args.epochs,
+        shadow=args.shadow, data_dir=args.data_dir, version=args.version, epochs=args.epochs,
         max_seconds=args.max_seconds, threads=args.threads, monitor=args.monitor,
         block=args.block, max_regression=args.max_regression)
     if args.progress_json:

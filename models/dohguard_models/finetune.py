@@ -15,6 +15,11 @@ file works with ``train --csv``/``--extra-csv``):
   "Retraining"): allowed names far below the monitor threshold are benign, names the model
   blocked are malicious. It anchors the model so a handful of labels does not move it
   elsewhere.
+- ``--data-dir``: an operator's data folder: every ``*.csv`` file directly in it (sorted by
+  name; ``name,label[,family]`` with that header, like ``train --csv``). Its rows join the
+  sample and win over it (the labels still win over both). A missing folder, a folder with no
+  ``.csv`` file, or files with no rows stop the run with a message saying so; a bad row is an
+  error naming ``file:line``.
 - ``--shadow``: one ``name`` per line (header ``name``): the distinct registered domains of
   the last N days, scored by both models.
 
@@ -58,6 +63,7 @@ class FinetuneConfig:
     out: Path
     sample: Path | None = None
     shadow: Path | None = None
+    data_dir: Path | None = None  # an operator's folder of name,label[,family] CSVs
     version: str = ""
     epochs: int = 3
     max_seconds: float = 240.0
@@ -144,10 +150,33 @@ def read_names(path: Path) -> list[str]:
     return out
 
 
+def read_data_dir(path: Path) -> tuple[list[tuple[str, int]], list[str]]:
+    """The rows of every ``*.csv`` directly in ``path`` (sorted by file name) and the files'
+    names. A missing folder, no ``.csv`` file, or no row in any of them is a
+    :class:`FinetuneError` saying which; a bad row a :class:`SourceError` naming file:line."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FinetuneError(f"data folder {path}: not found (or not a folder)")
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+    if not files:
+        raise FinetuneError(f"data folder {path}: no .csv files (each needs the header "
+                            "name,label[,family])")
+    rows = []
+    for f in files:
+        rows.extend(read_labelled(f))
+    if not rows:
+        raise FinetuneError(f"data folder {path}: its {len(files)} .csv files hold no rows")
+    return rows, [f.name for f in files]
+
+
 def training_rows(labels: list[tuple[str, int]], sample: list[tuple[str, int]],
-                  label_weight: float) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Labels win over the sample for the same text; returns texts, targets, weights."""
+                  label_weight: float, data: list[tuple[str, int]] = ()
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Labels win over the data folder's rows, which win over the sample, for the same text;
+    returns texts, targets, weights."""
     rows: dict[str, tuple[int, float]] = {t: (y, 1.0) for t, y in sample}
+    for t, y in data:
+        rows[t] = (y, 1.0)
     for t, y in labels:  # later labels (the export is oldest first) win
         rows[t] = (y, label_weight)
     texts = list(rows)
@@ -279,7 +308,8 @@ def run(cfg: FinetuneConfig) -> dict:
         raise FinetuneError(f"{cfg.labels}: no labels; label some domains first")
     sample = read_labelled(cfg.sample) if cfg.sample else []
     shadow = read_names(cfg.shadow) if cfg.shadow else []
-    texts, y, w = training_rows(labels, sample, cfg.label_weight)
+    data, data_files = read_data_dir(cfg.data_dir) if cfg.data_dir else ([], [])
+    texts, y, w = training_rows(labels, sample, cfg.label_weight, data)
 
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -302,7 +332,9 @@ def run(cfg: FinetuneConfig) -> dict:
     card = export.write_card(
         out, version, dict(base_card["thresholds"]),
         f"Fine-tuned from {base_card['name']} {base_card['version']} on {len(labels)} analyst "
-        f"labels and {len(sample)} sampled verdicts by dohguard_models.finetune (see report.md); "
+        f"labels, {len(sample)} sampled verdicts"
+        + (f" and {len(data)} rows of the data folder {cfg.data_dir}" if cfg.data_dir else "")
+        + " by dohguard_models.finetune (see report.md); "
         "thresholds are the serving model's.",
     )
     checks["card"] = {"ok": card["sha256"] == export.sha256_of(onnx_path),
@@ -340,6 +372,8 @@ def run(cfg: FinetuneConfig) -> dict:
                    "labels": len(labels),
                    "labels_malicious": int(y_labels.sum()),
                    "sample": len(sample), "training_rows": len(texts),
+                   "data_dir": str(cfg.data_dir) if cfg.data_dir else None,
+                   "data_files": data_files, "data_rows": len(data),
                    "label_weight": cfg.label_weight},
         "thresholds": {"monitor": monitor, "block": block},
         "training": history,
@@ -383,7 +417,10 @@ def report_md(r: dict) -> str:
     lines = [f"# Candidate {r['candidate']['model_version']}", "",
              f"Fine-tuned from {r['serving']['model_version']} on {r['source']['labels']} labels "
              f"({r['source']['labels_malicious']} malicious) and {r['source']['sample']} sampled "
-             f"verdicts; {r['training']['epochs_done']} epoch(s), {r['training']['seconds']} s.",
+             f"verdicts" + (f", plus {r['source']['data_rows']} rows of the data folder "
+                            f"{r['source']['data_dir']} ({', '.join(r['source']['data_files'])})"
+                            if r['source'].get('data_dir') else "")
+             + f"; {r['training']['epochs_done']} epoch(s), {r['training']['seconds']} s.",
              "", f"Checks: {'passed' if r['passed'] else 'FAILED'}", ""]
     lines += [f"- {k}: {'ok' if v['ok'] else 'FAILED'} {v.get('detail', '')}"
               for k, v in r["checks"].items()]

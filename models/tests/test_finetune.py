@@ -107,3 +107,54 @@ def test_a_missing_serving_model_is_a_clear_error(tmp_path, capsys):
                    "--out", str(tmp_path / "cand")])
     assert rc == 2
     assert "serving model card" in capsys.readouterr().err
+
+
+def test_an_operators_data_folder_joins_the_training_rows(tmp_path, capsys):
+    # The folder's rows move the model (labels still win), and the report says what was used.
+    labels = _write(tmp_path / "labels.csv", HEADER + "example.com,benign,,a,b,c\n")
+    data = tmp_path / "ops-data"
+    data.mkdir()
+    _write(data / "a-known-bad.csv", "name,label,family\nmybank-example.com,malicious,phishing\n"
+           "example.com,malicious,\n")
+    _write(data / "b-ours.csv", "name,label\nzzqxkjw.info,benign\n")
+    _write(data / "notes.txt", "not a csv: ignored\n")
+    out = tmp_path / "cand"
+    rc = cli.main(["finetune", "--base", str(BASE), "--labels", str(labels), "--data-dir",
+                   str(data), "--out", str(out), "--epochs", "30", "--version", "test.2"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    src = report["source"]
+    assert src["data_dir"] == str(data)
+    assert src["data_files"] == ["a-known-bad.csv", "b-ours.csv"]
+    assert src["data_rows"] == 3
+    # example.com: the label (benign) wins over the folder's row; three distinct texts.
+    assert src["training_rows"] == 3
+    assert "3 rows of the data folder" in (out / "report.md").read_text()
+    base = finetune.load_onnx_net(BASE.parent / "model.onnx").eval()
+    before = finetune._scores(base, ["zzqxkjw.info", "mybank-example.com"])
+    after = export.onnx_scores(export.session(out / "model.onnx"),
+                               encode_batch(["zzqxkjw.info", "mybank-example.com"]))
+    assert after[0] < before[0] and after[1] > before[1], (before, after)
+
+
+@pytest.mark.parametrize("files, message", [
+    (None, "not found"),
+    ({}, "no .csv files"),
+    ({"readme.txt": "hello\n"}, "no .csv files"),
+    ({"empty.csv": "name,label\n"}, "hold no rows"),
+    ({"bad.csv": "name,label\nok.com,perhaps\n"}, "bad.csv:2"),
+])
+def test_a_data_folder_with_nothing_usable_is_a_clear_error(tmp_path, capsys, files, message):
+    labels = _write(tmp_path / "labels.csv", HEADER + "ok.com,benign,,a,b,c\n")
+    data = tmp_path / "ops-data"
+    if files is not None:
+        data.mkdir()
+        for name, text in files.items():
+            _write(data / name, text)
+    out = tmp_path / "cand"
+    rc = cli.main(["finetune", "--base", str(BASE), "--labels", str(labels), "--data-dir",
+                   str(data), "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "ops-data" in err, err
+    assert not (out / "model.onnx").exists()

@@ -44,7 +44,7 @@ impl App {
     pub async fn start(config: Config) -> Result<(Arc<App>, AppTasks), AppError> {
         let metrics = Metrics::new();
         let (policy, ruled_domains) = compile_rules(&config.rules)?;
-        let model = start_model(&config, config.model.card.clone(), &metrics).await?;
+        let model = start_main_model(&config, &metrics).await?;
         let mut detectors = Vec::new();
         for card in &config.model.detector_cards {
             detectors.push(start_model(&config, card.clone(), &metrics).await?);
@@ -85,6 +85,37 @@ impl App {
 
     pub fn model(&self) -> &Model {
         self.scorer.model()
+    }
+}
+
+/// The main model: the card `model.active_card_file` names (the last promotion), or
+/// `model.card` when there is none or it cannot be loaded (said loudly: the promotion is lost).
+async fn start_main_model(config: &Config, metrics: &Metrics) -> Result<Model, ModelError> {
+    let configured = config.model.card.clone();
+    let Some(file) = &config.model.active_card_file else {
+        return start_model(config, configured, metrics).await;
+    };
+    let active = match crate::model::active::read(file) {
+        Ok(Some(card)) if card != configured => card,
+        Ok(_) => return start_model(config, configured, metrics).await,
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %e, configured = %configured.display(),
+                "model.active_card_file cannot be read; serving the configured model");
+            return start_model(config, configured, metrics).await;
+        }
+    };
+    match start_model(config, active.clone(), metrics).await {
+        Ok(model) => {
+            tracing::info!(card = %active.display(), file = %file.display(),
+                "serving the model last loaded through /admin/reload (model.active_card_file)");
+            Ok(model)
+        }
+        Err(e) => {
+            tracing::error!(card = %active.display(), file = %file.display(), error = %e,
+                configured = %configured.display(),
+                "the model named by model.active_card_file cannot be loaded; serving the configured model instead");
+            start_model(config, configured, metrics).await
+        }
     }
 }
 

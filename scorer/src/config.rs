@@ -120,6 +120,10 @@ pub struct ModelConfig {
     /// Extra detector model cards (card v2, `detector` = `tunnel`, `lookalike`, ...), each run
     /// beside the main model; the most severe verdict wins. Loaded at start (not watched).
     pub detector_cards: Vec<PathBuf>,
+    /// Where a reload to another card (`POST /admin/reload {"card_path"}`) records that card,
+    /// and which card is served at start when the file names one (`model.card` otherwise, and
+    /// when the named card cannot be loaded). Unset: a promotion lasts until the next restart.
+    pub active_card_file: Option<PathBuf>,
 }
 
 /// The tunnel session rule: `domain_block_names` tunnel-flagged names (tunnel score at or
@@ -317,6 +321,7 @@ impl Default for ModelConfig {
             watch: true,
             watch_interval_ms: 1000,
             detector_cards: Vec::new(),
+            active_card_file: None,
         }
     }
 }

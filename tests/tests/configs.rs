@@ -1,6 +1,6 @@
 //! Every Envoy configuration the launcher renders passes `envoy --mode validate`: bare proxy
 //! and bare `direct_response` (benchmark bounds), with and without TLS, and the gateway with
-//! the filter and the scorer cluster.
+//! the filter and the scorer cluster, and the console cluster over HTTP and TLS.
 
 use dohguard_launcher::envoy::{
     self, EnvoyOptions, EnvoyPorts, FilterSetup, GatewayLimits, Upstream,
@@ -39,6 +39,7 @@ fn every_rendered_config_validates() -> anyhow::Result<()> {
         tls: None,
         scorer: None,
         console_port: None,
+        console_tls_ca: None,
         concurrency: 1,
         ports: None,
         limits: GatewayLimits::default(),
@@ -85,6 +86,20 @@ fn every_rendered_config_validates() -> anyhow::Result<()> {
     unlimited.limits.rate_limit = None;
     let text = validate("gateway-no-rate-limit", &unlimited)?;
     assert!(!text.contains("local_ratelimit"));
+
+    // The console as the override source, over plain HTTP and (`up --console-tls`) over TLS
+    // verified against its self-signed certificate.
+    let mut with_console = gateway.clone();
+    with_console.console_port = Some(8780);
+    let text = validate("gateway-console", &with_console)?;
+    assert!(text.contains(dohguard_launcher::overrides::CONSOLE_CLUSTER));
+    assert!(!text.contains("UpstreamTlsContext"));
+    with_console.console_tls_ca = Some(tls.cert.clone());
+    let text = validate("gateway-console-tls", &with_console)?;
+    assert!(
+        text.contains("UpstreamTlsContext") && text.contains("trusted_ca"),
+        "{text}"
+    );
     Ok(())
 }
 

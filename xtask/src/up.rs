@@ -62,6 +62,10 @@ pub struct Args {
     /// The security console (web UI and API): http://127.0.0.1:PORT/
     #[arg(long, default_value_t = 8780)]
     console_port: u16,
+    /// Serve the console over HTTPS with the gateway's self-signed certificate (run/tls/,
+    /// made with openssl on first use); Envoy polls its override feed over TLS too.
+    #[arg(long)]
+    console_tls: bool,
     /// Deny list, one rule per line.
     #[arg(long, default_value = "envoy/demo-deny-list.txt")]
     deny_list: PathBuf,
@@ -137,10 +141,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let run_dir = root.join("run/gateway");
     // The console is the filter's override source (it starts after Envoy, on this port).
+    // With --console-tls the console uses the gateway's certificate (made here if need be;
+    // the stack below reuses it).
+    let tls_dir = root.join("run/tls");
+    let console_tls = match args.console_tls && !args.no_scorer {
+        true => Some(
+            dohguard_launcher::tls::ensure_self_signed(&tls_dir)
+                .context("making the self-signed certificate in run/tls/")?,
+        ),
+        false => None,
+    };
     let override_feed = if args.no_scorer {
         None
     } else {
-        Some(OverrideFeed::new(Some(args.console_port))?)
+        let feed = OverrideFeed::new(Some(args.console_port))?;
+        Some(match &console_tls {
+            Some(tls) => feed.with_console_tls(&tls.cert),
+            None => feed,
+        })
     };
     let stack = Stack::start(StackOptions {
         filter_config: Some(filter.to_json()),
@@ -169,7 +187,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         osmem_port: Some(args.elasticsearch_port),
         scorer_port: Some(args.scorer_port),
         run_dir: Some(run_dir.clone()),
-        tls_dir: Some(root.join("run/tls")),
+        tls_dir: Some(tls_dir.clone()),
         direct_body: None,
         override_feed: override_feed.clone(),
     })
@@ -201,23 +219,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )
     .context("starting Prometheus, Alertmanager and the anomaly detector (logs in run/gateway/)")?;
     let console = match (&stack.osmem, &override_feed) {
-        (Some(store), Some(feed)) => Some(
-            Console::start_feeding(
-                &run_dir,
-                &ConsoleOptions {
-                    elasticsearch_url: store.url(),
-                    scorer_url: stack.scorer.as_ref().map(|s| s.url()),
-                    port: Some(args.console_port),
-                    password_file: Some(root.join("run/console/initial-admin-password")),
-                    scorer_admin_token_file: stack
-                        .scorer
-                        .as_ref()
-                        .map(|s| s.admin_token_file.clone()),
-                },
-                feed,
-            )
-            .context("starting the console (its log is run/gateway/console.log)")?,
-        ),
+        (Some(store), Some(feed)) => {
+            let options = ConsoleOptions {
+                elasticsearch_url: store.url(),
+                scorer_url: stack.scorer.as_ref().map(|s| s.url()),
+                port: Some(args.console_port),
+                password_file: Some(root.join("run/console/initial-admin-password")),
+                scorer_admin_token_file: stack.scorer.as_ref().map(|s| s.admin_token_file.clone()),
+            };
+            let started = match &console_tls {
+                Some(tls) => Console::start_feeding_tls(&run_dir, &options, feed, tls),
+                None => Console::start_feeding(&run_dir, &options, feed),
+            };
+            Some(started.context("starting the console (its log is run/gateway/console.log)")?)
+        }
         _ => None,
     };
 
@@ -293,6 +308,12 @@ fn print_banner(
     }
     if let Some(console) = console {
         println!("  console:         {}", console.url());
+        if console.tls {
+            println!(
+                "                   (self-signed certificate: {}; your browser will ask you to accept it)",
+                ca
+            );
+        }
         println!(
             "                   log in as {INITIAL_ADMIN}; password: cat {}",
             console.password_file.display()

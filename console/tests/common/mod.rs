@@ -3,6 +3,8 @@
 //! documents built through `dohguard-schema`, and the console's router as a value.
 #![allow(dead_code)]
 
+pub mod scorer;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::{

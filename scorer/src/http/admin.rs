@@ -5,6 +5,10 @@
 //! model already configured is allowed (what SIGHUP and the file watcher do anyway):
 //! switching to another file is refused (403), so an unauthenticated caller cannot make the
 //! scorer load a file of its choosing.
+//!
+//! With `model.active_card_file` set, a reload to another card records that card there, so a
+//! restart serves it again; the answer's `persisted` says whether it was recorded (false
+//! when the setting is unset or the file cannot be written: the model serves until restart).
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -98,6 +102,7 @@ pub(super) async fn reload(
                 return Err(Problem::malformed("card_path must be an absolute path"));
             }
         }
+        let switching = req.card_path.is_some();
         let info = app.model().reload(req.card_path).await.map_err(|e| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -106,10 +111,22 @@ pub(super) async fn reload(
                 e.to_string(),
             )
         })?;
+        if let (Some(file), true) = (&app.config.model.active_card_file, switching) {
+            if let Err(e) = crate::model::active::write(file, &info.card_path) {
+                tracing::error!(file = %file.display(), error = %e,
+                    "the new model serves but could not be recorded: a restart goes back to the previous one");
+            }
+        }
+        // Whether a restart would serve this same card.
+        let persisted = crate::model::active::card_at_start(
+            app.config.model.active_card_file.as_deref(),
+            &app.config.model.card,
+        ) == info.card_path;
         Ok(Json(json!({
             "status": "reloaded",
             "model_version": info.model_version,
             "card_path": info.card_path.display().to_string(),
+            "persisted": persisted,
         }))
         .into_response())
     };

@@ -6,6 +6,7 @@
 //! session off to the side (sha256 from the card, warm-up inference) and only then swaps it
 //! in, so a bad model file never replaces a good one.
 
+pub mod active;
 pub mod batcher;
 pub mod card;
 pub mod encode;
