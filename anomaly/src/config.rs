@@ -6,10 +6,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use figment::{
-    providers::{Env, Format, Serialized, Toml},
-    Figment,
-};
+use dohguard_serving::config as layers;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -31,6 +28,12 @@ pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigErro
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
+    }
+}
+
+impl From<layers::Invalid> for ConfigError {
+    fn from(layers::Invalid { key, problem }: layers::Invalid) -> Self {
+        invalid(key, problem)
     }
 }
 
@@ -186,27 +189,7 @@ impl Config {
         file: Option<&std::path::Path>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(invalid(
-                    "--config",
-                    format!("{} is not a readable file", path.display()),
-                ));
-            }
-            figment = figment.merge(Toml::file(path));
-        }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"));
-        let mut config: Config = figment.extract().map_err(|err| {
-            let source = err.metadata.as_ref().map(|md| match &md.source {
-                Some(source) => format!(" (from {} {source})", md.name),
-                None => format!(" (from {})", md.name),
-            });
-            invalid(
-                err.path.join("."),
-                format!("{}{}", err.kind, source.unwrap_or_default()),
-            )
-        })?;
+        let mut config: Config = layers::load(file, ENV_PREFIX)?;
         config.apply(overrides);
         config.validate()?;
         Ok(config)
