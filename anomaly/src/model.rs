@@ -1,8 +1,9 @@
 //! The anomaly model: its card, a verified ONNX Runtime session (sha256 from the card, input
 //! and output names, a warm-up on a window of medians whose outputs must have the card's
-//! shapes), and hot reload. Same pattern as the scorer's model (`scorer/src/model`): a new
-//! card is built and checked off to the side and only then swapped in, so a bad model file
-//! never replaces a good one.
+//! shapes), and hot reload. Same pattern as the scorer's model (`scorer/src/model`), with the
+//! same parts (`dohguard_serving`: card file, sha256 check, ONNX Runtime environment, file
+//! watch): a new card is built and checked off to the side and only then swapped in, so a bad
+//! model file never replaces a good one.
 
 use std::{
     path::{Path, PathBuf},

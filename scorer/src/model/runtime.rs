@@ -1,5 +1,6 @@
-//! ONNX Runtime: the process-wide environment, building a verified session for a model
-//! card (sha256 checked, CUDA or CPU chosen), and running one batch through it.
+//! ONNX Runtime: building a verified session for a model card (sha256 checked, CUDA or CPU
+//! chosen; the environment and the checks are `dohguard_serving`'s, shared with the anomaly
+//! detector), and running one batch through it.
 
 use std::path::Path;
 
