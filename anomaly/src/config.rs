@@ -217,13 +217,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |key: &str, v: u64| {
-            if v == 0 {
-                Err(invalid(key, "must be greater than 0"))
-            } else {
-                Ok(())
-            }
-        };
+        use layers::positive;
         positive("model.watch_interval_ms", self.model.watch_interval_ms)?;
         positive(
             "prometheus.request_timeout_ms",
@@ -246,12 +240,8 @@ impl Config {
             "elasticsearch.max_documents",
             self.elasticsearch.max_documents as u64,
         )?;
-        if self.elasticsearch.retry_max_ms < self.elasticsearch.retry_base_ms {
-            return Err(invalid(
-                "elasticsearch.retry_max_ms",
-                "must be at least elasticsearch.retry_base_ms",
-            ));
-        }
+        let es = &self.elasticsearch;
+        layers::retry_bounds(es.retry_base_ms, es.retry_max_ms)?;
         if let Some(t) = self.evaluation.threshold {
             if !t.is_finite() {
                 return Err(invalid("evaluation.threshold", "must be a finite number"));
@@ -261,19 +251,8 @@ impl Config {
         if let Some(url) = &self.elasticsearch.url {
             check_url("elasticsearch.url", url)?;
         }
-        let index = &self.elasticsearch.index;
-        if index.is_empty()
-            || *index != index.to_lowercase()
-            || index.contains(['*', ',', ' ', '/', '\\', '?', '"', '<', '>', '|', '#'])
-        {
-            return Err(invalid(
-                "elasticsearch.index",
-                format!("{index:?} is not a valid lower-case index name"),
-            ));
-        }
-        if self.elasticsearch.template_name.is_empty() {
-            return Err(invalid("elasticsearch.template_name", "must not be empty"));
-        }
+        layers::index_name("elasticsearch.index", &es.index)?;
+        layers::not_empty("elasticsearch.template_name", &es.template_name)?;
         Ok(())
     }
 

@@ -461,13 +461,7 @@ impl Config {
 
     /// Checks every value that has a valid range; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |key: &'static str, v: u64| {
-            if v == 0 {
-                Err(invalid(key, "must be greater than 0"))
-            } else {
-                Ok(())
-            }
-        };
+        use layers::positive;
         positive("inference.max_batch", self.inference.max_batch as u64)?;
         positive(
             "inference.intra_threads",
@@ -571,30 +565,10 @@ impl Config {
             "elasticsearch.retry_base_ms",
             self.elasticsearch.retry_base_ms,
         )?;
-        if self.elasticsearch.retry_max_ms < self.elasticsearch.retry_base_ms {
-            return Err(invalid(
-                "elasticsearch.retry_max_ms",
-                "must be at least elasticsearch.retry_base_ms",
-            ));
-        }
-        if self.elasticsearch.index.is_empty()
-            || self.elasticsearch.index != self.elasticsearch.index.to_lowercase()
-            || self
-                .elasticsearch
-                .index
-                .contains(['*', ',', ' ', '/', '\\', '?', '"', '<', '>', '|', '#'])
-        {
-            return Err(invalid(
-                "elasticsearch.index",
-                format!(
-                    "{:?} is not a valid lower-case index name",
-                    self.elasticsearch.index
-                ),
-            ));
-        }
-        if self.elasticsearch.template_name.is_empty() {
-            return Err(invalid("elasticsearch.template_name", "must not be empty"));
-        }
+        let es = &self.elasticsearch;
+        layers::retry_bounds(es.retry_base_ms, es.retry_max_ms)?;
+        layers::index_name("elasticsearch.index", &es.index)?;
+        layers::not_empty("elasticsearch.template_name", &es.template_name)?;
         if self.spool.dir.as_os_str().is_empty() {
             return Err(invalid("spool.dir", "must not be empty"));
         }

@@ -57,6 +57,56 @@ pub fn load<T: Default + Serialize + DeserializeOwned>(
     extract(T::default(), user_layers(file, env_prefix, &[])?)
 }
 
+fn invalid(key: &str, problem: impl Into<String>) -> Invalid {
+    Invalid {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// `value` must be greater than 0.
+pub fn positive(key: &str, value: u64) -> Result<(), Invalid> {
+    if value == 0 {
+        return Err(invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+/// `value` must not be empty.
+pub fn not_empty(key: &str, value: &str) -> Result<(), Invalid> {
+    if value.is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    Ok(())
+}
+
+/// The Elasticsearch client's retry delays: `elasticsearch.retry_max_ms` at least
+/// `elasticsearch.retry_base_ms` (which [`positive`] checks).
+pub fn retry_bounds(retry_base_ms: u64, retry_max_ms: u64) -> Result<(), Invalid> {
+    if retry_max_ms < retry_base_ms {
+        return Err(invalid(
+            "elasticsearch.retry_max_ms",
+            "must be at least elasticsearch.retry_base_ms",
+        ));
+    }
+    Ok(())
+}
+
+/// An Elasticsearch index (or data stream) name: not empty, lower case, none of
+/// `* , / \ ? " < > | #` or a space.
+pub fn index_name(key: &str, index: &str) -> Result<(), Invalid> {
+    if index.is_empty()
+        || index != index.to_lowercase()
+        || index.contains(['*', ',', ' ', '/', '\\', '?', '"', '<', '>', '|', '#'])
+    {
+        return Err(invalid(
+            key,
+            format!("{index:?} is not a valid lower-case index name"),
+        ));
+    }
+    Ok(())
+}
+
 /// What a binary does with its loaded configuration: an error goes to stderr and the process
 /// exits with status 2; with `print_config` (`--print-config`) the configuration goes to
 /// stdout as pretty JSON and the process exits with status 0; else it is returned.
@@ -89,10 +139,10 @@ fn from_figment(err: figment::Error) -> Invalid {
         Some(source) => format!(" (from {} {source})", md.name),
         None => format!(" (from {})", md.name),
     });
-    Invalid {
-        key: err.path.join("."),
-        problem: format!("{}{}", err.kind, source.unwrap_or_default()),
-    }
+    invalid(
+        &err.path.join("."),
+        format!("{}{}", err.kind, source.unwrap_or_default()),
+    )
 }
 
 #[cfg(test)]
@@ -143,6 +193,32 @@ mod tests {
             assert!(user.contains("section.a") && !user.contains("top"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn checks_name_the_key() {
+        assert!(positive("a.b", 1).is_ok());
+        assert_eq!(
+            positive("a.b", 0).unwrap_err(),
+            invalid("a.b", "must be greater than 0")
+        );
+        assert!(not_empty("t", "x").is_ok());
+        assert_eq!(
+            not_empty("t", "").unwrap_err(),
+            invalid("t", "must not be empty")
+        );
+        assert!(retry_bounds(100, 100).is_ok());
+        assert_eq!(
+            retry_bounds(100, 99).unwrap_err().key,
+            "elasticsearch.retry_max_ms"
+        );
+        assert!(index_name("i", "logs-dohguard.verdicts-default").is_ok());
+        for bad in ["", "Logs", "a,b", "a b", "a*", "a/b", "a#b"] {
+            assert_eq!(
+                index_name("i", bad).unwrap_err(),
+                invalid("i", format!("{bad:?} is not a valid lower-case index name"))
+            );
+        }
     }
 
     #[test]
