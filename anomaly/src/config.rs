@@ -6,10 +6,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use figment::{
-    providers::{Env, Format, Serialized, Toml},
-    Figment,
-};
+use dohguard_serving::config as layers;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -31,6 +28,12 @@ pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigErro
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
+    }
+}
+
+impl From<layers::Invalid> for ConfigError {
+    fn from(layers::Invalid { key, problem }: layers::Invalid) -> Self {
+        invalid(key, problem)
     }
 }
 
@@ -186,27 +189,7 @@ impl Config {
         file: Option<&std::path::Path>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(invalid(
-                    "--config",
-                    format!("{} is not a readable file", path.display()),
-                ));
-            }
-            figment = figment.merge(Toml::file(path));
-        }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"));
-        let mut config: Config = figment.extract().map_err(|err| {
-            let source = err.metadata.as_ref().map(|md| match &md.source {
-                Some(source) => format!(" (from {} {source})", md.name),
-                None => format!(" (from {})", md.name),
-            });
-            invalid(
-                err.path.join("."),
-                format!("{}{}", err.kind, source.unwrap_or_default()),
-            )
-        })?;
+        let mut config: Config = layers::load(file, ENV_PREFIX)?;
         config.apply(overrides);
         config.validate()?;
         Ok(config)
@@ -234,13 +217,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |key: &str, v: u64| {
-            if v == 0 {
-                Err(invalid(key, "must be greater than 0"))
-            } else {
-                Ok(())
-            }
-        };
+        use layers::positive;
         positive("model.watch_interval_ms", self.model.watch_interval_ms)?;
         positive(
             "prometheus.request_timeout_ms",
@@ -263,12 +240,8 @@ impl Config {
             "elasticsearch.max_documents",
             self.elasticsearch.max_documents as u64,
         )?;
-        if self.elasticsearch.retry_max_ms < self.elasticsearch.retry_base_ms {
-            return Err(invalid(
-                "elasticsearch.retry_max_ms",
-                "must be at least elasticsearch.retry_base_ms",
-            ));
-        }
+        let es = &self.elasticsearch;
+        layers::retry_bounds(es.retry_base_ms, es.retry_max_ms)?;
         if let Some(t) = self.evaluation.threshold {
             if !t.is_finite() {
                 return Err(invalid("evaluation.threshold", "must be a finite number"));
@@ -278,19 +251,8 @@ impl Config {
         if let Some(url) = &self.elasticsearch.url {
             check_url("elasticsearch.url", url)?;
         }
-        let index = &self.elasticsearch.index;
-        if index.is_empty()
-            || *index != index.to_lowercase()
-            || index.contains(['*', ',', ' ', '/', '\\', '?', '"', '<', '>', '|', '#'])
-        {
-            return Err(invalid(
-                "elasticsearch.index",
-                format!("{index:?} is not a valid lower-case index name"),
-            ));
-        }
-        if self.elasticsearch.template_name.is_empty() {
-            return Err(invalid("elasticsearch.template_name", "must not be empty"));
-        }
+        layers::index_name("elasticsearch.index", &es.index)?;
+        layers::not_empty("elasticsearch.template_name", &es.template_name)?;
         Ok(())
     }
 

@@ -22,27 +22,14 @@ pub mod service;
 pub mod store;
 pub mod window;
 
-use std::path::PathBuf;
-
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    /// `error` is shown in the message (not chained as a source, so it is not printed twice).
-    #[error("{}: {error}", path.display())]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("model card {}: {problem}", path.display())]
-    Card { path: PathBuf, problem: String },
-    #[error("{}: sha256 is {actual}, the model card says {expected}", path.display())]
-    Checksum {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    /// The card, the ONNX file or the session could not be loaded.
+    #[error(transparent)]
+    Load(#[from] dohguard_serving::Error),
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
     #[error("model does not follow contract 7: {0}")]

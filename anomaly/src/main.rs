@@ -63,17 +63,10 @@ async fn main() -> anyhow::Result<()> {
         no_elasticsearch: cli.no_elasticsearch,
         interval_ms: cli.interval_ms,
     };
-    let config = match Config::load(cli.config.as_deref(), &overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    if cli.print_config {
-        println!("{}", serde_json::to_string_pretty(&config)?);
-        return Ok(());
-    }
+    let config = dohguard_serving::config::or_exit(
+        Config::load(cli.config.as_deref(), &overrides),
+        cli.print_config,
+    );
     let service = match Service::start(&config).await {
         Ok(s) => s,
         Err(e) => {

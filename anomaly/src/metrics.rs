@@ -2,8 +2,7 @@
 //! at `GET /metrics`. The per-feature gauges appear with the first evaluation; the scores
 //! read 0 until then (`evaluations_total{outcome="ok"}` says whether one has run).
 
-use std::sync::Arc;
-
+use dohguard_serving::metrics::Exposition;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -37,7 +36,7 @@ pub struct ModelLabels {
 
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Registry>,
+    registry: Exposition,
     /// Smoothed score of the latest evaluation (what the threshold is compared with).
     pub score: FloatGauge,
     /// The model's raw score of the latest window.
@@ -85,7 +84,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("dohguard_anomaly");
         let m = Self {
-            registry: Arc::default(),
+            registry: Exposition::default(),
             score: FloatGauge::default(),
             raw_score: FloatGauge::default(),
             threshold: FloatGauge::default(),
@@ -164,17 +163,14 @@ impl Metrics {
             m.documents_pending.clone(),
         );
         Self {
-            registry: Arc::new(r),
+            registry: Exposition::new(r),
             ..m
         }
     }
 
     /// The registry in the Prometheus text exposition format.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        self.registry.encode()
     }
 
     pub fn outcome(family: &Family<OutcomeLabel, Counter>, outcome: &'static str) {

@@ -1,8 +1,9 @@
 //! The anomaly model: its card, a verified ONNX Runtime session (sha256 from the card, input
 //! and output names, a warm-up on a window of medians whose outputs must have the card's
-//! shapes), and hot reload. Same pattern as the scorer's model (`scorer/src/model`): a new
-//! card is built and checked off to the side and only then swapped in, so a bad model file
-//! never replaces a good one.
+//! shapes), and hot reload. Same pattern as the scorer's model (`scorer/src/model`), with the
+//! same parts (`dohguard_serving`: card file, sha256 check, ONNX Runtime environment, file
+//! watch): a new card is built and checked off to the side and only then swapped in, so a bad
+//! model file never replaces a good one.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,21 +11,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use ort::{environment::Environment, session::Session, value::TensorRef};
-use sha2::{Digest, Sha256};
+use dohguard_serving::{card_file, onnx, watch::FileWatch};
+use ort::{session::Session, value::TensorRef};
 
 use crate::card::{AnomalyCard, CONTRIBUTIONS_OUTPUT, SCORE_OUTPUT};
 use crate::ModelError;
-
-/// The process's ONNX Runtime environment: the scorer crate's (ONNX Runtime allows one per
-/// process; loaded from `ORT_DYLIB_PATH` on first use), which this crate already links for the
-/// Elasticsearch client.
-fn environment() -> Result<&'static Environment, ModelError> {
-    dohguard_scorer::model::runtime::environment().map_err(|e| match e {
-        dohguard_scorer::model::ModelError::Runtime(message) => ModelError::Runtime(message),
-        other => ModelError::Runtime(other.to_string()),
-    })
-}
 
 /// What one window scored.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,38 +50,14 @@ impl LoadedModel {
     /// Card -> checked ONNX file -> session -> warm-up on the medians.
     pub fn load(card_path: &Path) -> Result<Self, ModelError> {
         let card = AnomalyCard::load(card_path)?;
-        let onnx_path = card.onnx_path(card_path);
-        let bytes = std::fs::read(&onnx_path).map_err(|error| ModelError::Io {
-            path: onnx_path.clone(),
-            error,
-        })?;
-        let actual = hex::encode(Sha256::digest(&bytes));
-        if actual != card.sha256 {
-            return Err(ModelError::Checksum {
-                path: onnx_path,
-                expected: card.sha256.clone(),
-                actual,
-            });
-        }
-        let session = Session::builder(environment()?)
-            .map_err(ort_err("session builder"))?
-            .with_intra_threads(1)
-            .map_err(|e| ModelError::Runtime(format!("intra threads: {e}")))?
-            .commit_from_memory(&bytes)
-            .map_err(ort_err("loading the ONNX model"))?;
-        if !session.inputs().iter().any(|i| i.name() == card.input.name) {
-            return Err(ModelError::Contract(format!(
-                "the ONNX model has no input named {:?}",
-                card.input.name
-            )));
-        }
-        for wanted in [SCORE_OUTPUT, CONTRIBUTIONS_OUTPUT] {
-            if !session.outputs().iter().any(|o| o.name() == wanted) {
-                return Err(ModelError::Contract(format!(
-                    "the ONNX model has no output named {wanted:?}"
-                )));
-            }
-        }
+        let bytes = card_file::read_verified(card.onnx_path(card_path), &card.sha256)?;
+        let session = onnx::commit(&mut onnx::session_builder(1)?, &bytes)?;
+        onnx::check_names(
+            &session,
+            &card.input.name,
+            &[SCORE_OUTPUT, CONTRIBUTIONS_OUTPUT],
+        )
+        .map_err(ModelError::Contract)?;
         let model = Self {
             model_version: card.model_version(),
             card_path: card_path.to_owned(),
@@ -205,41 +172,23 @@ impl ModelHandle {
     }
 }
 
-fn stamp(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-fn stamps(model: &ModelHandle) -> (Option<SystemTime>, Option<SystemTime>) {
+fn files(model: &ModelHandle) -> Vec<PathBuf> {
     let m = model.current();
-    (stamp(&m.card_path), stamp(&m.card.onnx_path(&m.card_path)))
+    vec![m.card_path.clone(), m.card.onnx_path(&m.card_path)]
 }
 
-/// Polls the card's and the ONNX file's modification times and reloads once they have
-/// stopped changing for one interval (the scorer's watcher, `scorer/src/model/watch.rs`).
-/// `on_reload` is told the outcome of every attempt.
+/// Reloads once the card or the ONNX file has changed and then stopped changing for one
+/// interval (the scorer's watch too: [`dohguard_serving::watch`]). `on_reload` is told the
+/// outcome of every attempt.
 pub async fn watch(
     model: ModelHandle,
     interval: Duration,
     on_reload: impl Fn(&Result<Arc<LoadedModel>, ModelError>),
 ) {
-    let mut seen = stamps(&model);
-    let mut changed_at = None;
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = FileWatch::new(&files(&model), interval);
     loop {
-        ticker.tick().await;
-        let now = stamps(&model);
-        if now == seen {
-            changed_at = None;
-            continue;
-        }
-        if changed_at != Some(now) {
-            changed_at = Some(now);
-            continue;
-        }
+        watch.changed(|| files(&model)).await;
         tracing::info!("anomaly model files changed on disk; reloading");
         on_reload(&model.reload().await);
-        seen = now;
-        changed_at = None;
     }
 }

@@ -55,6 +55,9 @@ pub enum LaunchError {
 
     #[error("HTTP request to {url} failed: {message}")]
     Http { url: String, message: String },
+
+    #[error(transparent)]
+    Wait(#[from] crate::wait::WaitTimeout),
 }
 
 impl LaunchError {

@@ -12,6 +12,7 @@
 pub mod anomaly;
 pub mod background;
 pub mod console;
+pub mod console_stack;
 pub mod demo_traffic;
 pub mod deploy;
 pub mod dns;

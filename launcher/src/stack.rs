@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::envoy::{Envoy, EnvoyOptions, EnvoyPorts, FilterSetup, GatewayLimits, Upstream};
+use crate::filter_config::FilterConfig;
 use crate::osmem::Osmem;
 use crate::paths;
 use crate::scorer::{Scorer, ScorerOptions};
@@ -72,6 +73,30 @@ impl Default for StackOptions {
             tls_dir: None,
             override_feed: None,
         }
+    }
+}
+
+impl StackOptions {
+    /// The real scorer with the shipped model, the filter asking it (within 5 s) and sending
+    /// its events to the store; `filter` gives the filter's other settings, `concurrency`
+    /// Envoy's workers.
+    pub fn real_scorer(filter: FilterConfig, concurrency: u32) -> Result<Self, LaunchError> {
+        Ok(Self {
+            filter_config: Some(
+                FilterConfig {
+                    scorer: true,
+                    scorer_timeout_ms: 5000,
+                    events: true,
+                    ..filter
+                }
+                .to_json(),
+            ),
+            scorer: ScorerKind::Real {
+                model_card: crate::scorer::default_model_card()?,
+            },
+            concurrency,
+            ..Self::default()
+        })
     }
 }
 

@@ -8,10 +8,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use figment::{
-    providers::{Env, Format, Serialized, Toml},
-    Figment,
-};
+use dohguard_serving::config as layers;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -52,17 +49,10 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// A figment error (unknown key, wrong type, unreadable file) in the common shape; the
-/// layer it came from (file or environment) is named after the problem.
-fn from_figment(err: figment::Error) -> ConfigError {
-    let source = err.metadata.as_ref().map(|md| match &md.source {
-        Some(source) => format!(" (from {} {source})", md.name),
-        None => format!(" (from {})", md.name),
-    });
-    invalid(
-        err.path.join("."),
-        format!("{}{}", err.kind, source.unwrap_or_default()),
-    )
+impl From<layers::Invalid> for ConfigError {
+    fn from(layers::Invalid { key, problem }: layers::Invalid) -> Self {
+        invalid(key, problem)
+    }
 }
 
 /// An old key was given: an error when its new name was given too, else a warning.
@@ -422,24 +412,9 @@ impl Config {
         file: Option<&std::path::Path>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let mut user = Figment::new();
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(invalid(
-                    "--config",
-                    format!("{} is not a readable file", path.display()),
-                ));
-            }
-            user = user.merge(Toml::file(path));
-        }
         // The secret variables are read as they are by `sink::auth`, never parsed here.
-        let mut ignored = vec!["config"];
-        ignored.extend(crate::sink::auth::env_keys_to_ignore());
-        user = user.merge(Env::prefixed(ENV_PREFIX).ignore(&ignored).split("__"));
-        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
-            .merge(user.clone())
-            .extract()
-            .map_err(from_figment)?;
+        let user = layers::user_layers(file, ENV_PREFIX, &crate::sink::auth::env_keys_to_ignore())?;
+        let mut config = layers::extract(Config::default(), user.clone())?;
         for warning in config.resolve_renamed(|key| user.contains(key))? {
             tracing::warn!("{warning}");
         }
@@ -491,13 +466,7 @@ impl Config {
 
     /// Checks every value that has a valid range; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |key: &'static str, v: u64| {
-            if v == 0 {
-                Err(invalid(key, "must be greater than 0"))
-            } else {
-                Ok(())
-            }
-        };
+        use layers::positive;
         positive("inference.max_batch", self.inference.max_batch as u64)?;
         positive(
             "inference.intra_threads",
@@ -601,30 +570,10 @@ impl Config {
             "elasticsearch.retry_base_ms",
             self.elasticsearch.retry_base_ms,
         )?;
-        if self.elasticsearch.retry_max_ms < self.elasticsearch.retry_base_ms {
-            return Err(invalid(
-                "elasticsearch.retry_max_ms",
-                "must be at least elasticsearch.retry_base_ms",
-            ));
-        }
-        if self.elasticsearch.index.is_empty()
-            || self.elasticsearch.index != self.elasticsearch.index.to_lowercase()
-            || self
-                .elasticsearch
-                .index
-                .contains(['*', ',', ' ', '/', '\\', '?', '"', '<', '>', '|', '#'])
-        {
-            return Err(invalid(
-                "elasticsearch.index",
-                format!(
-                    "{:?} is not a valid lower-case index name",
-                    self.elasticsearch.index
-                ),
-            ));
-        }
-        if self.elasticsearch.template_name.is_empty() {
-            return Err(invalid("elasticsearch.template_name", "must not be empty"));
-        }
+        let es = &self.elasticsearch;
+        layers::retry_bounds(es.retry_base_ms, es.retry_max_ms)?;
+        layers::index_name("elasticsearch.index", &es.index)?;
+        layers::not_empty("elasticsearch.template_name", &es.template_name)?;
         if self.spool.dir.as_os_str().is_empty() {
             return Err(invalid("spool.dir", "must not be empty"));
         }

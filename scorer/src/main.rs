@@ -72,17 +72,10 @@ async fn main() -> anyhow::Result<()> {
         no_elasticsearch: cli.no_elasticsearch,
         spool_dir: cli.spool_dir,
     };
-    let config = match Config::load(cli.config.as_deref(), &overrides) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    if cli.print_config {
-        println!("{}", serde_json::to_string_pretty(&config)?);
-        return Ok(());
-    }
+    let config = dohguard_serving::config::or_exit(
+        Config::load(cli.config.as_deref(), &overrides),
+        cli.print_config,
+    );
     // The credential's file or variable is read now, so a bad one stops start-up naming the
     // key (the message never contains the secret).
     if config.elasticsearch.url.is_some() {

@@ -3,8 +3,7 @@
 //! [`Metrics`] is cheap to clone (every metric is an `Arc` inside) and is handed to each part
 //! at start; the sink counters are also read back by tests and benchmarks.
 
-use std::sync::Arc;
-
+use dohguard_serving::metrics::Exposition;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -114,7 +113,7 @@ impl Default for BulkLatency {
 
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Registry>,
+    registry: Exposition,
     pub http_requests: Family<RouteLabels, Counter>,
     pub http_latency: Family<RouteLabel, Histogram>,
     pub batch_size: Histogram,
@@ -162,7 +161,7 @@ impl Metrics {
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let inference_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 20));
         let m = Self {
-            registry: Arc::new(Registry::default()),
+            registry: Exposition::default(),
             http_requests,
             http_latency,
             batch_size,
@@ -338,16 +337,13 @@ impl Metrics {
             let _ = m.queue_dropped.get_or_create(&DropLabel::of(fate));
         }
         Self {
-            registry: Arc::new(r),
+            registry: Exposition::new(r),
             ..m
         }
     }
 
     /// The registry in the Prometheus text exposition format.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        self.registry.encode()
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use dohguard_core::contract::{Detector, Reason, Scope, ScoreRequest, Verdict};
-use dohguard_scorer::model::{card::InputKind, ModelCard, ModelError};
+use dohguard_scorer::model::{card::InputKind, LoadError, ModelCard, ModelError};
 use dohguard_scorer::Config;
 
 fn tunnel_card() -> PathBuf {
@@ -88,7 +88,10 @@ fn a_features_card_with_an_unknown_set_or_width_is_refused() {
         let path = dir.path().join("model.card.json");
         std::fs::write(&path, text.replace(edit, want)).unwrap();
         let err = ModelCard::load(&path).unwrap_err();
-        assert!(matches!(err, ModelError::Card { .. }), "{want}: {err}");
+        assert!(
+            matches!(err, ModelError::Load(LoadError::Card { .. })),
+            "{want}: {err}"
+        );
     }
 }
 

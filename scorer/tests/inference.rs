@@ -15,7 +15,7 @@ use dohguard_core::name;
 use dohguard_scorer::{
     config::Device,
     metrics::Metrics,
-    model::{runtime, BatcherConfig, Model, ModelCard, ModelError},
+    model::{runtime, BatcherConfig, LoadError, Model, ModelCard, ModelError},
 };
 use serde_json::Value;
 
@@ -486,14 +486,17 @@ async fn reload_is_validated_and_a_failure_keeps_the_old_model() {
     // Wrong checksum in the card.
     rewrite_card(&card, |v| v["sha256"] = Value::String("0".repeat(64)));
     let err = model.reload(None).await.unwrap_err();
-    assert!(matches!(err, ModelError::Checksum { .. }), "{err}");
+    assert!(
+        matches!(err, ModelError::Load(LoadError::Checksum { .. })),
+        "{err}"
+    );
     // A card that breaks the contract.
     rewrite_card(&card, |v| {
         v["input"]["dtype"] = Value::String("float32".into())
     });
     assert!(matches!(
         model.reload(None).await.unwrap_err(),
-        ModelError::Card { .. }
+        ModelError::Load(LoadError::Card { .. })
     ));
     // Bytes that are not ONNX, with a matching checksum.
     let junk = b"definitely not an onnx model".to_vec();
@@ -511,7 +514,7 @@ async fn reload_is_validated_and_a_failure_keeps_the_old_model() {
     });
     assert!(matches!(
         model.reload(None).await.unwrap_err(),
-        ModelError::Runtime(_)
+        ModelError::Load(LoadError::Runtime(_))
     ));
 
     // Every failure left the old model serving.

@@ -21,8 +21,6 @@ use dohguard_launcher::demo_traffic::{send_one, Query};
 use dohguard_launcher::dns::Type;
 use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
 use dohguard_launcher::monitoring::{DetectorSetup, Monitoring, Timing};
-use dohguard_launcher::scorer::default_model_card;
-use dohguard_launcher::stack::ScorerKind;
 use dohguard_launcher::webhook::WebhookReceiver;
 use dohguard_launcher::{Stack, StackOptions};
 
@@ -65,23 +63,13 @@ fn traffic(
 
 #[test]
 fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()> {
-    let stack = Stack::start(StackOptions {
-        filter_config: Some(
-            FilterConfig {
-                scorer: true,
-                failure_mode: FailureMode::Open,
-                scorer_timeout_ms: 5000,
-                events: true,
-                ..FilterConfig::default()
-            }
-            .to_json(),
-        ),
-        scorer: ScorerKind::Real {
-            model_card: default_model_card()?,
+    let stack = Stack::start(StackOptions::real_scorer(
+        FilterConfig {
+            failure_mode: FailureMode::Open,
+            ..FilterConfig::default()
         },
-        concurrency: 1,
-        ..StackOptions::default()
-    })?;
+        1,
+    )?)?;
     let store_url = stack.osmem.as_ref().expect("osmem").url();
     let hook = WebhookReceiver::start()?;
     let monitoring = Monitoring::start_with_detector(

@@ -4,7 +4,8 @@
 
 use std::process::Command;
 
-use dohguard_launcher::console::{self, Console, ConsoleOptions, INITIAL_ADMIN};
+use dohguard_launcher::console::{self, Console, ConsoleOptions};
+use dohguard_launcher::console_stack::{AdminSession, ConsoleStack, ConsoleStackOptions};
 use dohguard_launcher::osmem::Osmem;
 use dohguard_launcher::process::tcp_open;
 
@@ -29,27 +30,11 @@ fn the_launcher_starts_the_console_and_the_generated_admin_can_log_in() -> anyho
     assert!(log.contains("console-admin-password"), "{log}");
     assert!(!log.contains(&password), "the password leaked into the log");
 
-    let agent = dohguard_launcher::http::agent();
-    let mut reply = agent
-        .post(format!("{}api/login", console.url()))
-        .send_json(serde_json::json!({"username": INITIAL_ADMIN, "password": password}))?;
-    assert_eq!(reply.status(), 200);
-    let cookie = reply.headers()["set-cookie"]
-        .to_str()?
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let _ = reply.body_mut().read_to_string()?;
-    let mut overview = agent
-        .get(format!("{}api/overview?range=15m", console.url()))
-        .header("cookie", &cookie)
-        .call()?;
-    assert_eq!(overview.status(), 200);
-    let body: serde_json::Value = serde_json::from_str(&overview.body_mut().read_to_string()?)?;
+    let admin = AdminSession::login(&console)?;
+    let body = admin.get_json("api/overview?range=15m")?;
     assert_eq!(body["total"], 0, "{body}");
     // The chart library comes from the assets folder set-up fills (npm ci), not a CDN.
-    let asset = agent
+    let asset = dohguard_launcher::http::agent()
         .get(format!("{}assets/uPlot.iife.min.js", console.url()))
         .call()?;
     assert_eq!(
@@ -84,47 +69,17 @@ fn a_bad_setting_exits_with_status_2_naming_the_key() -> anyhow::Result<()> {
 /// set-up's `chromium` and `npm ci` in console/web.
 #[test]
 fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow::Result<()> {
-    use dohguard_launcher::filter_config::FilterConfig;
     use dohguard_launcher::kdig::{self, Method};
-    use dohguard_launcher::paths::repo_root;
-    use dohguard_launcher::scorer::default_model_card;
-    use dohguard_launcher::stack::ScorerKind;
     use dohguard_launcher::tls::TLS_HOSTNAME;
-    use dohguard_launcher::{Stack, StackOptions};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    let stack = Stack::start(StackOptions {
-        filter_config: Some(
-            FilterConfig {
-                deny: vec!["ads.example.test".into()],
-                scorer: true,
-                scorer_timeout_ms: 5000,
-                events: true,
-                ..FilterConfig::default()
-            }
-            .to_json(),
-        ),
-        scorer: ScorerKind::Real {
-            model_card: default_model_card()?,
-        },
+    let running = ConsoleStack::start(ConsoleStackOptions {
+        deny: vec!["ads.example.test".into()],
         concurrency: 1,
-        ..StackOptions::default()
+        console_asks_scorer: true,
+        ..ConsoleStackOptions::default()
     })?;
-    let store = stack
-        .osmem
-        .as_ref()
-        .expect("the real scorer comes with the store");
-    let dir = tempfile::tempdir()?;
-    let console = Console::start(
-        dir.path(),
-        &ConsoleOptions {
-            elasticsearch_url: store.url(),
-            scorer_url: stack.scorer.as_ref().map(|s| s.url()),
-            port: None,
-            password_file: None,
-            scorer_admin_token_file: None,
-        },
-    )?;
+    let stack = &running.stack;
     let ca = stack.ca().expect("TLS is on");
     let queries = [
         ("www.example.test", "NOERROR"),
@@ -143,40 +98,15 @@ fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow
         )?;
         assert_eq!(reply.status, status, "{name}: {}", reply.raw);
     }
-    // Wait until every query is on the record (events are batched, then bulk-written).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store
-        .search(serde_json::json!({"exists": {"field": "event.id"}}))?
-        .len()
-        < queries.len()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the queries never reached the store"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    running.wait_for_events(queries.len(), Duration::from_secs(30))?;
 
-    let web = repo_root().join("console/web");
-    let node = which::which("node")
-        .map_err(|_| anyhow::anyhow!("node not found: run scripts/setup.sh"))?;
-    let out = Command::new(node)
-        .arg(web.join("e2e/overview.mjs"))
-        .current_dir(&web)
-        .env("CONSOLE_URL", console.url())
-        .env("CONSOLE_USER", INITIAL_ADMIN)
-        .env("CONSOLE_PASSWORD", console.initial_password()?)
-        .env("CONSOLE_MIN_TOTAL", queries.len().to_string())
-        .env("DOH_URL", stack.envoy.http_url())
-        .envs(std::env::var_os("DOHGUARD_SCREENSHOT_DIR").map(|d| ("SCREENSHOT_DIR", d)))
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{stderr}"
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let result = running.browser(
+        "overview.mjs",
+        &[
+            ("CONSOLE_MIN_TOTAL", &queries.len().to_string()),
+            ("DOH_URL", &stack.envoy.http_url()),
+        ],
+    )?;
     assert_eq!(result["total"], queries.len());
     assert_eq!(result["blocked"], 2);
     Ok(())
@@ -188,82 +118,21 @@ fn a_browser_logs_in_and_sees_the_overview_populated_by_real_queries() -> anyhow
 /// (keyboard: `x` selects, `m` labels malicious).
 #[test]
 fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<()> {
-    use dohguard_launcher::filter_config::FilterConfig;
-    use dohguard_launcher::scorer::default_model_card;
-    use dohguard_launcher::stack::ScorerKind;
-    use dohguard_launcher::{demo_traffic, Stack, StackOptions};
-    use std::time::{Duration, Instant};
+    use dohguard_launcher::demo_traffic;
+    use std::time::Duration;
 
-    let stack = Stack::start(StackOptions {
-        filter_config: Some(
-            FilterConfig {
-                deny: vec!["ads.example.test".into(), ".tracker.example.test".into()],
-                scorer: true,
-                scorer_timeout_ms: 5000,
-                events: true,
-                ..FilterConfig::default()
-            }
-            .to_json(),
-        ),
-        scorer: ScorerKind::Real {
-            model_card: default_model_card()?,
-        },
+    let running = ConsoleStack::start(ConsoleStackOptions {
+        deny: vec!["ads.example.test".into(), ".tracker.example.test".into()],
         concurrency: 1,
-        ..StackOptions::default()
+        ..ConsoleStackOptions::default()
     })?;
-    let store = stack
-        .osmem
-        .as_ref()
-        .expect("the real scorer comes with the store");
-    let dir = tempfile::tempdir()?;
-    let console = Console::start(
-        dir.path(),
-        &ConsoleOptions {
-            elasticsearch_url: store.url(),
-            scorer_url: None,
-            port: None,
-            password_file: None,
-            scorer_admin_token_file: None,
-        },
-    )?;
-    let summary = demo_traffic::send(stack.envoy.ports.http)?;
+    let summary = demo_traffic::send(running.stack.envoy.ports.http)?;
     assert_eq!(summary.sent, demo_traffic::plan().len());
     assert_eq!(summary.answered, summary.sent, "{summary:?}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store
-        .search(serde_json::json!({"exists": {"field": "event.id"}}))?
-        .len()
-        < summary.sent
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the demo queries never all reached the store"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    running.wait_for_events(summary.sent, Duration::from_secs(60))?;
 
-    let agent = dohguard_launcher::http::agent();
-    let mut login = agent
-        .post(format!("{}api/login", console.url()))
-        .send_json(
-            serde_json::json!({"username": INITIAL_ADMIN, "password": console.initial_password()?}),
-        )?;
-    assert_eq!(login.status(), 200);
-    let cookie = login.headers()["set-cookie"]
-        .to_str()?
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let _ = login.body_mut().read_to_string()?;
-    let get = |path: &str| -> anyhow::Result<serde_json::Value> {
-        let mut r = agent
-            .get(format!("{}{path}", console.url()))
-            .header("cookie", &cookie)
-            .call()?;
-        anyhow::ensure!(r.status() == 200, "{path}: {}", r.status());
-        Ok(serde_json::from_str(&r.body_mut().read_to_string()?)?)
-    };
+    let admin = running.admin()?;
+    let get = |path: &str| admin.get_json(path);
     let overview = get("api/overview?range=15m")?;
     assert_eq!(overview["total"], summary.sent, "{overview}");
     assert_eq!(overview["unique_clients"], summary.clients, "{overview}");
@@ -284,23 +153,7 @@ fn demo_traffic_populates_the_console_with_several_clients() -> anyhow::Result<(
     // queue in a real browser, with the keyboard.
     let queue = get("api/vetting?range=15m")?;
     assert!(!queue["items"].as_array().unwrap().is_empty(), "{queue}");
-    let web = dohguard_launcher::paths::repo_root().join("console/web");
-    let node = which::which("node")
-        .map_err(|_| anyhow::anyhow!("node not found: run scripts/setup.sh"))?;
-    let out = Command::new(node)
-        .arg(web.join("e2e/vetting.mjs"))
-        .current_dir(&web)
-        .env("CONSOLE_URL", console.url())
-        .env("CONSOLE_USER", INITIAL_ADMIN)
-        .env("CONSOLE_PASSWORD", console.initial_password()?)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "vetting browser test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let labelled: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let labelled = running.browser("vetting.mjs", &[])?;
     let domain = labelled["labelled"].as_str().unwrap();
     let after = get("api/vetting?range=15m")?;
     assert!(

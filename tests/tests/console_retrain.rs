@@ -7,36 +7,14 @@
 //! browser rolls back and the shipped model serves again. Needs `cargo xtask wasm`, the
 //! scorer and console builds, the set-up's venv, `chromium` and `npm ci` in console/web.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dohguard_launcher::console::{Console, ConsoleOptions, INITIAL_ADMIN};
-use dohguard_launcher::filter_config::FilterConfig;
-use dohguard_launcher::paths::repo_root;
-use dohguard_launcher::scorer::default_model_card;
-use dohguard_launcher::stack::ScorerKind;
-use dohguard_launcher::{demo_traffic, dns, Stack, StackOptions};
+use dohguard_launcher::console_stack::{ConsoleStack, ConsoleStackOptions};
+use dohguard_launcher::{demo_traffic, dns, Stack};
 use serde_json::{json, Value};
 
-fn browser(console: &Console, step: &str) -> anyhow::Result<Value> {
-    let web = repo_root().join("console/web");
-    let node = which::which("node")
-        .map_err(|_| anyhow::anyhow!("node not found: run scripts/setup.sh"))?;
-    let out = Command::new(node)
-        .arg(web.join("e2e/retrain.mjs"))
-        .current_dir(&web)
-        .env("CONSOLE_URL", console.url())
-        .env("CONSOLE_USER", INITIAL_ADMIN)
-        .env("CONSOLE_PASSWORD", console.initial_password()?)
-        .env("STEP", step)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(
-        out.status.success(),
-        "browser step {step} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_str(stdout.trim())?)
+fn browser(running: &ConsoleStack, step: &str) -> anyhow::Result<Value> {
+    Ok(running.browser("retrain.mjs", &[("STEP", step)])?)
 }
 
 fn scored_version(scorer_url: &str, name: &str) -> anyhow::Result<String> {
@@ -80,55 +58,19 @@ fn doh_model_version(stack: &Stack, name: &str) -> anyhow::Result<String> {
 
 #[test]
 fn a_browser_retrains_promotes_and_rolls_back_the_model() -> anyhow::Result<()> {
-    let stack = Stack::start(StackOptions {
-        filter_config: Some(
-            FilterConfig {
-                deny: vec!["ads.example.test".into(), ".tracker.example.test".into()],
-                scorer: true,
-                scorer_timeout_ms: 5000,
-                events: true,
-                ..FilterConfig::default()
-            }
-            .to_json(),
-        ),
-        scorer: ScorerKind::Real {
-            model_card: default_model_card()?,
-        },
+    let running = ConsoleStack::start(ConsoleStackOptions {
+        deny: vec!["ads.example.test".into(), ".tracker.example.test".into()],
         concurrency: 1,
-        ..StackOptions::default()
+        console_asks_scorer: true,
+        console_admin_of_scorer: true,
+        ..ConsoleStackOptions::default()
     })?;
-    let store = stack
-        .osmem
-        .as_ref()
-        .expect("the real scorer comes with the store");
-    let scorer = stack.scorer.as_ref().expect("the real scorer");
-    let dir = tempfile::tempdir()?;
-    let console = Console::start(
-        dir.path(),
-        &ConsoleOptions {
-            elasticsearch_url: store.url(),
-            scorer_url: Some(scorer.url()),
-            port: None,
-            password_file: None,
-            scorer_admin_token_file: Some(scorer.admin_token_file.clone()),
-        },
-    )?;
+    let (stack, scorer) = (&running.stack, running.scorer());
     let summary = demo_traffic::send(stack.envoy.ports.http)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store
-        .search(json!({"exists": {"field": "event.id"}}))?
-        .len()
-        < summary.sent
-    {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the demo queries never all reached the store"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    running.wait_for_events(summary.sent, Duration::from_secs(60))?;
     let shipped = scored_version(&scorer.url(), "retrain-probe-1.example")?;
 
-    let done = browser(&console, "retrain")?;
+    let done = browser(&running, "retrain")?;
     assert_eq!(done["previous"], shipped.as_str(), "{done}");
     assert_eq!(done["csv_lines"], 3, "header and two labels: {done}");
     assert!(
@@ -148,18 +90,18 @@ fn a_browser_retrains_promotes_and_rolls_back_the_model() -> anyhow::Result<()> 
         candidate
     );
     assert_eq!(
-        doh_model_version(&stack, "promoted-probe-7.example")?,
+        doh_model_version(stack, "promoted-probe-7.example")?,
         candidate
     );
 
-    let back = browser(&console, "rollback")?;
+    let back = browser(&running, "rollback")?;
     assert_eq!(back["serving"], shipped.as_str(), "{back}");
     assert_eq!(
         scored_version(&scorer.url(), "retrain-probe-3.example")?,
         shipped
     );
     assert_eq!(
-        doh_model_version(&stack, "rolled-back-probe-8.example")?,
+        doh_model_version(stack, "rolled-back-probe-8.example")?,
         shipped
     );
     Ok(())

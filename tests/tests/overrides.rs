@@ -7,17 +7,13 @@
 //! Needs `cargo xtask wasm`, the scorer and console builds, and set-up's `chromium` and
 //! `npm ci` in console/web.
 
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dohguard_launcher::console::{Console, ConsoleOptions, INITIAL_ADMIN};
-use dohguard_launcher::filter_config::FilterConfig;
+use dohguard_launcher::console::INITIAL_ADMIN;
+use dohguard_launcher::console_stack::{ConsoleStack, ConsoleStackOptions};
 use dohguard_launcher::kdig::{KdigReply, Method};
 use dohguard_launcher::overrides::OverrideFeed;
-use dohguard_launcher::paths::repo_root;
-use dohguard_launcher::scorer::default_model_card;
-use dohguard_launcher::stack::ScorerKind;
-use dohguard_launcher::{Stack, StackOptions};
+use dohguard_launcher::Stack;
 use serde_json::{json, Value};
 
 /// The deadline the propagation must meet in this test (the goal is 10 s; the figure is printed).
@@ -70,27 +66,8 @@ fn resolves(reply: &KdigReply) -> bool {
     reply.status == "NOERROR" && !reply.answer_data("A").is_empty()
 }
 
-fn browser(console: &Console, mode: &str, verdict: &str) -> anyhow::Result<Value> {
-    let web = repo_root().join("console/web");
-    let node = which::which("node")
-        .map_err(|_| anyhow::anyhow!("node not found: run scripts/setup.sh"))?;
-    let out = Command::new(node)
-        .arg(web.join("e2e/overrides.mjs"))
-        .current_dir(&web)
-        .env("CONSOLE_URL", console.url())
-        .env("CONSOLE_USER", INITIAL_ADMIN)
-        .env("CONSOLE_PASSWORD", console.initial_password()?)
-        .env("MODE", mode)
-        .env("VERDICT_ID", verdict)
-        .envs(std::env::var_os("DOHGUARD_SCREENSHOT_DIR").map(|d| ("SCREENSHOT_DIR", d)))
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(
-        out.status.success(),
-        "browser ({mode}) failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_str(stdout.trim())?)
+fn browser(running: &ConsoleStack, mode: &str, verdict: &str) -> anyhow::Result<Value> {
+    Ok(running.browser("overrides.mjs", &[("MODE", mode), ("VERDICT_ID", verdict)])?)
 }
 
 /// The first verdict document matching `query`, waiting for the record to land.
@@ -113,34 +90,14 @@ fn wait_for_doc(stack: &Stack, query: Value) -> anyhow::Result<Value> {
 fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console(
 ) -> anyhow::Result<()> {
     let feed = OverrideFeed::new(None)?;
-    let stack = Stack::start(StackOptions {
-        filter_config: Some(
-            FilterConfig {
-                deny: vec!["ads.example.test".into()],
-                scorer: true,
-                scorer_timeout_ms: 5000,
-                events: true,
-                ..FilterConfig::default()
-            }
-            .to_json(),
-        ),
-        scorer: ScorerKind::Real {
-            model_card: default_model_card()?,
-        },
+    let mut running = ConsoleStack::start(ConsoleStackOptions {
+        deny: vec!["ads.example.test".into()],
         concurrency: 2,
-        override_feed: Some(feed.clone()),
-        ..StackOptions::default()
+        override_feed: Some(feed),
+        console_asks_scorer: true,
+        ..ConsoleStackOptions::default()
     })?;
-    let store_url = stack.osmem.as_ref().expect("store").url();
-    let dir = tempfile::tempdir()?;
-    let options = ConsoleOptions {
-        elasticsearch_url: store_url,
-        scorer_url: stack.scorer.as_ref().map(|s| s.url()),
-        port: None,
-        password_file: None,
-        scorer_admin_token_file: None,
-    };
-    let mut console = Console::start_feeding(dir.path(), &options, &feed)?;
+    let stack = &running.stack;
 
     // Before: the deny list blocks ads; www is allowed by the model and then cached.
     let blocked = stack.kdig(Method::Post, "ads.example.test", "A")?;
@@ -157,19 +114,19 @@ fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console
 
     // One click on the blocked query's verdict page.
     let event = wait_for_doc(
-        &stack,
+        stack,
         json!({"term": {"dns.question.name": "ads.example.test"}}),
     )?;
     let event_id = event["event"]["id"]
         .as_str()
         .expect("an event id")
         .to_owned();
-    let created = browser(&console, "allow", &event_id)?;
+    let created = browser(&running, "allow", &event_id)?;
     let override_id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["name"], "ads.example.test");
     assert_eq!(created["created_by"], INITIAL_ADMIN);
     let allow_ms = kdig_until(
-        &stack,
+        stack,
         "ads.example.test",
         created["created_ms"].as_u64().unwrap(),
         resolves,
@@ -185,7 +142,7 @@ fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console
     }
     // The record names the layer and the override.
     let recorded = wait_for_doc(
-        &stack,
+        stack,
         json!({"bool": {"filter": [
             {"term": {"dns.question.name": "ads.example.test"}},
             {"term": {"dohguard.reason": "override"}}
@@ -195,31 +152,14 @@ fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console
     assert_eq!(recorded["rule"]["ruleset"], "override", "{recorded}");
 
     // A deny override stops the cached allow of www.example.test from being served.
-    let agent = dohguard_launcher::http::agent();
-    let mut login = agent
-        .post(format!("{}api/login", console.url()))
-        .send_json(json!({"username": INITIAL_ADMIN, "password": console.initial_password()?}))?;
-    assert_eq!(login.status(), 200);
-    let cookie = login.headers()["set-cookie"]
-        .to_str()?
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let me: Value = serde_json::from_str(&login.body_mut().read_to_string()?)?;
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
-    let mut made = agent
-        .post(format!("{}api/overrides", console.url()))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .send_json(
-            json!({"action": "deny", "match": "registered_domain", "name": "example.test",
-            "clients": ["127.0.0.0/8"], "expires_in": "1h", "reason": "e2e: deny beats the cache"}),
-        )?;
-    assert_eq!(made.status(), 201);
-    let deny: Value = serde_json::from_str(&made.body_mut().read_to_string()?)?;
+    let (status, deny) = running.admin()?.post_json(
+        "api/overrides",
+        &json!({"action": "deny", "match": "registered_domain", "name": "example.test",
+        "clients": ["127.0.0.0/8"], "expires_in": "1h", "reason": "e2e: deny beats the cache"}),
+    )?;
+    assert_eq!(status, 201, "{deny}");
     let deny_ms = kdig_until(
-        &stack,
+        stack,
         "www.example.test",
         deny["created_ms"].as_u64().unwrap(),
         |r| r.status == "NXDOMAIN",
@@ -236,7 +176,7 @@ fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console
 
     // The console stops: once polls have failed, the last known set keeps applying.
     let failed_before = stack.filter_counter("dohguard.overrides.poll_failed")?;
-    console.stop();
+    running.console.stop();
     let deadline = Instant::now() + Duration::from_secs(15);
     while stack.filter_counter("dohguard.overrides.poll_failed")? < failed_before + 2 {
         assert!(
@@ -258,8 +198,8 @@ fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console
     }
 
     // Back up (same store, same port): refusals in the browser.
-    let console = Console::start_feeding(dir.path(), &options, &feed)?;
-    let refusals = browser(&console, "refusals", &event_id)?;
+    running.restart_console()?;
+    let refusals = browser(&running, "refusals", &event_id)?;
     assert!(
         refusals["refused"].as_str().unwrap().contains("analyst"),
         "{refusals}"

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use dohguard_core::{contract::Detector, features};
+use dohguard_serving::card_file;
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
@@ -174,32 +175,17 @@ pub struct Thresholds {
 impl ModelCard {
     /// Reads and validates a card file.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let card: ModelCard = serde_json::from_str(&text).map_err(|e| ModelError::Card {
-            path: path.to_owned(),
-            problem: e.to_string(),
-        })?;
-        card.validate().map_err(|problem| ModelError::Card {
-            path: path.to_owned(),
-            problem,
-        })?;
-        Ok(card)
+        Ok(card_file::read(path, ModelCard::validate)?)
     }
 
     /// `<name>-<version>`, the `model_version` of replies and documents.
     pub fn model_version(&self) -> String {
-        format!("{}-{}", self.name, self.version)
+        card_file::model_version(&self.name, &self.version)
     }
 
     /// The ONNX file, resolved against the card's folder.
     pub fn onnx_path(&self, card_path: &Path) -> PathBuf {
-        card_path
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join(&self.onnx_file)
+        card_file::onnx_path(card_path, &self.onnx_file)
     }
 
     /// The first output (the contract has exactly one, `score`).
@@ -227,17 +213,6 @@ impl ModelCard {
                 "thresholds {t:?} must satisfy 0 <= monitor <= block <= 1"
             ));
         }
-        if self.sha256.len() != 64
-            || !self
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err("sha256 must be 64 lower-case hex digits".into());
-        }
-        if self.onnx_file.is_empty() {
-            return Err("onnx_file is empty".into());
-        }
-        Ok(())
+        card_file::validate_file_fields(&self.onnx_file, &self.sha256)
     }
 }

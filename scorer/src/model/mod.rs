@@ -23,6 +23,7 @@ use thiserror::Error;
 
 pub use batcher::{Batcher, BatcherConfig};
 pub use card::{ModelCard, Thresholds};
+pub use dohguard_serving::Error as LoadError;
 pub use encode::{Encoder, Rows};
 pub use runtime::{ExecutionDevice, LoadedSession};
 
@@ -31,19 +32,9 @@ use crate::{config::Device, metrics::Metrics};
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("model card {}: {problem}", path.display())]
-    Card { path: PathBuf, problem: String },
-    #[error("{}: sha256 is {actual}, the model card says {expected}", path.display())]
-    Checksum {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    /// The card, the ONNX file or the session could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
     #[error("model does not follow the contract: {0}")]

@@ -1,41 +1,28 @@
-//! ONNX Runtime: the process-wide environment, building a verified session for a model
-//! card (sha256 checked, CUDA or CPU chosen), and running one batch through it.
+//! ONNX Runtime: building a verified session for a model card (sha256 checked, CUDA or CPU
+//! chosen; the environment and the checks are `dohguard_serving`'s, shared with the anomaly
+//! detector), and running one batch through it.
 
-use std::{path::Path, sync::OnceLock};
+use std::path::Path;
 
+use dohguard_serving::{card_file, onnx};
 use ort::{
     environment::Environment,
     ep::{self, ExecutionProvider},
     session::Session,
     value::TensorRef,
 };
-use sha2::{Digest, Sha256};
 
 use super::{card::ModelCard, encode::Rows, ModelError};
 use crate::config::Device;
 
 /// Environment variable naming the ONNX Runtime shared library (scripts/env.sh sets it).
-pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
-
-static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+pub use onnx::ORT_DYLIB_ENV;
 
 /// The process's ONNX Runtime environment (ONNX Runtime allows one), loading the library
-/// from `ORT_DYLIB_PATH` on first use. The anomaly detector uses this one too.
+/// from `ORT_DYLIB_PATH` on first use; the one the anomaly detector uses too
+/// ([`dohguard_serving::onnx::environment`]).
 pub fn environment() -> Result<&'static Environment, ModelError> {
-    ENVIRONMENT
-        .get_or_init(|| {
-            let path = std::env::var_os(ORT_DYLIB_ENV).ok_or_else(|| {
-                format!("{ORT_DYLIB_ENV} is not set: point it at libonnxruntime.so (source scripts/env.sh)")
-            })?;
-            let builder = ort::init_from(&path)
-                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", Path::new(&path).display()))?;
-            builder
-                .with_name("dohguard")
-                .build()
-                .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
-        })
-        .as_ref()
-        .map_err(|e| ModelError::Runtime(e.clone()))
+    Ok(onnx::environment()?)
 }
 
 /// Whether the loaded ONNX Runtime offers the CUDA execution provider (a GPU build such as
@@ -91,24 +78,8 @@ pub fn load_session(
     device: Device,
     intra_threads: usize,
 ) -> Result<LoadedSession, ModelError> {
-    let onnx_path = card.onnx_path(card_path);
-    let bytes = std::fs::read(&onnx_path).map_err(|source| ModelError::Io {
-        path: onnx_path.clone(),
-        source,
-    })?;
-    let actual = hex::encode(Sha256::digest(&bytes));
-    if actual != card.sha256 {
-        return Err(ModelError::Checksum {
-            path: onnx_path,
-            expected: card.sha256.clone(),
-            actual,
-        });
-    }
-    let env = environment()?;
-    let mut builder = Session::builder(env)
-        .map_err(ort_err("session builder"))?
-        .with_intra_threads(intra_threads)
-        .map_err(|e| ModelError::Runtime(format!("intra threads: {e}")))?;
+    let bytes = card_file::read_verified(card.onnx_path(card_path), &card.sha256)?;
+    let mut builder = onnx::session_builder(intra_threads)?;
 
     let want_cuda = match device {
         Device::Cpu => false,
@@ -129,22 +100,12 @@ pub fn load_session(
             }
         }
     }
-    let session = builder
-        .commit_from_memory(&bytes)
-        .map_err(ort_err("loading the ONNX model"))?;
+    let session = onnx::commit(&mut builder, &bytes)?;
 
     let input_name = card.input.name.clone();
     let output_name = card.score_output().name.clone();
-    if !session.inputs().iter().any(|i| i.name() == input_name) {
-        return Err(ModelError::Contract(format!(
-            "the ONNX model has no input named {input_name:?}"
-        )));
-    }
-    if !session.outputs().iter().any(|o| o.name() == output_name) {
-        return Err(ModelError::Contract(format!(
-            "the ONNX model has no output named {output_name:?}"
-        )));
-    }
+    onnx::check_names(&session, &input_name, &[output_name.as_str()])
+        .map_err(ModelError::Contract)?;
     Ok(LoadedSession {
         session,
         device: used,
