@@ -351,6 +351,26 @@ async fn profile(
     .await;
     let count = json!({"size": 0, "track_total_hits": true, "query": filter.query(now)});
     time("  store: log page's count alone", n, || post(count.clone())).await;
+    // osmem-server evaluates every clause of a `bool` over the whole index and intersects
+    // the lists: each clause's own cost, alone.
+    let query = filter.query(now);
+    for clause in query["bool"]["filter"].as_array().unwrap() {
+        let alone =
+            json!({"size": 0, "track_total_hits": true, "query": {"bool": {"filter": [clause]}}});
+        let label: String = clause.to_string().chars().take(60).collect();
+        time(&format!("  store: clause alone {label}"), n, || {
+            post(alone.clone())
+        })
+        .await;
+    }
+    // The same rows query over the newest 10 minutes only (what a narrow first window costs).
+    let mut narrow = uncounted.clone();
+    let from = now - time::Duration::minutes(10);
+    narrow["query"]["bool"]["filter"][0] = json!({"range": {"@timestamp": {"gte": from.unix_timestamp() * 1000, "format": "epoch_millis"}}});
+    time("  store: log page rows, newest 10 min only", n, || {
+        post(narrow.clone())
+    })
+    .await;
 }
 
 /// The resident set size of process `pid`, as `/proc` gives it (Linux).
