@@ -13,6 +13,7 @@ use std::{collections::BTreeMap, time::Instant};
 use dohguard_console::{api, AppState, Config};
 use dohguard_core::{contract::Verdict, name::split};
 use dohguard_schema::{Answer, DecisionEvent, Layer, VerdictDocument};
+use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
 const INDEX: &str = "logs-dohguard.verdicts-default";
@@ -41,6 +42,26 @@ where
     let (p50, p95) = (percentile(&ms, 0.5), percentile(&ms, 0.95));
     println!("{what:<40} p50 {p50:>8.1} ms   p95 {p95:>8.1} ms");
     (p50, p95)
+}
+
+/// Documents per bulk request and bulk requests in flight while loading.
+const BULK: u64 = 1000;
+const IN_FLIGHT: usize = 4;
+
+/// The `_bulk` body of documents `from..to`, each built through `dohguard-schema`.
+fn bulk_body(from: u64, to: u64, now_ms: u64) -> anyhow::Result<String> {
+    let mut body = String::new();
+    for j in from..to {
+        let e = event(j, now_ms);
+        let ts = time::OffsetDateTime::from_unix_timestamp_nanos(e.ts_ms as i128 * 1_000_000)?
+            .format(&time::format_description::well_known::Rfc3339)?;
+        let doc = VerdictDocument::from_event(&e, ts, split(e.name.as_deref().unwrap_or_default()));
+        body.push_str(&json!({"create": {"_index": INDEX, "_id": e.id}}).to_string());
+        body.push('\n');
+        body.push_str(&serde_json::to_string(&doc)?);
+        body.push('\n');
+    }
+    Ok(body)
 }
 
 fn event(i: u64, now_ms: u64) -> DecisionEvent {
@@ -101,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .map_or(Ok(500_000), |v| v.parse())?;
     let dir = tempfile::tempdir()?;
-    let osmem = tokio::task::spawn_blocking({
+    let mut osmem = tokio::task::spawn_blocking({
         let path = dir.path().to_owned();
         move || dohguard_launcher::osmem::Osmem::start(&path, None)
     })
@@ -118,43 +139,42 @@ async fn main() -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as u64;
     let load = Instant::now();
-    let batch = 5000;
-    let mut i = 0;
-    while i < docs {
-        let mut body = String::new();
-        for j in i..(i + batch).min(docs) {
-            let e = event(j, now_ms);
-            let ts = time::OffsetDateTime::from_unix_timestamp_nanos(e.ts_ms as i128 * 1_000_000)?
-                .format(&time::format_description::well_known::Rfc3339)?;
-            let doc =
-                VerdictDocument::from_event(&e, ts, split(e.name.as_deref().unwrap_or_default()));
-            body.push_str(&json!({"create": {"_index": INDEX, "_id": e.id}}).to_string());
-            body.push('\n');
-            body.push_str(&serde_json::to_string(&doc)?);
-            body.push('\n');
-        }
-        let r = http
-            .post(format!("{}/_bulk", osmem.url()))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await?
-            .error_for_status()?;
-        let reply: serde_json::Value = r.json().await?;
-        anyhow::ensure!(
-            reply["errors"] == false,
-            "bulk errors: {}",
-            reply.to_string().chars().take(500).collect::<String>()
-        );
-        i += batch;
-    }
+    let bulk_url = format!("{}/_bulk", osmem.url());
+    // Bulk requests of `BULK` documents, `IN_FLIGHT` at a time, no refresh until the end.
+    futures::stream::iter((0..docs).step_by(BULK as usize))
+        .map(|start| {
+            let (http, bulk_url) = (http.clone(), bulk_url.clone());
+            async move {
+                let body = bulk_body(start, (start + BULK).min(docs), now_ms)?;
+                let reply: serde_json::Value = http
+                    .post(&bulk_url)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                anyhow::ensure!(
+                    reply["errors"] == false,
+                    "bulk errors: {}",
+                    reply.to_string().chars().take(500).collect::<String>()
+                );
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<()>()
+        .await?;
     http.post(format!("{}/{INDEX}/_refresh", osmem.url()))
         .send()
-        .await?;
+        .await?
+        .error_for_status()?;
     let secs = load.elapsed().as_secs_f64();
     println!(
-        "loaded {docs} documents in {secs:.1} s ({:.0} docs/s)",
-        docs as f64 / secs
+        "loaded {docs} documents in {secs:.1} s ({:.0} docs/s; bulk {BULK}, {IN_FLIGHT} in flight); osmem-server RSS {}",
+        docs as f64 / secs,
+        osmem.process().pid().map_or("unknown".into(), rss)
     );
 
     let mut config = Config {
@@ -331,6 +351,37 @@ async fn profile(
     .await;
     let count = json!({"size": 0, "track_total_hits": true, "query": filter.query(now)});
     time("  store: log page's count alone", n, || post(count.clone())).await;
+    // osmem-server evaluates every clause of a `bool` over the whole index and intersects
+    // the lists: each clause's own cost, alone.
+    let query = filter.query(now);
+    for clause in query["bool"]["filter"].as_array().unwrap() {
+        let alone =
+            json!({"size": 0, "track_total_hits": true, "query": {"bool": {"filter": [clause]}}});
+        let label: String = clause.to_string().chars().take(60).collect();
+        time(&format!("  store: clause alone {label}"), n, || {
+            post(alone.clone())
+        })
+        .await;
+    }
+    // The same rows query over the newest 10 minutes only (what a narrow first window costs).
+    let mut narrow = uncounted.clone();
+    let from = now - time::Duration::minutes(10);
+    narrow["query"]["bool"]["filter"][0] = json!({"range": {"@timestamp": {"gte": from.unix_timestamp() * 1000, "format": "epoch_millis"}}});
+    time("  store: log page rows, newest 10 min only", n, || {
+        post(narrow.clone())
+    })
+    .await;
+}
+
+/// The resident set size of process `pid`, as `/proc` gives it (Linux).
+fn rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
