@@ -147,6 +147,7 @@ impl VerdictEvent {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0),
         );
+        let id = uuid::Uuid::new_v7(ts).to_string();
         let (kind, event_type, action) = match self.verdict {
             Verdict::Block => ("alert", "denied", "dns-block"),
             Verdict::Monitor => ("alert", "indicator", "dns-monitor"),
@@ -158,7 +159,9 @@ impl VerdictEvent {
                 version: ECS_VERSION.into(),
             },
             event: Event {
-                id: None,
+                // The `_id` again, as on query documents: readers that sort or page on
+                // `event.id` (the console) see direct-API verdicts too.
+                id: Some(id.clone()),
                 kind: kind.into(),
                 category: vec!["network".into()],
                 event_type: vec![event_type.into()],
@@ -200,6 +203,37 @@ impl VerdictEvent {
                 ..Dohguard::default()
             },
         };
-        Doc::new(index, uuid::Uuid::new_v7(ts).to_string(), &doc)
+        Doc::new(index, id, &doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_direct_api_document_carries_its_id_as_event_id() {
+        let event = VerdictEvent {
+            timestamp: SystemTime::now(),
+            name: "abc.example".into(),
+            qtype: "A".into(),
+            client: None,
+            registered_domain: Some("abc.example".into()),
+            subdomain: None,
+            top_level_domain: Some("example".into()),
+            score: 0.9,
+            verdict: Verdict::Block,
+            reason: Reason::Model,
+            scope: Scope::RegisteredDomain,
+            model_version: "test".into(),
+            detector: None,
+            latency_us: 1,
+        };
+        let doc = event.to_doc("logs-dohguard.verdicts-default");
+        let source: serde_json::Value = serde_json::from_str(doc.source.get()).unwrap();
+        assert_eq!(source["event"]["id"], serde_json::json!(doc.id));
+        assert_eq!(source["event"]["dataset"], "dohguard.verdicts");
+        // Two verdicts get two ids.
+        assert_ne!(event.to_doc("i").id, doc.id);
     }
 }
