@@ -6,9 +6,11 @@
 //! `dohguard_anomaly_score` as Prometheus scrapes it, fires `DohguardAnomaly` at the webhook
 //! with the NXDOMAIN share named first among the top features, and resolves there after the
 //! storm stops; the anomaly is stored in `logs-dohguard.anomalies-default`.
-//! The shipped k-means model is not used here: on this test's normal traffic (one client, two
-//! names, 4 queries/s), unlike the recordings it learned from, its score is already over its
-//! threshold (0.27 against 0.065 in a run on 2026-12-02), so it cannot show a storm raising it.
+//! The second test runs the shipped model (`anomaly/model/`, at its card's pace) on the same
+//! light traffic (one client, two names, 4 queries/s, as a lightly used `./dohguard up`),
+//! from the detector's first evaluation on: it must not alert on that normal for 90 s of
+//! evaluations, start-up included (`max_over_time` of its alert state stays 0), must alert
+//! on the storm, and resolve after it; which feature it names first is printed.
 //! Needs `cargo xtask wasm` and `cargo build -p dohguard-scorer -p dohguard-anomaly` first.
 
 use std::net::Ipv4Addr;
@@ -16,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dohguard_launcher::anomaly::fixture_model_card;
+use dohguard_launcher::anomaly::{
+    default_model_card as anomaly_model_card, evaluation_interval_ms, fixture_model_card,
+};
 use dohguard_launcher::demo_traffic::{send_one, Query};
 use dohguard_launcher::dns::Type;
 use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
@@ -220,5 +224,137 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
         "{doc}"
     );
     assert!(doc["event"]["end"].is_string(), "{doc}");
+    Ok(())
+}
+
+#[test]
+fn the_shipped_model_stays_quiet_on_light_traffic_and_alerts_on_a_storm() -> anyhow::Result<()> {
+    let card = anomaly_model_card()?;
+    let interval_ms = evaluation_interval_ms(&card)?;
+    let stack = Stack::start(StackOptions {
+        filter_config: Some(
+            FilterConfig {
+                scorer: true,
+                failure_mode: FailureMode::Open,
+                scorer_timeout_ms: 5000,
+                events: true,
+                ..FilterConfig::default()
+            }
+            .to_json(),
+        ),
+        scorer: ScorerKind::Real {
+            model_card: default_model_card()?,
+        },
+        concurrency: 1,
+        ..StackOptions::default()
+    })?;
+    let hook = WebhookReceiver::start()?;
+    let monitoring = Monitoring::start_with_detector(
+        &stack,
+        &Timing::fast(),
+        Some(&hook.url()),
+        None,
+        Some(&DetectorSetup {
+            model_card: card.clone(),
+            interval_ms,
+            port: None,
+            admin_token_file: None,
+        }),
+    )?;
+    let prometheus = &monitoring.prometheus;
+    let port = stack.envoy.ports.http;
+    let value = |promql: &str| -> anyhow::Result<Option<f64>> {
+        Ok(prometheus.query(promql)?.first().map(|s| s.1))
+    };
+    wait_for("every scrape target up", Duration::from_secs(30), || {
+        let health = prometheus.target_health()?;
+        let up = health.iter().filter(|(_, h)| h == "up").count();
+        anyhow::ensure!(health.iter().any(|(j, _)| j == "anomaly"), "{health:?}");
+        Ok((up == health.len()).then_some(()))
+    })?;
+
+    // Light normal traffic from the start: the gateway's own normal, not the recordings'.
+    let stop_normal = Arc::new(AtomicBool::new(false));
+    let normal = traffic(
+        port,
+        Ipv4Addr::new(127, 0, 0, 10),
+        4,
+        stop_normal.clone(),
+        |i| ["www.example.test", "allowed.example.test"][(i % 2) as usize].to_owned(),
+    );
+    // 90 s of evaluations of that traffic (not scraped yet is "keep waiting", never zero).
+    let evaluations = 90_000 / interval_ms;
+    wait_for(
+        "90 s of evaluations of light traffic",
+        Duration::from_secs(180),
+        || {
+            let (Some(evaluated), Some(queries)) = (
+                value("dohguard_anomaly_evaluations_total{outcome=\"ok\"}")?,
+                value("dohguard:queries:rate")?,
+            ) else {
+                return Ok(None);
+            };
+            Ok((evaluated >= evaluations as f64 && queries > 0.0).then_some(()))
+        },
+    )?;
+    let threshold = value("dohguard_anomaly_threshold")?.expect("the threshold is scraped");
+    let quiet = value("dohguard_anomaly_score")?.expect("the score is scraped");
+    let ever = value("max_over_time(dohguard_anomaly_alerting[10m])")?
+        .expect("the alert state is scraped");
+    let peak = value("max_over_time(dohguard_anomaly_score[10m])")?.expect("the score is scraped");
+    println!("light traffic: score {quiet}, peak {peak}, threshold {threshold}");
+    assert_eq!(
+        ever, 0.0,
+        "no alert on light normal traffic, start-up included: peak score {peak}, threshold {threshold}"
+    );
+    assert!(
+        quiet < threshold,
+        "light normal traffic is not anomalous: score {quiet}, threshold {threshold}"
+    );
+    assert!(
+        hook.annotations_of("DohguardAnomaly").is_empty(),
+        "no anomaly alert on light traffic: {:?}",
+        hook.alerts()
+    );
+
+    // The fault: one client asks for names that do not exist, 15 a second.
+    let stop_storm = Arc::new(AtomicBool::new(false));
+    let storm = traffic(
+        port,
+        Ipv4Addr::new(127, 0, 0, 66),
+        15,
+        stop_storm.clone(),
+        |i| format!("nx{i}-{}.example.test", std::process::id()),
+    );
+    let fired = wait_for(
+        "DohguardAnomaly firing at the webhook",
+        Duration::from_secs(120),
+        || {
+            Ok(hook
+                .annotations_of("DohguardAnomaly")
+                .into_iter()
+                .find(|(status, _)| status == "firing"))
+        },
+    );
+    stop_storm.store(true, Ordering::Relaxed);
+    let storm_sent = storm.join().expect("storm thread");
+    let (_, annotations) = fired?;
+    println!(
+        "shipped model, NXDOMAIN storm ({storm_sent} queries): top features {}",
+        annotations["top_features"]
+    );
+    wait_for(
+        "DohguardAnomaly resolved at the webhook",
+        Duration::from_secs(180),
+        || {
+            Ok(hook
+                .annotations_of("DohguardAnomaly")
+                .iter()
+                .any(|(status, _)| status == "resolved")
+                .then_some(()))
+        },
+    )?;
+    stop_normal.store(true, Ordering::Relaxed);
+    normal.join().expect("traffic thread");
     Ok(())
 }
