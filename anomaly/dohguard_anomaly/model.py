@@ -43,6 +43,7 @@ from .features import (
 
 KINDS = detectors.EXPORTABLE
 CALIBRATION_SETTLE_S = 60
+WARMUP_MARGIN_S = 60  # the card's warm-up: one window plus this (15 s rate windows, 5 s histogram flushes, traffic starting)
 
 
 class _PythonOnly(torch.nn.Module):
@@ -503,6 +504,10 @@ class AnomalyModel:
                 {"name": "contributions", "shape": ["batch", "features"], "meaning": "per-feature parts of the score; they sum to it"},
             ],
             "threshold": float(self.threshold),
+            # The detector opens no anomaly this long after it starts: a window that is still
+            # the card's medians turning into the gateway's first values, and rate windows
+            # filling, are start-up, not anomalies.
+            "warmup_s": self.window * self.step_s + WARMUP_MARGIN_S,
             "smoothing": {"ewma_alpha": self.ewma_alpha},
             "hysteresis": {"k": self.k, "n": self.n},
             "false_alarm_budget": {"per_week": self.false_alarms_per_week},
