@@ -11,7 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/../.."
 source scripts/env.sh
 
-# name                     seed faults rate day-s minutes
+# name                     seed faults rate day-s minutes [clients, default 6]
 RUNS=(
   "run-01-train-clean       11 no  40 600 14"
   "run-02-train-faults       1 yes 40 600 13"
@@ -20,11 +20,13 @@ RUNS=(
   "run-05-test-faults        3 yes 50 720 13"
   "run-06-test-clean        13 no  50 720 8"
   "run-07-test-2x-faults     5 yes 80 600 13"
+  "run-08-light-clean       21 no   4 300  8 1"
+  "run-09-light-clean       22 no   8 300  8 2"
 )
 
 record() {
-  local name=$1 seed=$2 faults=$3 rate=$4 day=$5 minutes=$6
-  local extra=()
+  local name=$1 seed=$2 faults=$3 rate=$4 day=$5 minutes=$6 clients=${7:-6}
+  local extra=(--clients "$clients")
   [ "$faults" = no ] && extra+=(--no-faults)
   nice -n 5 cargo xtask record-metrics --out "anomaly/data/$name" --seed "$seed" --rate "$rate" \
     --day-seconds "$day" --minutes "$minutes" "${extra[@]}" > "anomaly/data/$name.log" 2>&1
@@ -34,10 +36,10 @@ record() {
 only="${1:-run-}"
 pids=()
 for spec in "${RUNS[@]}"; do
-  read -r name seed faults rate day minutes <<<"$spec"
+  read -r name seed faults rate day minutes clients <<<"$spec"
   [[ "$name" =~ ^$only ]] || continue
   mkdir -p "anomaly/data/$name"
-  record "$name" "$seed" "$faults" "$rate" "$day" "$minutes" &
+  record "$name" "$seed" "$faults" "$rate" "$day" "$minutes" "${clients:-6}" &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done

@@ -34,21 +34,47 @@ from torch import nn
 from .features import FEATURES
 
 CLIP = 10.0  # standardised values are clipped: one absurd reading (a 9 s latency spike on a loaded host) cannot dominate
+LOAD_GMAX = 10.0  # the load factor's cap: below 1/100 of the training traffic, noise is not scaled further
+KMEANS_MIN_THRESHOLD = 0.5  # z units: a feature that never moved in training is not anomalous for a wobble under half its smallest meaningful change
 ERR_FLOOR = 1.0  # per-feature clean reconstruction error floor (z^2 units): a feature that never moved is not divided by ~0
 
 
 class Standardise(nn.Module):
-    """z = (t(x) - centre) / scale, clipped; t = log1p for the traffic volumes (`log_mask`)."""
+    """z = (t(x) - centre) / (scale * g), clipped; t = log1p for the traffic volumes
+    (`log_mask`).
 
-    def __init__(self, centre: np.ndarray, scale: np.ndarray, log_mask: np.ndarray):
+    g is the load factor (1 without `load_ref`): the features measured over the queries of
+    the rate window (shares, quantiles, the log volumes; `noise_mask`) wobble by sampling
+    noise that grows as 1/sqrt(queries): at a tenth of the training traffic a share jumps
+    about three times as far from one scrape to the next with nothing wrong. Their scale is
+    multiplied by g = sqrt(load_ref / queries rate of the row), clamped to [1, LOAD_GMAX], so a
+    lightly used gateway's noise reads as noise, not as an anomaly; at or above the training
+    load g = 1 and nothing changes."""
+
+    def __init__(self, centre: np.ndarray, scale: np.ndarray, log_mask: np.ndarray,
+                 noise_mask: np.ndarray | None = None, load_index: int = 0, load_ref: float | None = None):
         super().__init__()
         self.register_buffer("centre", torch.tensor(centre, dtype=torch.float32).view(1, -1, 1))
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32).view(1, -1, 1))
         self.register_buffer("log", torch.tensor(np.asarray(log_mask, dtype=bool)).view(1, -1, 1))
+        self.load_ref = float(load_ref) if load_ref else 0.0
+        self.load_index = int(load_index)
+        noise = np.zeros(len(centre), bool) if noise_mask is None else np.asarray(noise_mask, dtype=bool)
+        self.register_buffer("noise", torch.tensor(noise.astype(np.float32)).view(1, -1, 1))
+
+    def load_factor(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 1, 1]: g of the window, from its mean query rate (one g for the whole window:
+        a g changing from row to row would turn a feature that holds still into one that
+        moves)."""
+        q = torch.clamp(x[:, self.load_index : self.load_index + 1, :].mean(dim=2, keepdim=True), min=1e-3)
+        return torch.clamp(torch.sqrt(self.load_ref / q), 1.0, LOAD_GMAX)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = torch.where(self.log, torch.log1p(torch.clamp(x, min=0.0)), x)
-        return torch.clamp((t - self.centre) / self.scale, -CLIP, CLIP)
+        scale = self.scale
+        if self.load_ref > 0:
+            scale = scale * (1.0 + self.noise * (self.load_factor(x) - 1.0))
+        return torch.clamp((t - self.centre) / scale, -CLIP, CLIP)
 
 
 class ConvAE(nn.Module):
@@ -127,7 +153,13 @@ class ZScoreScorer(nn.Module):
 class KMeansScorer(nn.Module):
     """Netdata-style: per feature, the last `lags` differences of the standardised series,
     distance to the nearest of k centroids, anomalous above that feature's threshold; the score
-    is the share of anomalous features (contributions: 1/F per anomalous feature)."""
+    is the share of anomalous features (Netdata's anomaly rate).
+
+    Contributions split the score among the anomalous features in proportion to how far each
+    is past its own threshold (distance / threshold - 1): they sum to the score, and the
+    feature that moved most unusually (in units of its own clean 99th percentile) comes
+    first. (An equal 1/F share per anomalous feature would tie and name the first feature of
+    the list.)"""
 
     def __init__(self, std: Standardise, centroids: np.ndarray, thresholds: np.ndarray, lags: int):
         super().__init__()
@@ -144,8 +176,10 @@ class KMeansScorer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.distances(x)
-        contributions = (d > self.thresholds).to(torch.float32) / d.shape[1]
-        return contributions.sum(dim=1), contributions
+        excess = torch.relu(d / self.thresholds - 1.0)  # [B, F], > 0 exactly where anomalous
+        score = (excess > 0).to(torch.float32).sum(dim=1) / d.shape[1]
+        share = excess / torch.clamp(excess.sum(dim=1, keepdim=True), min=1e-12)
+        return score, share * score.unsqueeze(1)
 
 
 # Static rules: (feature, threshold, meaning). The first two are contract 5's alerting rules
@@ -293,7 +327,7 @@ def fit_kmeans(std: Standardise, train: np.ndarray, k: int = 2, lags: int = 5, s
     probe = KMeansScorer(std, cents, np.zeros(f), lags)
     with torch.no_grad():
         d = probe.distances(torch.from_numpy(train)).numpy()
-    thr = np.maximum(np.percentile(d, q, axis=0), 1e-3)
+    thr = np.maximum(np.percentile(d, q, axis=0), KMEANS_MIN_THRESHOLD)
     return KMeansScorer(std, cents, thr, lags)
 
 

@@ -26,6 +26,7 @@ DATA_DIR = ANOMALY_DIR / "data"
 MODEL_DIR = ANOMALY_DIR / "model"
 
 START_TRIM_S = 30
+LOAD_FACTORS = (0.25, 2.0)  # the traffic levels a shipped model must not alarm on (validation, simulated)
 
 GOALS = {
     "vus_pr": 0.6,
@@ -100,15 +101,25 @@ def _intensity_table(outcomes: list[dict]) -> dict:
 
 
 def clean_days(model: AnomalyModel, sources: list[Recording], days: float, seed: int) -> dict:
-    """False alarms on simulated clean days (built from `sources`)."""
-    rows = int(days * 86400 / model.step_s)
-    sim = simulate.simulate_clean(sources, rows, seed, window=model.window)
-    ends, s, _ = model.score_recording(sim)
-    a = model.alerts(s)
+    """False alarms on simulated clean days (built from `sources`), one simulated day at a
+    time (a week at 1 s rows is 4.2 million rows: too much for one array on a small host)."""
     from .alerting import alert_intervals
 
-    n = len(alert_intervals(a))
-    return {"days": days, "false_alarms": n, "per_day": n / days}
+    n = 0
+    per_day = []
+    left = days
+    i = 0
+    while left > 1e-9:
+        d = min(1.0, left)
+        rows = int(d * 86400 / model.step_s)
+        sim = simulate.simulate_clean(sources, rows, seed + i, window=model.window)
+        _, s, _ = model.score_recording(sim)
+        k = len(alert_intervals(model.alerts(s)))
+        per_day.append(k)
+        n += k
+        left -= d
+        i += 1
+    return {"days": days, "false_alarms": n, "per_day": n / days, "false_alarms_each_day": per_day}
 
 
 def inference_ms(folder: Path, n_features: int, window: int, repeats: int = 300) -> dict:
@@ -177,10 +188,17 @@ def run(data: Path = DATA_DIR, out: Path = MODEL_DIR, kinds: list[str] | None = 
     for kind, m in models.items():
         r = {"fit_seconds": m.fit_seconds, "threshold": m.threshold, "calibration": m.calibration}
         r["validation"] = m.evaluate(splits["validation"])
+        # The traffic level moving (a quieter night, a busier month) must not alarm: the clean
+        # validation recordings with their rates scaled (simulated), for the choice of what ships.
+        clean_val = [rec for rec in splits["validation"] if rec.is_anomaly.sum() == 0] or splits["validation"]
+        r["validation_load_moved"] = m.evaluate(
+            [simulate.scale_traffic(rec, f) for rec in clean_val for f in LOAD_FACTORS])
         r["test"] = m.evaluate(splits["test"])
         r["test_intensity"] = _intensity_table(r["test"]["outcomes"])
         if splits.get("test_2x"):
             r["test_2x_real"] = m.evaluate(splits["test_2x"])
+        if splits.get("test_light"):
+            r["test_light"] = m.evaluate(splits["test_light"])
         clean_test = [rec for rec in splits["test"] if rec.is_anomaly.sum() == 0] or splits["test"]
         r["test_2x_simulated"] = m.evaluate([simulate.scale_traffic(rec, 2.0) for rec in clean_test])
         log(f"{kind}: validation VUS-PR {r['validation'].get('vus_pr', float('nan')):.3f}, "
@@ -194,7 +212,8 @@ def run(data: Path = DATA_DIR, out: Path = MODEL_DIR, kinds: list[str] | None = 
     # ranks well on VUS-PR (threshold-free) and alerts on nothing.
     def usable(k):
         v = results["kinds"][k]["validation"]
-        return (v["event_recall"] or 0) >= 0.5 and v["false_alarms"] <= 1
+        moved = results["kinds"][k]["validation_load_moved"]
+        return (v["event_recall"] or 0) >= 0.5 and v["false_alarms"] <= 1 and moved["false_alarms"] <= 1
 
     exportable = [k for k in models if k in KINDS]
     ranked = sorted(
@@ -224,7 +243,7 @@ def run(data: Path = DATA_DIR, out: Path = MODEL_DIR, kinds: list[str] | None = 
     # Simulated clean days: from the clean test recordings (never trained or calibrated on).
     sources = [rec for rec in splits["test"] if rec.is_anomaly.sum() == 0] or splits["test"]
     for kind, m in models.items():
-        days = sim_days if kind in (shipped, "pca", "autoencoder", "zscore") else min(sim_days, 1.0)
+        days = sim_days
         results["kinds"][kind]["clean_days"] = clean_days(m, sources, days, seed=11)
         log(f"{kind}: {results['kinds'][kind]['clean_days']['false_alarms']} false alarms in {days:g} simulated clean days")
 
@@ -272,6 +291,9 @@ def goals(results: dict) -> dict:
         "median_time_to_detect_s": g(test["median_time_to_detect_s"], (test["median_time_to_detect_s"] or 1e9) <= GOALS["median_ttd_s"], "<= 60 s"),
         "false_alarms_per_clean_day": g(fa_day, fa_day <= GOALS["false_alarms_per_clean_day"], "<= 1 per 7 days"),
         "top_feature_names_cause": g(test["cause_named"], (test["cause_named"] or 0) >= GOALS["cause_named"], ">= 0.80"),
+        **({"false_alarms_light_normal": g(
+            r["test_light"]["false_alarms"], r["test_light"]["false_alarms"] == 0 and not (r["test_light"]["clean_evaluations_alerting"] or 0),
+            f"0 in {r['test_light']['hours']:.2f} h of real light traffic")} if "test_light" in r else {}),
         "inference_ms_per_window": g(inf, inf < GOALS["inference_ms"], "< 5 ms"),
         "retrain_minutes": g(results["retrain_seconds"] / 60, results["retrain_seconds"] / 60 <= GOALS["retrain_minutes"], "<= 10 min on 2 cores"),
     }

@@ -238,6 +238,16 @@ def fill_rows(x: np.ndarray, med: np.ndarray) -> np.ndarray:
     return x
 
 
+LOAD_FEATURE = "dohguard:queries:rate"
+
+
+def noise_mask(features: list[str]) -> np.ndarray:
+    """The features computed over the queries of the rate window (shares, quantiles, the
+    traffic volumes): their sampling noise grows as the traffic falls (see
+    `detectors.Standardise`). Counts of failures, connections and queue depth are not."""
+    return np.array([f.endswith(":ratio") or f.endswith(":p95") or f.endswith(":p99") or f in LOG_FEATURES for f in features])
+
+
 def log_mask(features: list[str]) -> np.ndarray:
     return np.array([f in LOG_FEATURES for f in features])
 

@@ -148,7 +148,29 @@ impl AnomalyCard {
                 h.k, h.n
             ));
         }
+        if let Some(w) = self.extra.get("warmup_s") {
+            if !w
+                .as_f64()
+                .is_some_and(|w| w.is_finite() && (0.0..=86_400.0).contains(&w))
+            {
+                return Err(format!(
+                    "warmup_s {w} is not a number of seconds in 0..=86400"
+                ));
+            }
+        }
         card_file::validate_file_fields(&self.onnx_file, &self.sha256)
+    }
+
+    /// `warmup_s` (optional, default 0): after the detector starts, its evaluations score but
+    /// open no anomaly for this long, while Prometheus's windows and rate windows fill (a
+    /// window of medians turning into the gateway's first values is not an anomaly).
+    pub fn warmup(&self) -> std::time::Duration {
+        let s = self
+            .extra
+            .get("warmup_s")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0);
+        std::time::Duration::from_secs_f64(s.clamp(0.0, 86_400.0))
     }
 }
 
@@ -200,6 +222,18 @@ mod tests {
                 "contributions",
             ),
             (Box::new(|c| c.sha256 = "x".into()), "sha256"),
+            (
+                Box::new(|c| {
+                    c.extra.insert("warmup_s".into(), serde_json::json!(-5));
+                }),
+                "warmup_s",
+            ),
+            (
+                Box::new(|c| {
+                    c.extra.insert("warmup_s".into(), serde_json::json!("soon"));
+                }),
+                "warmup_s",
+            ),
         ];
         for (change, expected) in cases {
             let mut card = base.clone();
@@ -207,6 +241,16 @@ mod tests {
             let err = card.validate().unwrap_err();
             assert!(err.contains(expected), "{expected}: {err}");
         }
+    }
+
+    #[test]
+    fn the_warm_up_is_the_cards_or_none() {
+        let mut card = fixture_card();
+        card.extra.remove("warmup_s");
+        assert_eq!(card.warmup(), std::time::Duration::ZERO);
+        card.extra.insert("warmup_s".into(), serde_json::json!(92));
+        assert!(card.validate().is_ok());
+        assert_eq!(card.warmup(), std::time::Duration::from_secs(92));
     }
 
     #[test]

@@ -29,6 +29,8 @@ use crate::window::fill;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
+    /// Scored during the card's warm-up after start: no anomaly opens.
+    WarmingUp,
     PrometheusError,
     ModelError,
     NoData,
@@ -38,6 +40,7 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
+            Self::WarmingUp => "warming_up",
             Self::PrometheusError => "prometheus_error",
             Self::ModelError => "model_error",
             Self::NoData => "no_data",
@@ -71,6 +74,8 @@ pub struct Detector {
     model_failing: bool,
     no_data: bool,
     missing: HashSet<String>,
+    /// When this detector started (the card's warm-up counts from here).
+    started: std::time::Instant,
 }
 
 impl Detector {
@@ -96,6 +101,7 @@ impl Detector {
             model_failing: false,
             no_data: false,
             missing: HashSet::new(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -196,6 +202,12 @@ impl Detector {
             .inference_seconds
             .observe(started.elapsed().as_secs_f64());
 
+        if self.started.elapsed() < card.warmup() {
+            // Warm-up: the score is shown, the decider is not fed (no anomaly opens, and
+            // the start-up windows leave nothing in its smoothing or k-of-n history).
+            self.metrics.raw_score.set(f64::from(output.score));
+            return Outcome::WarmingUp;
+        }
         let (smoothed, transition) = self.decider.observe(output.score);
         self.metrics.raw_score.set(f64::from(output.score));
         self.metrics.score.set(f64::from(smoothed));

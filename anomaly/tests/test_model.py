@@ -30,7 +30,7 @@ def trained(data, tmp_path_factory):
     train, cal, _ = data
     out = {}
     for kind in ("autoencoder", "pca"):
-        m = AnomalyModel(kind=kind, epochs=3, threads=1).fit([train], calibrate=[cal])
+        m = AnomalyModel(kind=kind, epochs=3, threads=1, calibration_days=0.2).fit([train], calibrate=[cal])
         folder = tmp_path_factory.mktemp(kind)
         card = m.save(folder)
         out[kind] = (m, folder, card)

@@ -6,9 +6,12 @@
 //! `dohguard_anomaly_score` as Prometheus scrapes it, fires `DohguardAnomaly` at the webhook
 //! with the NXDOMAIN share named first among the top features, and resolves there after the
 //! storm stops; the anomaly is stored in `logs-dohguard.anomalies-default`.
-//! The shipped k-means model is not used here: on this test's normal traffic (one client, two
-//! names, 4 queries/s), unlike the recordings it learned from, its score is already over its
-//! threshold (0.27 against 0.065 in a run on 2026-12-02), so it cannot show a storm raising it.
+//! The second test runs the shipped model (`anomaly/model/`, at its card's pace) on the same
+//! light traffic (one client, two names, 4 queries/s, as a lightly used `./dohguard up`),
+//! from the detector's start on: it must not alert on that normal, through its warm-up (the
+//! card's `warmup_s`) and 90 s of evaluations after it (`max_over_time` of its alert state
+//! stays 0); in the storm its smoothed score must pass that peak and reach the threshold
+//! (whether it alerts is printed: it did not on 2026-12-02, see the test).
 //! Needs `cargo xtask wasm` and `cargo build -p dohguard-scorer -p dohguard-anomaly` first.
 
 use std::net::Ipv4Addr;
@@ -16,7 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dohguard_launcher::anomaly::fixture_model_card;
+use dohguard_launcher::anomaly::{
+    default_model_card as anomaly_model_card, evaluation_interval_ms, fixture_model_card,
+};
 use dohguard_launcher::demo_traffic::{send_one, Query};
 use dohguard_launcher::dns::Type;
 use dohguard_launcher::filter_config::{FailureMode, FilterConfig};
@@ -208,5 +213,139 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
         "{doc}"
     );
     assert!(doc["event"]["end"].is_string(), "{doc}");
+    Ok(())
+}
+
+#[test]
+fn the_shipped_model_stays_quiet_on_light_traffic_and_its_score_rises_in_a_storm(
+) -> anyhow::Result<()> {
+    let card = anomaly_model_card()?;
+    let interval_ms = evaluation_interval_ms(&card)?;
+    let stack = Stack::start(StackOptions::real_scorer(
+        FilterConfig {
+            failure_mode: FailureMode::Open,
+            ..FilterConfig::default()
+        },
+        1,
+    )?)?;
+    let hook = WebhookReceiver::start()?;
+    let monitoring = Monitoring::start_with_detector(
+        &stack,
+        &Timing::fast(),
+        Some(&hook.url()),
+        None,
+        Some(&DetectorSetup {
+            model_card: card.clone(),
+            interval_ms,
+            port: None,
+            admin_token_file: None,
+        }),
+    )?;
+    let prometheus = &monitoring.prometheus;
+    let port = stack.envoy.ports.http;
+    let value = |promql: &str| -> anyhow::Result<Option<f64>> {
+        Ok(prometheus.query(promql)?.first().map(|s| s.1))
+    };
+    wait_for("every scrape target up", Duration::from_secs(30), || {
+        let health = prometheus.target_health()?;
+        let up = health.iter().filter(|(_, h)| h == "up").count();
+        anyhow::ensure!(health.iter().any(|(j, _)| j == "anomaly"), "{health:?}");
+        Ok((up == health.len()).then_some(()))
+    })?;
+
+    // Light normal traffic from the start: the gateway's own normal, not the recordings'.
+    let stop_normal = Arc::new(AtomicBool::new(false));
+    let normal = traffic(
+        port,
+        Ipv4Addr::new(127, 0, 0, 10),
+        4,
+        stop_normal.clone(),
+        |i| ["www.example.test", "allowed.example.test"][(i % 2) as usize].to_owned(),
+    );
+    // 90 s of evaluations of that traffic after the card's warm-up (`warmup_s`; evaluations
+    // in it are counted as `warming_up`, not `ok`). Not scraped yet is "keep waiting", never zero.
+    let evaluations = 90_000 / interval_ms;
+    wait_for(
+        "90 s of evaluations of light traffic after the warm-up",
+        Duration::from_secs(360),
+        || {
+            let (Some(evaluated), Some(queries)) = (
+                value("dohguard_anomaly_evaluations_total{outcome=\"ok\"}")?,
+                value("dohguard:queries:rate")?,
+            ) else {
+                return Ok(None);
+            };
+            Ok((evaluated >= evaluations as f64 && queries > 0.0).then_some(()))
+        },
+    )?;
+    let threshold = value("dohguard_anomaly_threshold")?.expect("the threshold is scraped");
+    let quiet = value("dohguard_anomaly_score")?.expect("the score is scraped");
+    let ever = value("max_over_time(dohguard_anomaly_alerting[10m])")?
+        .expect("the alert state is scraped");
+    let peak = value("max_over_time(dohguard_anomaly_score[10m])")?.expect("the score is scraped");
+    println!("light traffic: score {quiet}, peak {peak}, threshold {threshold}");
+    assert_eq!(
+        ever, 0.0,
+        "no alert on light normal traffic, start-up included: peak score {peak}, threshold {threshold}"
+    );
+    assert!(
+        quiet < threshold,
+        "light normal traffic is not anomalous: score {quiet}, threshold {threshold}"
+    );
+    assert!(
+        hook.annotations_of("DohguardAnomaly").is_empty(),
+        "no anomaly alert on light traffic: {:?}",
+        hook.alerts()
+    );
+
+    // The fault: one client asks for names that do not exist, 15 a second. The shipped
+    // model's smoothed score must rise past its light-traffic peak and reach the threshold.
+    // Whether it holds there for k of n evaluations (an alert) is printed, not asserted: on
+    // 2026-12-02 it reached 0.056 against 0.042 but not for 3 of 5 evaluations (k-means
+    // scores per-second changes, and the 15 s rate windows spread the storm's onset), so
+    // no alert; see anomaly/README.md.
+    let stop_storm = Arc::new(AtomicBool::new(false));
+    let storm = traffic(
+        port,
+        Ipv4Addr::new(127, 0, 0, 66),
+        15,
+        stop_storm.clone(),
+        |i| format!("nx{i}-{}.example.test", std::process::id()),
+    );
+    let raised = wait_for(
+        "the smoothed score at the threshold during the storm",
+        Duration::from_secs(90),
+        || Ok(value("max_over_time(dohguard_anomaly_score[1m])")?.filter(|s| *s >= threshold)),
+    );
+    stop_storm.store(true, Ordering::Relaxed);
+    let storm_sent = storm.join().expect("storm thread");
+    // What the detector saw, for the log (and the error when the score did not rise).
+    let mut seen = String::new();
+    for q in [
+        "max_over_time(dohguard_anomaly_raw_score[3m])",
+        "max_over_time(dohguard_anomaly_score[3m])",
+        "max_over_time(dohguard_anomaly_alerting[3m])",
+        "max_over_time(dohguard:queries:rate[3m])",
+        "max_over_time(dohguard:nxdomain:ratio[3m])",
+        "topk(3, max_over_time(dohguard_anomaly_contribution[3m]))",
+    ] {
+        let answer = prometheus
+            .query(q)
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_else(|e| e.to_string());
+        seen.push_str(&format!("\n  {q}: {answer}"));
+    }
+    println!("shipped model, NXDOMAIN storm ({storm_sent} queries):{seen}");
+    let storm_peak = raised.map_err(|e| e.context(format!("the detector saw:{seen}")))?;
+    assert!(
+        storm_peak > peak,
+        "the storm raises the score past the light-traffic peak {peak}: {storm_peak}"
+    );
+    println!(
+        "alert raised by the shipped model: {:?}",
+        hook.annotations_of("DohguardAnomaly")
+    );
+    stop_normal.store(true, Ordering::Relaxed);
+    normal.join().expect("traffic thread");
     Ok(())
 }

@@ -36,6 +36,9 @@ pub struct Args {
     /// A clean recording (no faults).
     #[arg(long)]
     no_faults: bool,
+    /// Number of DoH clients (distinct loopback source addresses).
+    #[arg(long, default_value_t = 6)]
+    clients: u32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -90,6 +93,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .arg(args.rate.to_string())
         .arg("--day-seconds")
         .arg(args.day_seconds.to_string())
+        .arg("--clients")
+        .arg(args.clients.to_string())
         .arg("--out")
         .arg(std::path::absolute(&args.out)?);
     if args.no_faults {
