@@ -7,7 +7,8 @@
 // cleartext listener) appears on top of the log without a reload. Then search with the
 // filter form, export the view as CSV, open a verdict, open the domain, client (its risk
 // trend drawn) and vetting pages, and check that a viewer (created by the admin) is refused a
-// label and changes their password on /account (a wrong old one refused first).
+// label and changes their password on /account (a wrong old one refused first); then the admin
+// disables the viewer with the button on /account: the open session ends and the login is refused.
 //
 // Environment: CONSOLE_URL (with trailing slash), CONSOLE_USER, CONSOLE_PASSWORD,
 // CONSOLE_MIN_TOTAL (the overview must show at least this many queries), DOH_URL, CHROMIUM
@@ -140,6 +141,23 @@ try {
   if (!wrong.includes("not your current password")) throw new Error(`wrong old password: ${wrong}`);
   const changed = await changePassword("viewer-password-1", "viewer-password-2");
   if (changed !== "password changed") throw new Error(`password change: ${changed}`);
+
+  // The admin disables the viewer with the button on /account (confirming the dialog): the
+  // viewer's open session ends at once and their right password is refused with the reason.
+  await page.goto(url + "account");
+  page.once("dialog", (d) => d.accept());
+  await page.click('button[data-user-status="disable"][data-username="viewer1"]');
+  await page.waitForSelector('tr[data-user="viewer1"] button[data-user-status="enable"]', { timeout: 5000 });
+  if (!(await page.textContent('tr[data-user="viewer1"]')).includes("disabled")) throw new Error("viewer1 not shown disabled");
+  await viewer.goto(url + "overview");
+  if (!/\/login/.test(viewer.url())) throw new Error(`a disabled user's session still opens ${viewer.url()}`);
+  await viewer.goto(url + "login");
+  await viewer.fill('input[name="username"]', "viewer1");
+  await viewer.fill('input[name="password"]', "viewer-password-2");
+  await viewer.click('button[type="submit"]');
+  await viewer.waitForSelector("#login-error:not([hidden])", { timeout: 5000 });
+  const disabledSaid = await viewer.textContent("#login-error");
+  if (!disabledSaid.includes("disabled")) throw new Error(`a disabled user's login said: ${disabledSaid}`);
 
   if (elsewhere.length) throw new Error(`requests left the console: ${elsewhere.join(", ")}`);
   if (errors.length) throw new Error(`script errors: ${errors.join("; ")}`);
