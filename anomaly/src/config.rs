@@ -247,9 +247,9 @@ impl Config {
                 return Err(invalid("evaluation.threshold", "must be a finite number"));
             }
         }
-        check_url("prometheus.url", &self.prometheus.url)?;
+        layers::service_url("prometheus.url", &self.prometheus.url)?;
         if let Some(url) = &self.elasticsearch.url {
-            check_url("elasticsearch.url", url)?;
+            layers::service_url("elasticsearch.url", url)?;
         }
         layers::index_name("elasticsearch.index", &es.index)?;
         layers::not_empty("elasticsearch.template_name", &es.template_name)?;
@@ -279,23 +279,6 @@ impl Config {
             ..Default::default()
         }
     }
-}
-
-/// http(s) with a host and no credentials in it.
-fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    let parsed = url
-        .parse::<reqwest::Url>()
-        .map_err(|e| invalid(key, format!("not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(invalid(key, "scheme must be http or https"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid(
-            key,
-            "no credentials in the URL; see api_key_file, password_file",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

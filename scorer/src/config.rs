@@ -547,24 +547,7 @@ impl Config {
             }
         }
         if let Some(url) = &self.elasticsearch.url {
-            let shown = redact_userinfo(url);
-            let parsed = url
-                .parse::<elasticsearch::http::Url>()
-                .map_err(|e| invalid("elasticsearch.url", format!("{shown:?}: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(invalid(
-                    "elasticsearch.url",
-                    format!("{shown:?}: scheme must be http or https"),
-                ));
-            }
-            if !parsed.username().is_empty() || parsed.password().is_some() {
-                return Err(invalid(
-                    "elasticsearch.url",
-                    format!(
-                        "{shown:?}: no credentials in the URL; see api_key_file, password_file"
-                    ),
-                ));
-            }
+            layers::service_url("elasticsearch.url", url)?;
         }
         positive(
             "elasticsearch.retry_base_ms",
@@ -582,18 +565,6 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.http.request_timeout_ms)
-    }
-}
-
-/// `url` with anything between `://` and `@` replaced, for error messages.
-fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://[redacted]{}", &rest[at..]),
-        None => url.to_owned(),
     }
 }
 

@@ -80,6 +80,38 @@ pub fn not_empty(key: &str, value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A service URL (Elasticsearch, Prometheus): http or https, with no credentials in it (they
+/// go in the credential files). The error shows the URL with any user info redacted.
+pub fn service_url(key: &str, url: &str) -> Result<(), Invalid> {
+    let shown = redact_userinfo(url);
+    let parsed = url::Url::parse(url).map_err(|e| invalid(key, format!("{shown:?}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(
+            key,
+            format!("{shown:?}: scheme must be http or https"),
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(
+            key,
+            format!("{shown:?}: no credentials in the URL; see api_key_file, password_file"),
+        ));
+    }
+    Ok(())
+}
+
+/// `url` with its user info (`user:secret@`) replaced, for messages.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[redacted]{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// The Elasticsearch client's retry delays: `elasticsearch.retry_max_ms` at least
 /// `elasticsearch.retry_base_ms` (which [`positive`] checks).
 pub fn retry_bounds(retry_base_ms: u64, retry_max_ms: u64) -> Result<(), Invalid> {
@@ -148,6 +180,21 @@ fn from_figment(err: figment::Error) -> Invalid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_url_is_http_without_credentials_and_never_shows_them() {
+        service_url("k", "https://es.example:9200").unwrap();
+        let e = service_url("k", "ftp://es.example").unwrap_err();
+        assert_eq!(
+            e.problem,
+            "\"ftp://es.example\": scheme must be http or https"
+        );
+        let e = service_url("k", "https://elastic:s3cret@es.example:9200/").unwrap_err();
+        assert_eq!(e.key, "k");
+        assert!(!e.problem.contains("s3cret"), "{}", e.problem);
+        assert!(e.problem.contains("[redacted]@es.example"), "{}", e.problem);
+        assert!(service_url("k", "not a url").is_err());
+    }
 
     #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     #[serde(deny_unknown_fields, default)]
