@@ -7,7 +7,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::http;
-use crate::ports::free_port;
 use crate::process::{http_ok, ManagedProcess};
 use crate::tls::TlsFiles;
 use crate::tools::{self, Tool};
@@ -138,13 +137,13 @@ pub struct EnvoyPorts {
 }
 
 impl EnvoyPorts {
-    pub fn ephemeral() -> Result<Self, LaunchError> {
-        Ok(Self {
-            admin: free_port()?,
-            http: free_port()?,
-            https: free_port()?,
-        })
-    }
+    /// Port 0 everywhere: Envoy binds and the kernel picks, so no other process can take a
+    /// port between choosing it and binding it. [`Envoy::start`] reads the real numbers back.
+    pub const KERNEL_PICKED: Self = Self {
+        admin: 0,
+        http: 0,
+        https: 0,
+    };
 }
 
 /// Renders the gateway configuration for `options` on `ports`.
@@ -229,8 +228,10 @@ pub struct Envoy {
 impl Envoy {
     /// Renders the configuration into `dir`, validates it, starts Envoy and waits until the
     /// admin interface answers `/ready` with 200 (all listeners up, the filter loaded).
+    /// Without fixed ports the kernel picks them (see [`EnvoyPorts::KERNEL_PICKED`]): Envoy
+    /// writes its admin address to a file and the listeners' ports come from `/listeners`.
     pub fn start(dir: &Path, options: &EnvoyOptions) -> Result<Self, LaunchError> {
-        let ports = options.ports.map_or_else(EnvoyPorts::ephemeral, Ok)?;
+        let ports = options.ports.unwrap_or(EnvoyPorts::KERNEL_PICKED);
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, render(options, ports)?).map_err(LaunchError::io(format!(
             "writing {}",
@@ -247,9 +248,31 @@ impl Envoy {
             .args(["--disable-hot-restart", "--log-level", &log_level])
             .arg("--concurrency")
             .arg(options.concurrency.to_string());
+        let admin_address_file = dir.join("envoy-admin-address");
+        command.arg("--admin-address-path").arg(&admin_address_file);
         let mut process = ManagedProcess::spawn("envoy", command, &dir.join("envoy.log"))?;
-        let ready = format!("http://127.0.0.1:{}/ready", ports.admin);
-        process.wait_ready(Duration::from_secs(30), || http_ok(&ready))?;
+        let mut admin = None;
+        process.wait_ready(Duration::from_secs(30), || {
+            admin = admin.or_else(|| read_admin_address(&admin_address_file));
+            admin.is_some_and(|address| http_ok(&format!("http://{address}/ready")))
+        })?;
+        let admin = admin.expect("ready implies the admin address was read");
+        let listeners = http::get_text(&format!("http://{admin}/listeners?format=json"))?.1;
+        let bound = |name: &str| {
+            listener_port(&listeners, name).ok_or_else(|| LaunchError::Http {
+                url: format!("http://{admin}/listeners?format=json"),
+                message: format!("no bound port for listener {name} in {listeners}"),
+            })
+        };
+        let ports = EnvoyPorts {
+            admin: admin.port(),
+            http: bound("doh_cleartext")?,
+            https: if options.tls.is_some() {
+                bound("doh_tls")?
+            } else {
+                ports.https
+            },
+        };
         Ok(Self {
             process,
             ports,
@@ -292,6 +315,22 @@ impl Envoy {
     }
 }
 
+/// The address Envoy wrote with `--admin-address-path`, once it is complete.
+fn read_admin_address(path: &Path) -> Option<std::net::SocketAddr> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The port listener `name` is bound to, from the admin `/listeners?format=json` answer.
+pub fn listener_port(listeners_json: &str, name: &str) -> Option<u16> {
+    let value: serde_json::Value = serde_json::from_str(listeners_json).ok()?;
+    value["listener_statuses"]
+        .as_array()?
+        .iter()
+        .find(|status| status["name"] == name)?["local_address"]["socket_address"]["port_value"]
+        .as_u64()
+        .and_then(|port| u16::try_from(port).ok())
+}
+
 /// Finds `name: value` in Envoy's `/stats` text.
 pub fn parse_stat(stats: &str, name: &str) -> Option<u64> {
     stats.lines().find_map(|line| {
@@ -311,5 +350,16 @@ mod tests {
         assert_eq!(parse_stat(stats, "a.b.c"), Some(7));
         assert_eq!(parse_stat(stats, "a"), None);
         assert_eq!(parse_stat(stats, "hist"), None);
+    }
+
+    #[test]
+    fn listener_port_reads_the_bound_port_of_the_named_listener() {
+        let json = r#"{"listener_statuses":[
+            {"name":"doh_cleartext","local_address":{"socket_address":{"address":"127.0.0.1","port_value":37981}}},
+            {"name":"doh_tls","local_address":{"socket_address":{"address":"127.0.0.1","port_value":40001}}}]}"#;
+        assert_eq!(listener_port(json, "doh_cleartext"), Some(37981));
+        assert_eq!(listener_port(json, "doh_tls"), Some(40001));
+        assert_eq!(listener_port(json, "readiness"), None);
+        assert_eq!(listener_port("not json", "doh_tls"), None);
     }
 }

@@ -137,10 +137,32 @@ impl Drop for ManagedProcess {
     }
 }
 
+/// The last `lines` lines of the log at `path`, led by up to five earlier lines that report
+/// an error (`critical`, `error`, `fatal`, `panicked`): a long start-up banner (Envoy lists
+/// every extension) must not push the reason out of a truncated report.
 pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    let start = all.len().saturating_sub(lines);
+    let errors: Vec<&str> = all[..start]
+        .iter()
+        .copied()
+        .filter(|line| reports_error(line))
+        .take(5)
+        .collect();
+    let tail = all[start..].join("\n");
+    if errors.is_empty() {
+        tail
+    } else {
+        format!("(error lines) {}\n(last lines)\n{tail}", errors.join("\n"))
+    }
+}
+
+fn reports_error(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    ["critical", "[error]", " error ", "fatal", "panicked"]
+        .iter()
+        .any(|word| lower.contains(word))
 }
 
 /// True once something accepts TCP connections on 127.0.0.1:`port`.
@@ -158,4 +180,32 @@ pub fn http_ok(url: &str) -> bool {
         crate::http::agent().get(url).call(),
         Ok(response) if response.status() == 200
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tail_leads_with_earlier_error_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut text =
+            String::from("[critical][main] cannot bind 127.0.0.1:1: Address already in use\n");
+        for i in 0..40 {
+            text.push_str(&format!("[info] banner {i}\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        let tail = log_tail(&path, 3);
+        assert!(
+            tail.starts_with("(error lines) [critical][main] cannot bind"),
+            "{tail}"
+        );
+        assert!(
+            tail.ends_with("banner 37\n[info] banner 38\n[info] banner 39"),
+            "{tail}"
+        );
+        std::fs::write(&path, "a\nb\nc\n").unwrap();
+        assert_eq!(log_tail(&path, 2), "b\nc");
+    }
 }

@@ -11,7 +11,7 @@ use dohguard_launcher::{paths, tls};
 fn validate(name: &str, options: &EnvoyOptions) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join(format!("{name}.yaml"));
-    let text = envoy::render(options, EnvoyPorts::ephemeral()?)?;
+    let text = envoy::render(options, EnvoyPorts::KERNEL_PICKED)?;
     std::fs::write(&path, &text)?;
     envoy::validate(&path).map_err(|e| anyhow::anyhow!("{name}: {e}\n{text}"))?;
     Ok(text)
