@@ -12,6 +12,11 @@ plain reading of the output.
 - `kmeans`: Netdata's per-metric k-means (k = 2 on the last 6 differenced values of each
   metric; a metric is anomalous above the 99th percentile of its training distances; the score
   is the share of anomalous metrics, Netdata's "anomaly rate").
+- `kmeans_levels`: `kmeans` with one more coordinate for the features whose rise means
+  trouble (`RISING_IS_BAD`): how far the mean of their last rows stands above the clean
+  training level, in standardised units, zero below it. Differences alone see a change only
+  while it happens: a storm that holds steady stops being anomalous once the rate windows
+  have caught up with it.
 - `static`: threshold rules as an operator writes them in Prometheus (contract 5's static
   alerts, plus three common ones), score = number of rules firing.
 - `rolling_zscore` (Python only): robust z-score against a rolling 5-minute baseline of the
@@ -161,16 +166,30 @@ class KMeansScorer(nn.Module):
     first. (An equal 1/F share per anomalous feature would tie and name the first feature of
     the list.)"""
 
-    def __init__(self, std: Standardise, centroids: np.ndarray, thresholds: np.ndarray, lags: int):
+    def __init__(self, std: Standardise, centroids: np.ndarray, thresholds: np.ndarray, lags: int,
+                 level_mask: np.ndarray | None = None):
         super().__init__()
         self.std = std
         self.lags = lags
-        self.register_buffer("centroids", torch.tensor(centroids, dtype=torch.float32))  # [F, k, lags]
+        # [F, k, lags] (differences only) or [F, k, lags + 1] (with the level coordinate).
+        self.register_buffer("centroids", torch.tensor(centroids, dtype=torch.float32))
         self.register_buffer("thresholds", torch.tensor(thresholds, dtype=torch.float32).view(1, -1))
+        self.levels = level_mask is not None
+        if self.levels:
+            mask = np.asarray(level_mask, dtype=np.float32).reshape(1, -1, 1)
+            self.register_buffer("level_mask", torch.tensor(mask))
+
+    def vectors(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, F, lags (+ 1)]: each feature's last `lags` differences (and its level)."""
+        z = self.std(x)[:, :, -(self.lags + 1) :]
+        v = z[:, :, 1:] - z[:, :, :-1]
+        if self.levels:
+            level = torch.relu(z[:, :, 1:].mean(dim=2, keepdim=True)) * self.level_mask
+            v = torch.cat([v, level], dim=2)
+        return v
 
     def distances(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.std(x)[:, :, -(self.lags + 1) :]
-        v = z[:, :, 1:] - z[:, :, :-1]  # [B, F, lags]
+        v = self.vectors(x)
         d = ((v.unsqueeze(2) - self.centroids.unsqueeze(0)) ** 2).sum(dim=3)  # [B, F, k]
         return torch.sqrt(d.min(dim=2).values)
 
@@ -308,7 +327,9 @@ def fit_zscore(std: Standardise, train: np.ndarray, tail: int = 5) -> ZScoreScor
     return ZScoreScorer(std, ref, tail)
 
 
-def fit_kmeans(std: Standardise, train: np.ndarray, k: int = 2, lags: int = 5, seed: int = 0, q: float = 99.0) -> KMeansScorer:
+def fit_kmeans(std: Standardise, train: np.ndarray, k: int = 2, lags: int = 5, seed: int = 0, q: float = 99.0,
+               level_mask: np.ndarray | None = None) -> KMeansScorer:
+    """`level_mask` (bool per feature) adds the level coordinate (`kmeans_levels`)."""
     import warnings
 
     from sklearn.cluster import KMeans
@@ -316,19 +337,20 @@ def fit_kmeans(std: Standardise, train: np.ndarray, k: int = 2, lags: int = 5, s
 
     warnings.filterwarnings("ignore", category=ConvergenceWarning)  # constant features: fewer distinct points than k
 
+    f = train.shape[1]
+    dims = lags + (1 if level_mask is not None else 0)
+    shape = KMeansScorer(std, np.zeros((f, k, dims), np.float32), np.zeros(f), lags, level_mask)
     with torch.no_grad():
-        z = std(torch.from_numpy(train))[:, :, -(lags + 1) :].numpy()
-    v = z[:, :, 1:] - z[:, :, :-1]  # [n, F, lags]
-    f = v.shape[1]
-    cents = np.zeros((f, k, lags), np.float32)
+        v = shape.vectors(torch.from_numpy(train)).numpy()  # [n, F, dims]
+    cents = np.zeros((f, k, dims), np.float32)
     for i in range(f):
         km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(v[:, i, :])
         cents[i] = km.cluster_centers_
-    probe = KMeansScorer(std, cents, np.zeros(f), lags)
+    probe = KMeansScorer(std, cents, np.zeros(f), lags, level_mask)
     with torch.no_grad():
         d = probe.distances(torch.from_numpy(train)).numpy()
     thr = np.maximum(np.percentile(d, q, axis=0), KMEANS_MIN_THRESHOLD)
-    return KMeansScorer(std, cents, thr, lags)
+    return KMeansScorer(std, cents, thr, lags, level_mask)
 
 
 def rolling_zscore(x_filled: np.ndarray, ends: np.ndarray, features: list[str], baseline: int = 300, tail: int = 5, gap: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -378,7 +400,7 @@ def export_onnx(module: nn.Module, n_features: int, window: int, path: str) -> N
     )
 
 
-EXPORTABLE = ["autoencoder", "pca", "zscore", "kmeans", "static"]
+EXPORTABLE = ["autoencoder", "pca", "zscore", "kmeans", "kmeans_levels", "static"]
 ALL_KINDS = EXPORTABLE + ["rolling_zscore", "random"]
 
 __all__ = ["FEATURES", "EXPORTABLE", "ALL_KINDS", "math"]

@@ -48,6 +48,29 @@ FEATURES = [
 # flood (several x) are measured as ratios, not differences.
 LOG_FEATURES = ["dohguard:queries:rate", "dohguard:callouts:rate", "dohguard:upstream_requests:rate"]
 
+# Features whose rise means trouble on any gateway, whatever its normal level: failures,
+# latency, the share of names that do not exist, long names, TXT queries, blocks. The
+# `kmeans_levels` detector measures how far their level stands above its clean training
+# level (one-sided: a gateway whose clients never hit NXDOMAIN is not anomalous for it), on top
+# of how they change.
+RISING_IS_BAD = [
+    "dohguard:blocked:ratio",
+    "dohguard:callout_failures:rate",
+    "dohguard:malformed:rate",
+    "dohguard:events_dropped:rate",
+    "dohguard:upstream_5xx:rate",
+    "dohguard:downstream_latency_ms:p99",
+    "dohguard:nxdomain:ratio",
+    "dohguard:servfail:ratio",
+    "dohguard:qtype_txt:ratio",
+    "dohguard:qname_length:p95",
+    "dohguard:label_length_max:p95",
+    "dohguard:callout_latency_ms:p99",
+    "dohguard:scorer_queue_depth",
+    "dohguard:scorer_inference_seconds:p99",
+    "dohguard:es_bulk_seconds:p99",
+]
+
 LABEL_COLUMNS = ["is_anomaly", "anomaly_class", "intensity", "simulated"]
 
 

@@ -34,6 +34,7 @@ from .features import (
     fill_window,
     LOAD_FEATURE,
     log_mask,
+    RISING_IS_BAD,
     load_csv,
     noise_mask,
     medians,
@@ -83,7 +84,7 @@ class AnomalyModel:
     """Learns what the gateway's metrics look like when nothing is wrong, and scores how far a
     window of metrics is from that.
 
-    kind: which detector ("autoencoder", "pca", "zscore", "kmeans", "static"; see detectors.py).
+    kind: which detector ("autoencoder", "pca", "zscore", "kmeans", "kmeans_levels", "static"; see detectors.py).
     window: rows per window; step_s: seconds between rows.
     false_alarms_per_week: the budget the alert threshold is calibrated to.
     """
@@ -250,6 +251,9 @@ class AnomalyModel:
             self.module = detectors.fit_zscore(std, w)
         elif self.kind == "kmeans":
             self.module = detectors.fit_kmeans(std, w, seed=self.seed)
+        elif self.kind == "kmeans_levels":
+            levels = np.array([f in RISING_IS_BAD for f in self.features])
+            self.module = detectors.fit_kmeans(std, w, seed=self.seed, level_mask=levels)
         elif self.kind == "static":
             self.module = detectors.StaticScorer(self.features)
         else:

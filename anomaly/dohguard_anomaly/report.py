@@ -80,7 +80,7 @@ def _plots(results, models, splits, out: Path) -> list[str]:
         c, b = np.concatenate(clean), np.concatenate(bad)
         lo = min(np.min(c), np.min(b)) if len(b) else np.min(c)
         hi = max(np.max(c), np.max(b)) if len(b) else np.max(c)
-        log = k not in ("random", "static", "kmeans") and lo > 0
+        log = k not in ("random", "static", "kmeans", "kmeans_levels") and lo > 0
         bins = np.geomspace(max(lo, 1e-6), hi + 1e-6, 40) if log else np.linspace(lo, hi + 1e-9, 40)
         ax.hist(c, bins=bins, alpha=0.6, density=True, label="clean")
         if len(b):

@@ -29,7 +29,7 @@ def trained(data, tmp_path_factory):
     torch.set_num_threads(1)
     train, cal, _ = data
     out = {}
-    for kind in ("autoencoder", "pca"):
+    for kind in ("autoencoder", "pca", "kmeans_levels"):
         m = AnomalyModel(kind=kind, epochs=3, threads=1, calibration_days=0.2).fit([train], calibrate=[cal])
         folder = tmp_path_factory.mktemp(kind)
         card = m.save(folder)
@@ -39,7 +39,8 @@ def trained(data, tmp_path_factory):
 
 def test_a_tiny_training_run_scores_faults_above_clean_windows_and_detects_them(data, trained):
     _, _, test = data
-    for kind, (m, _, _) in trained.items():
+    for kind in ("autoencoder", "pca"):
+        m = trained[kind][0]
         ends, s, _ = m.score_recording(test)
         fault = test.is_anomaly[ends] == 1
         assert np.percentile(s[fault], 75) > 3 * np.median(s[~fault]), kind
@@ -49,7 +50,7 @@ def test_a_tiny_training_run_scores_faults_above_clean_windows_and_detects_them(
         assert math.isfinite(m.threshold) and m.threshold > 0
 
 
-@pytest.mark.parametrize("kind", ["autoencoder", "pca"])
+@pytest.mark.parametrize("kind", ["autoencoder", "pca", "kmeans_levels"])
 def test_onnx_runtime_gives_the_scores_pytorch_gives(data, trained, kind):
     _, _, test = data
     m, folder, card = trained[kind]
@@ -64,6 +65,28 @@ def test_onnx_runtime_gives_the_scores_pytorch_gives(data, trained, kind):
     np.testing.assert_allclose(s_onnx, s_torch, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(c_onnx, c_torch, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(c_onnx.sum(axis=1), s_onnx, rtol=1e-4, atol=1e-5)
+
+
+def test_a_steady_rise_stays_anomalous_with_levels_and_is_forgotten_without(data):
+    """An NXDOMAIN share that jumps and then holds (a storm that goes on): k-means on
+    differences sees only the jump; with the level coordinate the rise stays anomalous for as
+    long as it lasts, and the NXDOMAIN share is what it names."""
+    train, cal, _ = data
+    nx = FEATURES.index("dohguard:nxdomain:ratio")
+    held = recording(900, seed=4, name="held")
+    held.x[300:700, nx] = 0.6
+    held.is_anomaly[300:700] = 1
+    late = {}
+    for kind in ("kmeans", "kmeans_levels"):
+        m = AnomalyModel(kind=kind, threads=1, calibration_days=0.2).fit([train], calibrate=[cal])
+        ends, s, c = m.score_recording(held)
+        steady = (ends >= 400) & (ends < 700)  # well after the jump, before the fall
+        late[kind] = float(np.mean(s[steady] > 0))
+        if kind == "kmeans_levels":
+            named = np.argmax(c[steady], axis=1) == nx
+            assert named.mean() >= 0.95, [FEATURES[i] for i in np.argmax(c[steady], axis=1)[~named]]
+    assert late["kmeans_levels"] == 1.0, late
+    assert late["kmeans"] < 0.2, late
 
 
 def test_the_card_has_the_contract_fields(trained):
