@@ -239,8 +239,7 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
 }
 
 #[test]
-fn the_shipped_model_stays_quiet_on_light_traffic_and_alerts_in_a_storm(
-) -> anyhow::Result<()> {
+fn the_shipped_model_stays_quiet_on_light_traffic_and_alerts_in_a_storm() -> anyhow::Result<()> {
     let card = anomaly_model_card()?;
     let interval_ms = evaluation_interval_ms(&card)?;
     let watched = Watched::start(card.clone(), interval_ms)?;
