@@ -294,7 +294,7 @@ fn the_shipped_model_stays_quiet_on_light_traffic_and_alerts_in_a_storm() -> any
     let storm = nxdomain_storm(port, stop_storm.clone());
     let fired = wait_for(
         "DohguardAnomaly firing at the webhook in the storm (shipped model)",
-        Duration::from_secs(120),
+        Duration::from_secs(180),
         || {
             Ok(hook
                 .annotations_of("DohguardAnomaly")
