@@ -113,6 +113,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/vetting", get(api::vetting))
         .route("/api/overrides", get(overrides::list).post(overrides::add))
         .route("/api/overrides/{id}", delete(overrides::delete))
+        .route("/api/cache/flush", post(overrides::flush_handler))
         .route("/v1/overrides", get(overrides::feed_handler))
         .route("/overrides", get(overrides::page))
         .route("/api/domains/{domain}", get(api::domain))

@@ -6,7 +6,12 @@
 //!
 //! The filter polls `GET /v1/overrides?since=<version>` (bearer token from
 //! `overrides.feed_token_file`): the set's version is the newest `updated_ms` among the
-//! documents, so it changes with every creation and removal; 304 when `since` is current.
+//! documents or the last cache flush, so it changes with every creation, removal and flush;
+//! 304 when `since` is current.
+//!
+//! Flushing the gateway's verdict cache (`POST /api/cache/flush`, analyst, with a reason) is
+//! an audit entry (`cache.flush`) whose `details.generation` (Unix ms) the feed carries as
+//! `cache_generation`: a filter adopting a new value stops serving what it cached before.
 
 use std::collections::BTreeMap;
 
@@ -191,8 +196,47 @@ pub fn check(req: &OverrideRequest, now: OffsetDateTime) -> Result<OverrideDoc, 
     })
 }
 
-/// Every stored override, oldest first, and the set's version.
-pub async fn all(state: &AppState) -> Result<(u64, Vec<OverrideDoc>), ApiError> {
+/// The override set as stored: every override, oldest first, the last cache flush, and the
+/// set's version (the newest of the two).
+pub struct Current {
+    pub version: u64,
+    pub cache_generation: u64,
+    pub docs: Vec<OverrideDoc>,
+}
+
+/// What is stored now.
+pub async fn all(state: &AppState) -> Result<Current, ApiError> {
+    let cache_generation = cache_generation(state).await?;
+    let (version, docs) = overrides(state).await?;
+    Ok(Current {
+        version: version.max(cache_generation),
+        cache_generation,
+        docs,
+    })
+}
+
+/// When the verdict cache was last flushed (Unix ms; 0: never): the newest successful
+/// `cache.flush` audit entry.
+async fn cache_generation(state: &AppState) -> Result<u64, ApiError> {
+    let body = json!({"size": 1, "sort": [{"@timestamp": "desc"}], "query": {"bool": {"filter": [
+        {"term": {"action": FLUSH_ACTION}}, {"term": {"outcome": "success"}}]}}});
+    let reply = state.store.search(&state.store.indices.audit, body).await?;
+    match crate::query_log::sources(&reply).first() {
+        None => Ok(0),
+        Some(entry) => entry["details"]["generation"].as_u64().ok_or_else(|| {
+            StoreError::Unreadable(format!(
+                "{FLUSH_ACTION} audit entry without a generation: {entry}"
+            ))
+            .into()
+        }),
+    }
+}
+
+/// The audit action of a cache flush.
+pub const FLUSH_ACTION: &str = "cache.flush";
+
+/// Every stored override, oldest first, and the newest `updated_ms` among them.
+async fn overrides(state: &AppState) -> Result<(u64, Vec<OverrideDoc>), ApiError> {
     let body = json!({"size": MAX_DOCUMENTS, "query": {"match_all": {}}});
     let reply = state
         .store
@@ -217,7 +261,7 @@ pub async fn create(
     session.require(Role::Analyst)?;
     let now = OffsetDateTime::now_utc();
     let mut doc = check(&req, now)?;
-    let (version, _) = all(state).await?;
+    let version = all(state).await?.version;
     doc.id = crate::auth::random_token(12);
     doc.created_by = session.username.clone();
     doc.updated_ms = now_ms(now).max(version + 1);
@@ -253,7 +297,7 @@ pub async fn remove(
     id: &str,
 ) -> Result<OverrideDoc, ApiError> {
     session.require(Role::Analyst)?;
-    let (version, docs) = all(state).await?;
+    let Current { version, docs, .. } = all(state).await?;
     let old = docs
         .into_iter()
         .find(|d| d.id == id)
@@ -295,9 +339,15 @@ pub async fn remove(
 }
 
 /// The set served to the filter: active overrides only (removed and expired left out).
-pub fn feed(version: u64, docs: &[OverrideDoc], now_ms: u64) -> OverrideSet {
-    OverrideSet {
+pub fn feed(current: &Current, now_ms: u64) -> OverrideSet {
+    let Current {
         version,
+        cache_generation,
+        docs,
+    } = current;
+    OverrideSet {
+        version: *version,
+        cache_generation: *cache_generation,
         overrides: docs
             .iter()
             .filter(|d| d.status(now_ms) == "active")
@@ -352,11 +402,11 @@ pub async fn feed_handler(
                 .map_err(|_| ApiError::bad("since", format!("{s:?} is not a version")))?,
         ),
     };
-    let (version, docs) = all(&state).await?;
-    if since == Some(version) {
+    let current = all(&state).await?;
+    if since == Some(current.version) {
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
-    let set = feed(version, &docs, now_ms(OffsetDateTime::now_utc()));
+    let set = feed(&current, now_ms(OffsetDateTime::now_utc()));
     Ok(Json(set).into_response())
 }
 
@@ -377,11 +427,69 @@ pub async fn list(
     State(state): State<AppState>,
     _session: Session,
 ) -> Result<Json<Value>, ApiError> {
-    let (version, docs) = all(&state).await?;
+    let current = all(&state).await?;
     let now = now_ms(OffsetDateTime::now_utc());
-    Ok(Json(
-        json!({"version": version, "overrides": listed(docs, now)}),
-    ))
+    Ok(Json(json!({"version": current.version,
+        "cache_flushed_ms": current.cache_generation,
+        "overrides": listed(current.docs, now)})))
+}
+
+/// A cache generation (Unix ms) as RFC 3339, for the page.
+fn flushed_at(generation: u64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(generation) * 1_000_000)
+        .map(rfc3339)
+        .unwrap_or_else(|_| format!("{generation} ms"))
+}
+
+/// The body of `POST /api/cache/flush`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlushRequest {
+    pub reason: String,
+}
+
+/// Flushes the gateway's verdict cache: a new `cache_generation` in the feed, audited with
+/// who and why. Every filter worker stops serving its cached verdicts once it adopts the set
+/// (within the poll interval); verdicts are then asked of the scorer again.
+pub async fn flush(
+    state: &AppState,
+    session: &Session,
+    req: FlushRequest,
+) -> Result<u64, ApiError> {
+    session.require(Role::Analyst)?;
+    let reason = req.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::bad("reason", "a reason is required"));
+    }
+    let version = all(state).await?.version;
+    let generation = now_ms(OffsetDateTime::now_utc()).max(version + 1);
+    crate::audit::record(
+        state,
+        &session.username,
+        FLUSH_ACTION,
+        "success",
+        "verdict cache",
+        Some(reason),
+        json!({"generation": generation}),
+    )
+    .await?;
+    Ok(generation)
+}
+
+/// `POST /api/cache/flush` (analyst).
+pub async fn flush_handler(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: FlushRequest = json_body(&headers, &body)?;
+    let generation = flush(&state, &session, req).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"cache_generation": generation, "version": generation})),
+    )
+        .into_response())
 }
 
 /// `POST /api/overrides` (analyst).
@@ -413,7 +521,11 @@ pub async fn page(State(state): State<AppState>, session: Result<Session, ApiErr
         Err(e) => return crate::pages::page_error(&state, None, e),
     };
     match all(&state).await {
-        Ok((version, docs)) => {
+        Ok(Current {
+            version,
+            cache_generation,
+            docs,
+        }) => {
             let now = now_ms(OffsetDateTime::now_utc());
             crate::pages::render(
                 &state,
@@ -422,6 +534,7 @@ pub async fn page(State(state): State<AppState>, session: Result<Session, ApiErr
                     title => "Overrides", user => &session.username, role => session.role.as_str(), csrf => &session.csrf_token,
                     can_override => session.role >= Role::Analyst,
                     version => version,
+                    cache_flushed => (cache_generation > 0).then(|| flushed_at(cache_generation)),
                     overrides => minijinja::Value::from_serialize(listed(docs, now)),
                 },
             )
@@ -494,8 +607,14 @@ mod tests {
         expired.expires_at_ms = Some(now_ms(now) - 1);
         let mut active = base;
         active.id = "a".into();
-        let set = feed(9, &[removed, expired, active], now_ms(now));
+        let current = Current {
+            version: 9,
+            cache_generation: 7,
+            docs: vec![removed, expired, active],
+        };
+        let set = feed(&current, now_ms(now));
         assert_eq!(set.version, 9);
+        assert_eq!(set.cache_generation, 7);
         assert_eq!(set.overrides.len(), 1);
         assert_eq!(set.overrides[0].id, "a");
     }

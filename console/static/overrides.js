@@ -42,6 +42,20 @@
     if (!r) return;
     if (r.ok) location.reload(); else out(await detail(r), false);
   }));
+  // Flushing the verdict cache (audited, with a reason).
+  const flush = document.getElementById("cache-flush");
+  flush?.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const el = document.getElementById("flush-result");
+    const r = await send("POST", "/api/cache/flush", { reason: new FormData(flush).get("reason") });
+    if (!r) return;
+    if (r.ok) {
+      el.textContent = "flushed: the gateway's workers drop their cached verdicts within seconds"; el.className = "";
+      setTimeout(() => location.reload(), 800);
+    } else {
+      el.textContent = await detail(r); el.className = "error";
+    }
+  });
   // One click from a verdict: allow or deny this name (or its registered domain).
   const one = document.getElementById("override-form");
   one?.addEventListener("submit", (e) => {

@@ -205,3 +205,89 @@ async fn without_a_token_file_the_feed_is_off() {
         .await
         .problem(404, "not-found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_flushes_the_verdict_cache_through_the_feed() {
+    let f = fixture().await;
+    let analyst = f.user("ana", "analyst").await;
+    let viewer = f.user("vic", "viewer").await;
+    let before = feed(&f, None, Some(TOKEN)).await.json();
+    assert_eq!(before["cache_generation"], 0, "{before}");
+    let v0 = before["version"].as_u64().unwrap();
+
+    let why = json!({"reason": "a bad model version cached block verdicts"});
+    f.post("/api/cache/flush", Some(&viewer), true, why.clone())
+        .await
+        .problem(403, "forbidden");
+    f.post("/api/cache/flush", Some(&analyst), false, why.clone())
+        .await
+        .problem(403, "csrf");
+    f.post(
+        "/api/cache/flush",
+        Some(&analyst),
+        true,
+        json!({"reason": "  "}),
+    )
+    .await
+    .problem(400, "bad-input");
+    let set = feed(&f, Some(v0), Some(TOKEN)).await;
+    assert_eq!(
+        set.status,
+        StatusCode::NOT_MODIFIED,
+        "a refused flush changes nothing"
+    );
+
+    let flushed = f.post("/api/cache/flush", Some(&analyst), true, why).await;
+    assert_eq!(flushed.status, StatusCode::ACCEPTED, "{}", flushed.body);
+    let generation = flushed.json()["cache_generation"].as_u64().unwrap();
+    assert!(generation > v0);
+    let set = feed(&f, Some(v0), Some(TOKEN)).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let set = set.json();
+    assert_eq!(set["cache_generation"], generation, "{set}");
+    assert_eq!(set["version"], generation, "{set}");
+
+    // An override made after the flush keeps it, at a newer version.
+    let deny = json!({"action": "deny", "match": "exact", "name": "x.example.test", "reason": "r"});
+    let r = f.post("/api/overrides", Some(&analyst), true, deny).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let set = feed(&f, Some(generation), Some(TOKEN)).await.json();
+    assert!(set["version"].as_u64().unwrap() > generation, "{set}");
+    assert_eq!(set["cache_generation"], generation, "{set}");
+
+    // A second flush is a new generation; both are in the audit trail with who and why.
+    let again = f
+        .post(
+            "/api/cache/flush",
+            Some(&analyst),
+            true,
+            json!({"reason": "again"}),
+        )
+        .await
+        .json();
+    assert!(again["cache_generation"].as_u64().unwrap() > set["version"].as_u64().unwrap());
+    let admin = f.admin().await;
+    let audit = f.get("/api/audit", Some(&admin)).await.json();
+    let flushes: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "cache.flush")
+        .map(|e| (e["actor"].as_str().unwrap(), e["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        flushes,
+        [
+            ("ana", "again"),
+            ("ana", "a bad model version cached block verdicts")
+        ]
+    );
+    let page = f.get("/overrides", Some(&analyst)).await;
+    assert!(
+        page.body.contains("id=\"cache-flush\""),
+        "analysts get the button"
+    );
+    assert!(page.body.contains("cache last flushed"), "{}", page.body);
+    let page = f.get("/overrides", Some(&viewer)).await;
+    assert!(!page.body.contains("id=\"cache-flush\""));
+}

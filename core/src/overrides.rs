@@ -93,9 +93,14 @@ pub struct Override {
 /// The whole set at one version (`GET /v1/overrides` answers it; 304 when `since` is current).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OverrideSet {
-    /// Changes whenever an override is added or removed (never reused).
+    /// Changes whenever an override is added or removed, or the cache is flushed (never
+    /// reused).
     pub version: u64,
     pub overrides: Vec<Override>,
+    /// When an operator last flushed the gateway's verdict cache (Unix ms; 0: never). A
+    /// filter that adopts a set with another value stops serving every verdict cached before.
+    #[serde(default)]
+    pub cache_generation: u64,
 }
 
 /// Why an override (or a set) is refused.
@@ -196,6 +201,7 @@ struct Compiled {
 #[derive(Debug, Clone, Default)]
 pub struct OverrideMatcher {
     version: u64,
+    cache_generation: u64,
     rules: RuleSet,
     /// Overrides per rule (`name`, exact?), oldest first.
     by_rule: HashMap<(Box<str>, bool), Vec<Compiled>>,
@@ -245,6 +251,7 @@ impl OverrideMatcher {
             .expect("targets were normalised above");
         Ok(OverrideMatcher {
             version: set.version,
+            cache_generation: set.cache_generation,
             rules,
             by_rule,
             len: set.overrides.len(),
@@ -253,6 +260,11 @@ impl OverrideMatcher {
 
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The set's [`OverrideSet::cache_generation`].
+    pub fn cache_generation(&self) -> u64 {
+        self.cache_generation
     }
 
     pub fn len(&self) -> usize {
@@ -394,6 +406,12 @@ mod tests {
     }
 
     #[test]
+    fn a_set_from_before_cache_flushes_reads_as_never_flushed() {
+        let set: OverrideSet = serde_json::from_str(r#"{"version": 3, "overrides": []}"#).unwrap();
+        assert_eq!(set.cache_generation, 0);
+    }
+
+    #[test]
     fn targets_match_as_documented() {
         let set = OverrideSet {
             version: 7,
@@ -402,9 +420,11 @@ mod tests {
                 o("r", Deny, RegisteredDomain, "evil.test"),
                 o("s", Allow, Suffix, "cdn.evil.test"),
             ],
+            cache_generation: 1_700_000_000_000,
         };
         let m = OverrideMatcher::compile(&set).unwrap();
         assert_eq!(m.version(), 7);
+        assert_eq!(m.cache_generation(), 1_700_000_000_000);
         let mut who = Who(None, None, 0);
         assert_eq!(decide(&m, "a.example.com", &mut who, 0), Some("x"));
         assert_eq!(decide(&m, "b.a.example.com", &mut who, 0), None);
@@ -428,6 +448,7 @@ mod tests {
         let m = OverrideMatcher::compile(&OverrideSet {
             version: 1,
             overrides: vec![newer, scoped, older],
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(
@@ -456,6 +477,7 @@ mod tests {
         let m = OverrideMatcher::compile(&OverrideSet {
             version: 1,
             overrides: vec![o("deny", Deny, Suffix, "evil.test"), temp],
+            ..Default::default()
         })
         .unwrap();
         let mut who = Who(None, None, 0);
@@ -471,6 +493,7 @@ mod tests {
                 o("ok", Allow, Exact, "a.test"),
                 o("bad", Deny, Suffix, "com"),
             ],
+            ..Default::default()
         })
         .unwrap_err();
         assert!(err.to_string().contains("#1 (bad)"), "{err}");
@@ -478,7 +501,8 @@ mod tests {
         c.clients = vec!["nope".into()];
         assert!(OverrideMatcher::compile(&OverrideSet {
             version: 1,
-            overrides: vec![c]
+            overrides: vec![c],
+            ..Default::default()
         })
         .is_err());
     }

@@ -98,6 +98,21 @@ pub fn shared_key<S: SharedStore>(store: &S, fresh: impl FnOnce() -> HashKey) ->
     stored_key(store).unwrap_or(key)
 }
 
+/// The key entries are placed and tagged with after the cache flush `generation`
+/// (`OverrideSet::cache_generation`; 0: never flushed, the stored key itself). A flush changes
+/// every name's set and tag, so nothing cached before it is found again; those entries are
+/// overwritten as their sets fill or they expire. Shared data cannot delete keys, and wiping
+/// every set from one worker would race the others' inserts: a new key needs neither.
+pub fn effective_key(stored: HashKey, generation: u64) -> HashKey {
+    if generation == 0 {
+        return stored;
+    }
+    let mut hasher = SipHasher13::new_with_key(&stored);
+    hasher.write(b"dohguard/cache/flush");
+    hasher.write_u64(generation);
+    hasher.finish128().as_bytes()
+}
+
 /// The key in shared data, if one is stored.
 pub fn stored_key<S: SharedStore>(store: &S) -> Option<HashKey> {
     store.get(KEY_SLOT)?.0.try_into().ok()
@@ -697,6 +712,43 @@ pub(crate) mod tests {
             "the earliest expiry went, not the victim"
         );
         assert!(cache.lookup(&intruder, 1).is_some());
+    }
+
+    #[test]
+    fn a_flush_generation_hides_every_verdict_cached_before_it() {
+        let store = MapStore::default();
+        let before = VerdictCache::new(&store, 4096, 3600, effective_key(KEY, 0));
+        assert_eq!(effective_key(KEY, 0), KEY);
+        for i in 0..200 {
+            let name = format!("n{i}.example.com");
+            before
+                .insert(&name, &reply(&name, Verdict::Block, Scope::Name, 600), 0)
+                .unwrap();
+        }
+        let flushed = effective_key(KEY, 1_700_000_000_000);
+        assert_ne!(flushed, KEY);
+        assert_eq!(
+            flushed,
+            effective_key(KEY, 1_700_000_000_000),
+            "every worker derives the same key"
+        );
+        let after = VerdictCache::new(&store, 4096, 3600, flushed);
+        for i in 0..200 {
+            let name = format!("n{i}.example.com");
+            assert!(before.lookup(&name, 1).is_some());
+            assert_eq!(after.lookup(&name, 1), None, "{name} survived the flush");
+        }
+        after
+            .insert(
+                "n0.example.com",
+                &reply("n0.example.com", Verdict::Allow, Scope::Name, 600),
+                2,
+            )
+            .unwrap();
+        assert_eq!(
+            after.lookup("n0.example.com", 3).unwrap().verdict,
+            Verdict::Allow
+        );
     }
 
     #[test]

@@ -125,14 +125,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// The key the cache and the callout markers use now: the stored one, changed by the
+    /// last cache flush in the adopted override set (`cache::effective_key`).
+    fn hash_key(&self) -> HashKey {
+        cache::effective_key(self.cache_key.get(), overrides::cache_generation())
+    }
+
     fn cache<'s>(&self, store: &'s HostStore) -> VerdictCache<'s, HostStore> {
         let s = &self.settings;
-        VerdictCache::new(
-            store,
-            s.cache_max_entries,
-            s.cache_max_ttl,
-            self.cache_key.get(),
-        )
+        VerdictCache::new(store, s.cache_max_entries, s.cache_max_ttl, self.hash_key())
     }
 }
 
@@ -231,7 +232,7 @@ impl FilterRoot {
         }
         let now = ms_since_epoch(self.get_current_time());
         let cache = shared.cache(&HostStore);
-        let key = shared.cache_key.get();
+        let key = shared.hash_key();
         let done = PARKED.with_borrow_mut(|p| {
             p.poll(
                 now,
@@ -668,7 +669,7 @@ impl DohContext {
         if shared.cache(&HostStore).enabled() {
             let now = self.now_ms();
             let nonce = NONCE_BASE.get() ^ u64::from(self.id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let key = shared.cache_key.get();
+            let key = shared.hash_key();
             let deadline = now + scorer.timeout_ms;
             match pending::claim(&HostStore, &key, &name, now, deadline, nonce) {
                 Claim::Lead(m) => marker = Some(m),

@@ -143,6 +143,11 @@ pub fn none() -> bool {
     MATCHER.with_borrow(|m| m.is_empty())
 }
 
+/// The cache flush generation of the set in force (`OverrideSet::cache_generation`).
+pub fn cache_generation() -> u64 {
+    MATCHER.with_borrow(|m| m.cache_generation())
+}
+
 fn adopt(matcher: OverrideMatcher) {
     MATCHER.set(Rc::new(matcher));
 }
@@ -278,7 +283,12 @@ mod tests {
                 created_ms: 1,
             })
             .collect();
-        serde_json::to_vec(&OverrideSet { version, overrides }).unwrap()
+        serde_json::to_vec(&OverrideSet {
+            version,
+            overrides,
+            cache_generation: version * 10,
+        })
+        .unwrap()
     }
 
     fn raw(token: &str) -> RawOverrides {
@@ -328,25 +338,27 @@ mod tests {
             }
         );
         assert_eq!(current().version(), 5);
+        assert_eq!(cache_generation(), 50, "the cache flush comes with the set");
         // Another worker (thread) sees the version and adopts the set from shared data.
         let shared = store.0.borrow().clone();
         let other = std::thread::spawn(move || {
             let store = MapStore::default();
             *store.0.borrow_mut() = shared;
-            let before = current().version();
-            (before, refresh(&store), current().len())
+            let before = (current().version(), cache_generation());
+            (before, refresh(&store), current().len(), cache_generation())
         })
         .join()
         .unwrap();
         assert_eq!(
             other,
             (
-                0,
+                (0, 0),
                 Refresh::Adopted {
                     version: 5,
                     overrides: 2
                 },
-                2
+                2,
+                50
             )
         );
         assert_eq!(refresh(&store), Refresh::Current);

@@ -123,11 +123,7 @@ fn start_osmem(bin: &Path) -> Result<(Proc, String)> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    dohguard_launcher::ports::free_port().expect("a free loopback port")
 }
 
 async fn wait_http(url: &str) -> Result<()> {

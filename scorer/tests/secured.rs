@@ -683,11 +683,7 @@ async fn refused_documents_are_dead_lettered_and_the_command_replays_them_after_
     // Elasticsearch away: every dead letter is kept as it was, exit status 1.
     let nobody = format!(
         "http://127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        dohguard_launcher::ports::free_port().unwrap()
     );
     let (code, summary) = replay_to(&nobody);
     assert_eq!(code, Some(1), "{summary}");

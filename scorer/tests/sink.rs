@@ -340,12 +340,8 @@ async fn replaying_documents_already_stored_is_harmless() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_with_elasticsearch_down_spools_until_it_appears() {
-    // Reserve a port, then free it: nothing listens there at start.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A free port: nothing listens there at start.
+    let port = dohguard_launcher::ports::free_port().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let spool = tempfile::tempdir().unwrap();
     let (app, _tasks) = start(test_config(Some(&url), spool.path())).await;

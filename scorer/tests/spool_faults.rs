@@ -17,11 +17,7 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 /// A loopback port nobody listens on (yet).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    dohguard_launcher::ports::free_port().expect("a free loopback port")
 }
 
 /// Every line of every segment in `dir` parses: no partial line anywhere.

@@ -2,6 +2,7 @@
 //! real scorer + osmem-server + console, wired as `cargo xtask up` wires them): kdig sees a
 //! deny-listed name blocked; an analyst allows it with one click on its verdict page in
 //! headless Chromium; kdig resolves it within the deadline (the propagation time is printed).
+//! A cache flush from the console makes the cached allow be scored again, then cached again.
 //! A deny override stops a cached allow from being served. With the console stopped, the
 //! overrides keep applying. A viewer is refused, and so is an override on a public suffix.
 //! Needs `cargo xtask wasm`, the scorer and console builds, and set-up's `chromium` and
@@ -150,6 +151,60 @@ fn an_override_made_in_the_browser_reaches_every_worker_and_outlives_the_console
     )?;
     assert_eq!(recorded["rule"]["name"], override_id.as_str(), "{recorded}");
     assert_eq!(recorded["rule"]["ruleset"], "override", "{recorded}");
+
+    // A cache flush from the console: every worker stops serving the cached allow of
+    // www.example.test, so the next queries are scored again (a callout each until one is
+    // cached under the new generation), and then cached again.
+    let cached = stack.filter_counter("dohguard.cache.hit")?;
+    let www = stack.kdig(Method::Post, "www.example.test", "A")?;
+    assert!(resolves(&www), "{}", www.raw);
+    assert!(
+        stack.filter_counter("dohguard.cache.hit")? > cached,
+        "still cached before the flush"
+    );
+    let sent_before = stack.filter_counter("dohguard.callout.sent")?;
+    let (status, flushed) = running
+        .admin()?
+        .post_json("api/cache/flush", &json!({"reason": "e2e: flush"}))?;
+    assert_eq!(status, 202, "{flushed}");
+    let flushed_ms = flushed["cache_generation"].as_u64().expect("a generation");
+    let deadline = Instant::now() + DEADLINE;
+    let flush_ms = loop {
+        let reply = stack.kdig(Method::Post, "www.example.test", "A")?;
+        assert!(resolves(&reply), "{}", reply.raw);
+        if stack.filter_counter("dohguard.callout.sent")? > sent_before {
+            break now_ms().saturating_sub(flushed_ms);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "www.example.test still answered from the cache {DEADLINE:?} after the flush"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("cache flush (API -> the first query scored again): {flush_ms} ms");
+    // Cached again once every worker has adopted the flush: an answer from the cache, no
+    // callout.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let counts = || -> anyhow::Result<(u64, u64)> {
+            Ok((
+                stack.filter_counter("dohguard.cache.hit")?,
+                stack.filter_counter("dohguard.callout.sent")?,
+            ))
+        };
+        let (hits, sent) = counts()?;
+        let reply = stack.kdig(Method::Post, "www.example.test", "A")?;
+        assert!(resolves(&reply), "{}", reply.raw);
+        let (hits_after, sent_after) = counts()?;
+        if hits_after > hits && sent_after == sent {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "www.example.test was not cached again after the flush"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A deny override stops the cached allow of www.example.test from being served.
     let (status, deny) = running.admin()?.post_json(

@@ -173,11 +173,7 @@ pub struct Front {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    dohguard_launcher::ports::free_port().expect("a free loopback port")
 }
 
 fn security_exception(status: u16, reason: &str) -> Value {
