@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--clients", type=int, default=6)
     r.add_argument("--day-seconds", type=float, default=600.0, help="length of the compressed day")
     r.add_argument("--no-faults", action="store_true", help="a clean recording")
+    r.add_argument("--faults", default=None, help="only these fault classes (comma-separated)")
     r.add_argument("--out", required=True, help="output folder (recording.csv, labels.json, manifest.json)")
     _add_model_commands(sub)
     args = p.parse_args(argv)
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     os.makedirs(args.out, exist_ok=True)
-    faults = [] if args.no_faults else traffic.schedule(args.seed, args.minutes)
+    kinds = args.faults.split(",") if args.faults else None
+    faults = [] if args.no_faults else traffic.schedule(args.seed, args.minutes, kinds=kinds)
     bar = tqdm(total=int(args.minutes * 60), unit="s", desc="recording")
 
     def progress(t: float) -> None:
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             scorer_pid=args.scorer_pid,
             unbound_pid=args.unbound_pid,
             progress=progress,
+            console=traffic.ConsoleSession.from_env(),
         )
     )
     bar.close()

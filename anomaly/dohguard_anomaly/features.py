@@ -151,10 +151,15 @@ def _float(cell: str, where: str) -> float:
         raise DataError(f"{where}: not a number: {cell!r}") from None
 
 
-def load_csv(path: str | Path, features: list[str] | None = None, require_labels: bool = False) -> Recording:
+def load_csv(path: str | Path, features: list[str] | None = None, require_labels: bool = False,
+             allow_sampleless_quantiles: bool = False) -> Recording:
     """Reads a data-set CSV (`timestamp`, one column per feature, optional label columns).
     Errors name the file, the line and the column; a feature column that is missing or has no
-    value at all is an error (a missing metric is not zero)."""
+    value at all is an error (a missing metric is not zero). With
+    `allow_sampleless_quantiles` (one recording of a data set whose other recordings have
+    values), a quantile column with no value is accepted: `histogram_quantile` has nothing to
+    say about a histogram that got no sample in the whole run (the scorer's inference time when
+    its own cache answered every callout), and the gaps are filled like any other."""
     features = list(features or FEATURES)
     path = Path(path)
     if not path.exists():
@@ -207,17 +212,19 @@ def load_csv(path: str | Path, features: list[str] | None = None, require_labels
         np.asarray(sim, dtype=np.int8),
         features,
     )
-    check_columns(rec.x, features, str(path))
+    quantiles = [f_ for f_ in features if f_.endswith((":p95", ":p99"))] if allow_sampleless_quantiles else []
+    check_columns(rec.x, features, str(path), may_be_empty=quantiles)
     if np.any(np.diff(rec.timestamp) <= 0):
         raise DataError(f"{path}: timestamps are not strictly increasing")
     return rec
 
 
-def check_columns(x: np.ndarray, features: list[str], where: str) -> None:
-    """A feature with no value in any row is an error, not zeros."""
+def check_columns(x: np.ndarray, features: list[str], where: str, may_be_empty: list[str] | None = None) -> None:
+    """A feature with no value in any row is an error, not zeros (except `may_be_empty`)."""
     if x.shape[0] == 0:
         raise DataError(f"{where}: no rows")
-    empty = [f for i, f in enumerate(features) if np.all(np.isnan(x[:, i]))]
+    allowed = set(may_be_empty or [])
+    empty = [f for i, f in enumerate(features) if np.all(np.isnan(x[:, i])) and f not in allowed]
     if empty:
         raise DataError(
             f"{where}: feature(s) with no value in any row (NaN-only): {', '.join(empty)}; "

@@ -17,6 +17,8 @@ import numpy as np
 # The features that name the right cause of each fault class (for "the top contributing
 # feature names the right cause").
 CAUSES = {
+    "cache_flush": ["dohguard:cache_hit:ratio", "dohguard:callouts:rate", "dohguard:callout_latency_ms:p99",
+                    "dohguard:scorer_queue_depth", "dohguard:scorer_inference_seconds:p99", "dohguard:es_bulk_seconds:p99"],
     "flood": ["dohguard:queries:rate", "dohguard:upstream_requests:rate", "dohguard:callouts:rate", "dohguard:cache_hit:ratio"],
     "random_subdomain": [
         "dohguard:nxdomain:ratio", "dohguard:qname_length:p95", "dohguard:label_length_max:p95",

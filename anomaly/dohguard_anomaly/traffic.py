@@ -39,7 +39,11 @@ FAULTS = {
     "scorer_outage": "the scorer stops answering (SIGSTOP) for the interval",
     "upstream_outage": "unbound stops answering (SIGSTOP) for the interval",
     "upstream_latency": "unbound is stopped for intensity x 50 ms of every 250 ms (added latency)",
+    "cache_flush": "the verdict cache is flushed through the console (POST /api/cache/flush) intensity times, evenly over the interval",
 }
+
+# Faults that need the console (its session in the environment, `ConsoleSession.from_env`).
+CONSOLE_FAULTS = {"cache_flush"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +57,14 @@ class Fault:
         return self.start_s <= t < self.start_s + self.duration_s
 
 
-def schedule(seed: int, minutes: float, warmup_s: float = 60.0, gap_s: float = 40.0) -> list[Fault]:
-    """A fault plan: every class once per round, in a seeded order, at rotating intensities,
-    each followed by a clean gap; the first `warmup_s` seconds are clean."""
+def schedule(seed: int, minutes: float, warmup_s: float = 60.0, gap_s: float = 40.0,
+             kinds: list[str] | None = None) -> list[Fault]:
+    """A fault plan: every class (of `kinds`, default all) once per round, in a seeded order,
+    at rotating intensities, each followed by a clean gap; the first `warmup_s` seconds are
+    clean."""
+    unknown = sorted(set(kinds or []) - set(FAULTS))
+    if unknown:
+        raise ValueError(f"unknown fault classes {unknown}; known: {sorted(FAULTS)}")
     rng = random.Random(seed)
     intensities = [1.0, 3.0, 6.0]
     faults: list[Fault] = []
@@ -63,15 +72,39 @@ def schedule(seed: int, minutes: float, warmup_s: float = 60.0, gap_s: float = 4
     end = minutes * 60.0
     round_no = 0
     while True:
-        kinds = list(FAULTS)
-        rng.shuffle(kinds)
-        for kind in kinds:
+        kinds_now = list(kinds or FAULTS)
+        rng.shuffle(kinds_now)
+        for kind in kinds_now:
             duration = rng.uniform(20.0, 45.0)
             if t + duration + gap_s > end:
                 return faults
             faults.append(Fault(kind, t, duration, intensities[(round_no + len(faults)) % 3]))
             t += duration + rng.uniform(gap_s, 2 * gap_s)
         round_no += 1
+
+
+class ConsoleSession:
+    """A logged-in console session (its URL, cookie and CSRF token), for the faults that go
+    through the console. `cargo xtask record-metrics` logs the initial admin in and hands the
+    session over in the environment (never on the command line, never printed)."""
+
+    ENV = ("DOHGUARD_CONSOLE_URL", "DOHGUARD_CONSOLE_COOKIE", "DOHGUARD_CONSOLE_CSRF")
+
+    def __init__(self, url: str, cookie: str, csrf: str):
+        self.url = url.rstrip("/") + "/"
+        self._headers = {"cookie": cookie, "x-csrf-token": csrf, "content-type": "application/json"}
+        self.flushes = 0
+
+    @classmethod
+    def from_env(cls) -> ConsoleSession | None:
+        values = [os.environ.get(k) for k in cls.ENV]
+        return cls(*values) if all(values) else None
+
+    async def flush_cache(self, client: httpx.AsyncClient, reason: str) -> None:
+        r = await client.post(self.url + "api/cache/flush", headers=self._headers, json={"reason": reason})
+        if r.status_code != 202:
+            raise RuntimeError(f"the console refused the cache flush: {r.status_code} {r.text}")
+        self.flushes += 1
 
 
 def zipf_picker(names: list[str], rng: random.Random, s: float = 1.1) -> Callable[[], str]:
@@ -176,12 +209,18 @@ async def run(
     scorer_pid: int | None,
     unbound_pid: int | None,
     progress: Callable[[float], None] | None = None,
+    console: ConsoleSession | None = None,
 ) -> dict:
     """Sends the traffic and injects the faults; returns counts. Wall-clock times of the run
     start and every fault are in the returned dict (the labels)."""
+    needs_console = sorted({f.kind for f in faults} & CONSOLE_FAULTS)
+    if needs_console and console is None:
+        raise ValueError(f"the faults {needs_console} need the console's session ({', '.join(ConsoleSession.ENV)})")
     rng = random.Random(seed)
     pick = zipf_picker(benign_names(zone_names, rng), rng)
     pool = Clients(doh_url, clients)
+    flushes_done: dict[Fault, int] = {}
+    console_client = httpx.AsyncClient(timeout=10.0)
     scorer = ProcessFault(scorer_pid)
     unbound = ProcessFault(unbound_pid)
     victim = "victim.example.test"
@@ -228,6 +267,12 @@ async def run(
                 elif f.kind == "tunnel":
                     for _ in range(due("tunnel", f.intensity)):
                         spawn(pool.query(0, tunnel_name(rng), "TXT"))
+                elif f.kind == "cache_flush":
+                    # Flush k of `intensity` is due at start + k * duration / intensity.
+                    done = flushes_done.get(f, 0)
+                    if done < int(f.intensity) and t >= f.start_s + done * f.duration_s / f.intensity:
+                        flushes_done[f] = done + 1
+                        await console.flush_cache(console_client, f"data set recording, fault at {f.start_s:.0f} s")
             # Faults that are processes.
             by_kind = {f.kind: f for f in active}
             if "scorer_outage" in by_kind:
@@ -251,6 +296,7 @@ async def run(
         if tasks:
             await asyncio.wait(tasks, timeout=10)
         await pool.close()
+        await console_client.aclose()
     return {
         "start_unix": start,
         "end_unix": time.time(),

@@ -102,6 +102,22 @@ def test_a_nan_only_column_is_an_error_not_zeros(tmp_path):
         load_csv(p)
 
 
+def test_a_data_set_recording_may_have_a_quantile_without_samples_but_no_other_empty_column(tmp_path):
+    header = ["timestamp"] + FEATURES
+    q = FEATURES.index("dohguard:scorer_inference_seconds:p99")
+    rows = [[str(i)] + ["" if j == q else "1" for j in range(len(FEATURES))] for i in range(5)]
+    p = _write(tmp_path, header, rows)
+    with pytest.raises(DataError, match=r"NaN-only\): dohguard:scorer_inference_seconds:p99;"):
+        load_csv(p)
+    rec = load_csv(p, allow_sampleless_quantiles=True)
+    assert np.all(np.isnan(rec.x[:, q]))
+    c = FEATURES.index("dohguard:callouts:rate")
+    rows = [[str(i)] + ["" if j in (q, c) else "1" for j in range(len(FEATURES))] for i in range(5)]
+    p = _write(tmp_path, header, rows)
+    with pytest.raises(DataError, match=r"NaN-only\): dohguard:callouts:rate;"):
+        load_csv(p, allow_sampleless_quantiles=True)
+
+
 def test_an_empty_file_a_bad_number_and_unordered_time_are_errors(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")

@@ -1,10 +1,12 @@
 """The traffic generator's plan and name sources (the recording itself runs against the real
 stack: `cargo xtask record-metrics`)."""
 
+import asyncio
 import random
 from collections import Counter
 
 import dns.message
+import pytest
 
 from dohguard_anomaly import traffic
 
@@ -47,3 +49,21 @@ def test_generated_names_are_valid_dns_queries():
         parsed = dns.message.from_wire(wire)
         assert str(parsed.question[0].name).rstrip(".") == name
         assert all(len(label) <= 63 for label in name.split("."))
+
+
+def test_a_schedule_can_hold_only_some_classes_and_refuses_unknown_ones():
+    plan = traffic.schedule(seed=5, minutes=8, kinds=["cache_flush"])
+    assert plan and {f.kind for f in plan} == {"cache_flush"}
+    with pytest.raises(ValueError, match="unknown fault classes"):
+        traffic.schedule(seed=5, minutes=8, kinds=["cache_flood"])
+
+
+def test_a_console_fault_without_the_console_session_is_refused_before_any_traffic(monkeypatch):
+    for key in traffic.ConsoleSession.ENV:
+        monkeypatch.delenv(key, raising=False)
+    assert traffic.ConsoleSession.from_env() is None
+    plan = [traffic.Fault("cache_flush", 1.0, 5.0, 1.0)]
+    with pytest.raises(ValueError, match="need the console"):
+        asyncio.run(traffic.run(doh_url="http://127.0.0.1:9/dns-query", zone_names=["a.test"], minutes=0.01,
+                                seed=1, base_rate=1, clients=1, day_s=60, faults=plan,
+                                scorer_pid=None, unbound_pid=None))

@@ -1,6 +1,7 @@
 //! `cargo xtask record-metrics`: one recording of the labelled metrics data set (issue 9).
 //! Starts the whole stack hermetically (unbound with the demo zones only, osmem, the real
-//! scorer, Envoy + filter with recording on) and Prometheus scraping every second, then runs
+//! scorer, Envoy + filter with recording on, the console as its override source) and
+//! Prometheus scraping every second, then runs
 //! the traffic generator and fault injectors (`python -m dohguard_anomaly record`, in
 //! `anomaly/`) against it, which writes `recording.csv`, `labels.json` and `manifest.json`.
 
@@ -9,12 +10,11 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use dohguard_launcher::filter_config::{read_rule_list, FilterConfig};
+use dohguard_launcher::console_stack::{ConsoleStack, ConsoleStackOptions};
+use dohguard_launcher::filter_config::read_rule_list;
 use dohguard_launcher::monitoring::{Monitoring, Timing};
+use dohguard_launcher::overrides::OverrideFeed;
 use dohguard_launcher::paths::repo_root;
-use dohguard_launcher::scorer::default_model_card;
-use dohguard_launcher::stack::ScorerKind;
-use dohguard_launcher::{Stack, StackOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,6 +36,9 @@ pub struct Args {
     /// A clean recording (no faults).
     #[arg(long)]
     no_faults: bool,
+    /// Only these fault classes (comma-separated; `python -m dohguard_anomaly record --faults`).
+    #[arg(long)]
+    faults: Option<String>,
     /// Number of DoH clients (distinct loopback source addresses).
     #[arg(long, default_value_t = 6)]
     clients: u32,
@@ -47,21 +50,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &std::fs::read_to_string(root.join("envoy/demo-deny-list.txt"))
             .context("reading envoy/demo-deny-list.txt")?,
     );
-    let filter = FilterConfig {
+    // The console as the override source: the cache-flush fault goes through it.
+    let mut running = ConsoleStack::start(ConsoleStackOptions {
         deny,
-        scorer: true,
-        events: true,
-        ..FilterConfig::default()
-    };
-    let mut stack = Stack::start(StackOptions {
-        filter_config: Some(filter.to_json()),
-        scorer: ScorerKind::Real {
-            model_card: default_model_card()?,
-        },
-        ..StackOptions::default()
+        concurrency: 2,
+        override_feed: Some(OverrideFeed::new(None)?),
+        ..ConsoleStackOptions::default()
     })
     .context("starting the stack")?;
-    let monitoring = Monitoring::start_for(&stack, &Timing::fast(), None, None)
+    let session = running.admin().context("logging in to the console")?;
+    let console_url = running.console.url();
+    let stack = &mut running.stack;
+    let monitoring = Monitoring::start_for(stack, &Timing::fast(), None, None)
         .context("starting Prometheus and Alertmanager")?;
     let python =
         std::env::var("DOHGUARD_PYTHON").context("DOHGUARD_PYTHON (source scripts/env.sh)")?;
@@ -100,6 +100,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.no_faults {
         command.arg("--no-faults");
     }
+    if let Some(faults) = &args.faults {
+        command.arg("--faults").arg(faults);
+    }
+    // The session in the environment: never on a command line others can read.
+    command
+        .env("DOHGUARD_CONSOLE_URL", &console_url)
+        .env("DOHGUARD_CONSOLE_COOKIE", &session.cookie)
+        .env("DOHGUARD_CONSOLE_CSRF", &session.csrf_token);
     let status = command.status().context("running the traffic generator")?;
     if !status.success() {
         bail!(
@@ -108,6 +116,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     drop(monitoring);
-    drop(stack);
+    drop(running);
     Ok(())
 }
