@@ -92,19 +92,21 @@ class ConsoleSession:
 
     def __init__(self, url: str, cookie: str, csrf: str):
         self.url = url.rstrip("/") + "/"
-        self._headers = {"cookie": cookie, "x-csrf-token": csrf, "content-type": "application/json"}
-        self.flushes = 0
+        headers = {"cookie": cookie, "x-csrf-token": csrf, "content-type": "application/json"}
+        self._client = httpx.AsyncClient(headers=headers, timeout=10.0)
 
     @classmethod
     def from_env(cls) -> ConsoleSession | None:
         values = [os.environ.get(k) for k in cls.ENV]
         return cls(*values) if all(values) else None
 
-    async def flush_cache(self, client: httpx.AsyncClient, reason: str) -> None:
-        r = await client.post(self.url + "api/cache/flush", headers=self._headers, json={"reason": reason})
+    async def flush_cache(self, reason: str) -> None:
+        r = await self._client.post(self.url + "api/cache/flush", json={"reason": reason})
         if r.status_code != 202:
             raise RuntimeError(f"the console refused the cache flush: {r.status_code} {r.text}")
-        self.flushes += 1
+
+    async def close(self) -> None:
+        await self._client.aclose()
 
 
 def zipf_picker(names: list[str], rng: random.Random, s: float = 1.1) -> Callable[[], str]:
@@ -220,7 +222,6 @@ async def run(
     pick = zipf_picker(benign_names(zone_names, rng), rng)
     pool = Clients(doh_url, clients)
     flushes_done: dict[Fault, int] = {}
-    console_client = httpx.AsyncClient(timeout=10.0)
     scorer = ProcessFault(scorer_pid)
     unbound = ProcessFault(unbound_pid)
     victim = "victim.example.test"
@@ -272,7 +273,7 @@ async def run(
                     done = flushes_done.get(f, 0)
                     if done < int(f.intensity) and t >= f.start_s + done * f.duration_s / f.intensity:
                         flushes_done[f] = done + 1
-                        await console.flush_cache(console_client, f"data set recording, fault at {f.start_s:.0f} s")
+                        await console.flush_cache(f"data set recording, fault at {f.start_s:.0f} s")
             # Faults that are processes.
             by_kind = {f.kind: f for f in active}
             if "scorer_outage" in by_kind:
@@ -296,7 +297,8 @@ async def run(
         if tasks:
             await asyncio.wait(tasks, timeout=10)
         await pool.close()
-        await console_client.aclose()
+        if console is not None:
+            await console.close()
     return {
         "start_unix": start,
         "end_unix": time.time(),

@@ -340,15 +340,11 @@ pub async fn remove(
 
 /// The set served to the filter: active overrides only (removed and expired left out).
 pub fn feed(current: &Current, now_ms: u64) -> OverrideSet {
-    let Current {
-        version,
-        cache_generation,
-        docs,
-    } = current;
     OverrideSet {
-        version: *version,
-        cache_generation: *cache_generation,
-        overrides: docs
+        version: current.version,
+        cache_generation: current.cache_generation,
+        overrides: current
+            .docs
             .iter()
             .filter(|d| d.status(now_ms) == "active")
             .map(OverrideDoc::to_wire)
@@ -430,7 +426,7 @@ pub async fn list(
     let current = all(&state).await?;
     let now = now_ms(OffsetDateTime::now_utc());
     Ok(Json(json!({"version": current.version,
-        "cache_flushed_ms": current.cache_generation,
+        "cache_generation": current.cache_generation,
         "overrides": listed(current.docs, now)})))
 }
 

@@ -266,6 +266,11 @@ async fn an_analyst_flushes_the_verdict_cache_through_the_feed() {
         .await
         .json();
     assert!(again["cache_generation"].as_u64().unwrap() > set["version"].as_u64().unwrap());
+    let listed = f.get("/api/overrides", Some(&viewer)).await.json();
+    assert_eq!(
+        listed["cache_generation"], again["cache_generation"],
+        "{listed}"
+    );
     let admin = f.admin().await;
     let audit = f.get("/api/audit", Some(&admin)).await.json();
     let flushes: Vec<(&str, &str)> = audit["entries"]

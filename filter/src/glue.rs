@@ -122,13 +122,28 @@ struct Shared {
     histogram_ids: Vec<Option<u32>>,
     /// The verdict cache's hash key, as stored in shared data (re-read before each insert).
     cache_key: Cell<HashKey>,
+    /// The last key derived after a cache flush, with the stored key and the generation it
+    /// was derived from: the request path reads it instead of hashing on every request.
+    flushed_key: Cell<Option<(HashKey, u64, HashKey)>>,
 }
 
 impl Shared {
     /// The key the cache and the callout markers use now: the stored one, changed by the
     /// last cache flush in the adopted override set (`cache::effective_key`).
     fn hash_key(&self) -> HashKey {
-        cache::effective_key(self.cache_key.get(), overrides::cache_generation())
+        let stored = self.cache_key.get();
+        let generation = overrides::cache_generation();
+        if generation == 0 {
+            return stored;
+        }
+        match self.flushed_key.get() {
+            Some((from, of, derived)) if from == stored && of == generation => derived,
+            _ => {
+                let derived = cache::effective_key(stored, generation);
+                self.flushed_key.set(Some((stored, generation, derived)));
+                derived
+            }
+        }
     }
 
     fn cache<'s>(&self, store: &'s HostStore) -> VerdictCache<'s, HostStore> {
@@ -177,6 +192,7 @@ impl Default for FilterRoot {
                 metric_ids: Vec::new(),
                 histogram_ids: Vec::new(),
                 cache_key: Cell::new([0; 16]),
+                flushed_key: Cell::new(None),
             }),
             failed_batches: 0,
             override_poll: None,
@@ -377,6 +393,7 @@ impl RootContext for FilterRoot {
             metric_ids,
             histogram_ids,
             cache_key,
+            flushed_key: Cell::new(None),
         });
         true
     }

@@ -257,10 +257,11 @@ impl Envoy {
             admin.is_some_and(|address| http_ok(&format!("http://{address}/ready")))
         })?;
         let admin = admin.expect("ready implies the admin address was read");
-        let listeners = http::get_text(&format!("http://{admin}/listeners?format=json"))?.1;
+        let listeners_url = format!("http://{admin}/listeners?format=json");
+        let listeners = http::get_text(&listeners_url)?.1;
         let bound = |name: &str| {
             listener_port(&listeners, name).ok_or_else(|| LaunchError::Http {
-                url: format!("http://{admin}/listeners?format=json"),
+                url: listeners_url.clone(),
                 message: format!("no bound port for listener {name} in {listeners}"),
             })
         };

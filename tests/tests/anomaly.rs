@@ -79,6 +79,22 @@ fn nxdomain_storm(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u
     })
 }
 
+/// Waits until the webhook has received `DohguardAnomaly` in `status` (`firing`,
+/// `resolved`); its annotations.
+fn anomaly_alert(
+    hook: &WebhookReceiver,
+    status: &str,
+    what: &str,
+    timeout: Duration,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    wait_for(what, timeout, || {
+        Ok(hook
+            .annotations_of("DohguardAnomaly")
+            .into_iter()
+            .find(|(s, _)| s == status))
+    })
+}
+
 /// The real stack (real scorer, filter failing open), a webhook receiver, and Prometheus,
 /// Alertmanager and the detector on `model_card` watching it, once every scrape target is up.
 struct Watched {
@@ -174,15 +190,11 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
         || Ok(value("dohguard_anomaly_score")?.filter(|s| *s >= 4.0)),
     );
     let fired = raised.and_then(|_| {
-        wait_for(
+        anomaly_alert(
+            hook,
+            "firing",
             "DohguardAnomaly firing at the webhook",
             Duration::from_secs(60),
-            || {
-                Ok(hook
-                    .annotations_of("DohguardAnomaly")
-                    .into_iter()
-                    .find(|(status, _)| status == "firing"))
-            },
         )
     });
     stop_storm.store(true, Ordering::Relaxed);
@@ -195,16 +207,11 @@ fn an_nxdomain_storm_raises_the_anomaly_alert_end_to_end() -> anyhow::Result<()>
     );
 
     // The storm is over: the alert resolves at the webhook.
-    wait_for(
+    anomaly_alert(
+        hook,
+        "resolved",
         "DohguardAnomaly resolved at the webhook",
         Duration::from_secs(120),
-        || {
-            Ok(hook
-                .annotations_of("DohguardAnomaly")
-                .iter()
-                .any(|(status, _)| status == "resolved")
-                .then_some(()))
-        },
     )?;
     stop_normal.store(true, Ordering::Relaxed);
     normal.join().expect("traffic thread");
@@ -292,15 +299,11 @@ fn the_shipped_model_stays_quiet_on_light_traffic_and_alerts_in_a_storm() -> any
     // The fault (`nxdomain_storm`): the shipped model alerts, end to end, at the webhook.
     let stop_storm = Arc::new(AtomicBool::new(false));
     let storm = nxdomain_storm(port, stop_storm.clone());
-    let fired = wait_for(
+    let fired = anomaly_alert(
+        hook,
+        "firing",
         "DohguardAnomaly firing at the webhook in the storm (shipped model)",
         Duration::from_secs(180),
-        || {
-            Ok(hook
-                .annotations_of("DohguardAnomaly")
-                .into_iter()
-                .find(|(status, _)| status == "firing"))
-        },
     );
     stop_storm.store(true, Ordering::Relaxed);
     let storm_sent = storm.join().expect("storm thread");
